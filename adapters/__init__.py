@@ -1,0 +1,86 @@
+"""Adapters: the guarded connectors through which opsgate touches the outside world.
+
+Each adapter is a :class:`Tool` that declares its actions (args schema, risk, read-only,
+idempotent, compensation) in a :class:`ToolSpec` and runs a :class:`ToolCall` only under a
+:class:`Grant` naming that exact tool action and argument hash. Grant checks, circuit breaking,
+rate limiting and timeouts are guards stacked around a tool by :func:`guarded`, not code
+repeated in each adapter. Adapters import only ``common``; the control plane looks tools up in
+a :class:`ToolRegistry`.
+
+Every error is an :class:`AdapterError` with a stable ``code``, a plain-words ``message`` and a
+``retryable`` flag. Codes: ``grant_missing``, ``grant_scope_mismatch``, ``grant_expired``,
+``grant_args_changed``, ``grant_forged`` (GrantError), ``args_invalid``, ``unknown_action``,
+``host_not_allowed``, ``tool_timeout``, ``circuit_open``, ``rate_limited``, ``tool_failed``;
+see :mod:`adapters.errors`.
+
+Test doubles live in :mod:`adapters.testing`.
+"""
+
+from adapters.base import (
+    ActionSpec,
+    Grant,
+    GrantSigner,
+    Tool,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    parse_args,
+    validate_args,
+)
+from adapters.errors import (
+    AdapterError,
+    ArgsInvalid,
+    CircuitOpen,
+    ErrorCode,
+    GrantError,
+    HostNotAllowed,
+    RateLimited,
+    ToolFailed,
+    ToolTimeout,
+    UnknownAction,
+)
+from adapters.guards import (
+    BreakerState,
+    CircuitBreakerGuard,
+    GrantGuard,
+    RateLimitGuard,
+    TimeoutGuard,
+    ToolWrapper,
+    guarded,
+)
+from adapters.http import HttpTool
+from adapters.registry import ToolRegistry
+from adapters.shell import ShellCommand, ShellTool
+
+__all__ = [
+    "ActionSpec",
+    "AdapterError",
+    "ArgsInvalid",
+    "BreakerState",
+    "CircuitBreakerGuard",
+    "CircuitOpen",
+    "ErrorCode",
+    "Grant",
+    "GrantError",
+    "GrantGuard",
+    "GrantSigner",
+    "HostNotAllowed",
+    "HttpTool",
+    "RateLimitGuard",
+    "RateLimited",
+    "ShellCommand",
+    "ShellTool",
+    "TimeoutGuard",
+    "Tool",
+    "ToolCall",
+    "ToolFailed",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolSpec",
+    "ToolTimeout",
+    "ToolWrapper",
+    "UnknownAction",
+    "guarded",
+    "parse_args",
+    "validate_args",
+]

@@ -1,0 +1,209 @@
+"""The small base every adapter builds on: specs, calls, results, grants and the Tool protocol."""
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from adapters.errors import ArgsInvalid, ErrorCode, GrantError, UnknownAction
+from common import Risk, args_hash
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """What one action of a tool does, which arguments it takes and how risky it is."""
+
+    name: str
+    args_model: type[BaseModel]
+    risk: Risk
+    read_only: bool
+    idempotent: bool
+    compensation: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool's name, its actions and what one call costs."""
+
+    name: str
+    actions: Mapping[str, ActionSpec]
+    cost_per_call_usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse dotted names, mismatched keys and compensations naming no action."""
+        if not self.name or "." in self.name:
+            raise ValueError(f"tool name {self.name!r} must be non-empty and contain no '.'")
+        for key, action in self.actions.items():
+            if key != action.name or "." in key:
+                raise ValueError(f"tool {self.name}: action key {key!r} must equal its name")
+            if action.compensation is not None and action.compensation not in self.actions:
+                raise ValueError(
+                    f"tool {self.name}: action {key!r} is compensated by "
+                    f"{action.compensation!r}, which is not one of its actions"
+                )
+
+    def action(self, name: str) -> ActionSpec:
+        """The spec of action ``name``; raises :class:`UnknownAction` listing the known ones."""
+        try:
+            return self.actions[name]
+        except KeyError:
+            known = ", ".join(f"{self.name}.{a}" for a in sorted(self.actions)) or "none"
+            raise UnknownAction(
+                f"tool {self.name!r} has no action {name!r}; known actions: {known}"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One request to run ``tool.action`` with ``args``."""
+
+    tool: str
+    action: str
+    args: dict[str, Any]
+    idempotency_key: str
+    correlation_id: str = ""
+
+    @property
+    def tool_action(self) -> str:
+        """The dotted name, e.g. ``http.get``."""
+        return f"{self.tool}.{self.action}"
+
+
+class ToolResult(BaseModel):
+    """What a call produced; recorded whatever its outcome, and JSON-serialisable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    status: int | None
+    output: dict[str, Any]
+    summary: str
+    duration_ms: float
+    cost_usd: float
+    tokens: int = 0
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permission to run one tool action with one exact set of arguments until ``expires_at``."""
+
+    grant_id: str
+    tool: str
+    action: str
+    args_hash: str
+    expires_at: datetime
+    signature: str = field(repr=False)
+
+
+class Tool(Protocol):
+    """Anything that can run calls for the actions its spec declares."""
+
+    @property
+    def spec(self) -> ToolSpec:
+        """The tool's name and actions."""
+        ...
+
+    async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Run ``call`` under ``grant`` and report the result."""
+        ...
+
+
+class GrantSigner:
+    """Issues grants signed with HMAC-SHA256 and verifies them against calls."""
+
+    def __init__(self, key: bytes) -> None:
+        """Sign with ``key``; it must hold at least 16 bytes."""
+        if len(key) < 16:
+            raise ValueError("grant signing key must hold at least 16 bytes")
+        self._key = key
+
+    def issue(
+        self,
+        *,
+        grant_id: str,
+        tool: str,
+        action: str,
+        args_hash: str,
+        expires_at: datetime,
+    ) -> Grant:
+        """A grant for ``tool.action`` with the arguments hashing to ``args_hash``."""
+        if expires_at.tzinfo is None:
+            raise ValueError("grant expiry must be timezone-aware")
+        unsigned = Grant(grant_id, tool, action, args_hash, expires_at.astimezone(UTC), "")
+        return Grant(
+            unsigned.grant_id,
+            unsigned.tool,
+            unsigned.action,
+            unsigned.args_hash,
+            unsigned.expires_at,
+            self._sign(unsigned),
+        )
+
+    def verify(self, grant: Grant | None, call: ToolCall, *, now: datetime) -> None:
+        """Return if ``grant`` covers ``call`` at ``now``; else raise :class:`GrantError`."""
+        if grant is None:
+            raise GrantError(
+                f"{call.tool_action} needs a grant and none was given",
+                code=ErrorCode.GRANT_MISSING,
+            )
+        if not hmac.compare_digest(self._sign(grant), grant.signature):
+            raise GrantError(
+                f"grant {grant.grant_id} has an invalid signature; it was not issued by opsgate "
+                "or was altered",
+                code=ErrorCode.GRANT_FORGED,
+            )
+        if (grant.tool, grant.action) != (call.tool, call.action):
+            raise GrantError(
+                f"grant {grant.grant_id} allows {grant.tool}.{grant.action}, "
+                f"not {call.tool_action}",
+                code=ErrorCode.GRANT_SCOPE_MISMATCH,
+            )
+        if not hmac.compare_digest(args_hash(call.tool_action, call.args), grant.args_hash):
+            raise GrantError(
+                f"the arguments of {call.tool_action} differ from the ones grant "
+                f"{grant.grant_id} was approved for",
+                code=ErrorCode.GRANT_ARGS_CHANGED,
+            )
+        if now >= grant.expires_at:
+            raise GrantError(
+                f"grant {grant.grant_id} expired at {grant.expires_at.isoformat()}",
+                code=ErrorCode.GRANT_EXPIRED,
+            )
+
+    def _sign(self, grant: Grant) -> str:
+        # Unit separators keep field boundaries unambiguous ("a.b" + "c" != "a" + "b.c").
+        expires = grant.expires_at.astimezone(UTC).isoformat() if grant.expires_at.tzinfo else ""
+        message = "\x1f".join((grant.grant_id, grant.tool, grant.action, grant.args_hash, expires))
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def summarise_validation_error(exc: ValidationError) -> str:
+    """One line per problem, ``field: what is wrong``, without echoing the input values."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_args(spec: ActionSpec, args: Any) -> BaseModel:
+    """Parse ``args`` into the action's args model; raises :class:`ArgsInvalid` in plain words."""
+    if not isinstance(args, Mapping):
+        raise ArgsInvalid(f"arguments of {spec.name} must be a mapping, not {type(args).__name__}")
+    try:
+        return spec.args_model.model_validate(dict(args))
+    except ValidationError as exc:
+        raise ArgsInvalid(
+            f"invalid arguments for {spec.name}: {summarise_validation_error(exc)}"
+        ) from exc
+
+
+def validate_args(spec: ActionSpec, args: Any) -> dict[str, Any]:
+    """Check ``args`` against the action's schema and return them normalised (JSON-ready)."""
+    return parse_args(spec, args).model_dump(mode="json", by_alias=True)

@@ -1,0 +1,233 @@
+"""The ``http`` tool: GET and POST to allow-listed hosts, bounded in time and body size."""
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from yarl import URL
+
+from adapters.base import (
+    ActionSpec,
+    Grant,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    parse_args,
+    summarise_validation_error,
+)
+from adapters.errors import HostNotAllowed, ToolFailed, ToolTimeout
+from common import Risk
+
+
+class HttpGetArgs(BaseModel):
+    """Arguments of ``http.get``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = URL(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if url.scheme not in {"http", "https"}:
+            raise ValueError("only http and https URLs are allowed")
+        if not url.host:
+            raise ValueError("the URL has no host")
+        if url.user is not None or url.password is not None:
+            raise ValueError("credentials in the URL are not allowed; send them as a header")
+        return value
+
+
+class HttpPostArgs(HttpGetArgs):
+    """Arguments of ``http.post``; ``json`` is the request body."""
+
+    json_body: Any = Field(default=None, alias="json")
+
+
+class HttpConfig(BaseModel):
+    """The ``adapters.http`` section of the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_hosts: list[str]
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=65536, ge=0)
+    cost_per_call_usd: float = Field(default=0.0, ge=0)
+
+
+HTTP_SPEC = ToolSpec(
+    name="http",
+    actions={
+        "get": ActionSpec(
+            name="get",
+            args_model=HttpGetArgs,
+            risk=Risk.LOW,
+            read_only=True,
+            idempotent=True,
+            description="GET a URL on an allow-listed host",
+        ),
+        "post": ActionSpec(
+            name="post",
+            args_model=HttpPostArgs,
+            risk=Risk.MEDIUM,
+            read_only=False,
+            idempotent=False,
+            description="POST JSON to a URL on an allow-listed host",
+        ),
+    },
+)
+
+
+def _host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    host = host.lower().rstrip(".")
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+class HttpTool:
+    """Calls HTTP endpoints on allow-listed hosts; every response, whatever its status, is a result.
+
+    Redirects are not followed (a redirect could leave the allow-list); the 3xx is the result.
+    Request headers never appear in the output, since they may carry credentials.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_hosts: Sequence[str],
+        timeout_s: float = 10.0,
+        max_body_bytes: int = 65536,
+        cost_per_call_usd: float = 0.0,
+        session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+    ) -> None:
+        """Allow ``allow_hosts`` (exact names, or ``*.example.com`` for any subdomain)."""
+        self._allow_hosts = tuple(_normalise_pattern(p) for p in allow_hosts)
+        self._timeout_s = timeout_s
+        self._max_body_bytes = max_body_bytes
+        self._session_factory = session_factory or aiohttp.ClientSession
+        self._session: aiohttp.ClientSession | None = None
+        self._spec = ToolSpec(
+            name=HTTP_SPEC.name, actions=HTTP_SPEC.actions, cost_per_call_usd=cost_per_call_usd
+        )
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> "HttpTool":
+        """Build the tool from the ``adapters.http`` config section; bad config -> ValueError."""
+        try:
+            config = HttpConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(
+                f"adapters.http config is invalid: {summarise_validation_error(exc)}"
+            ) from None
+        return cls(**config.model_dump())
+
+    @property
+    def spec(self) -> ToolSpec:
+        """The ``http`` tool's actions: ``get`` and ``post``."""
+        return self._spec
+
+    async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Send the request and record the response; grants are checked by the guards."""
+        action = self._spec.action(call.action)
+        args = parse_args(action, call.args)
+        assert isinstance(args, HttpGetArgs)
+        url = URL(args.url)
+        if url.host is None or not _host_allowed(url.host, self._allow_hosts):
+            raise HostNotAllowed(
+                f"{url.host!r} is not an allowed host for http; allowed: "
+                f"{', '.join(self._allow_hosts) or 'none'}"
+            )
+        method = call.action.upper()
+        body = args.json_body if isinstance(args, HttpPostArgs) else None
+        timeout = args.timeout_s or self._timeout_s
+        started = time.perf_counter()
+        try:
+            async with self._get_session().request(
+                method,
+                url,
+                headers=args.headers,
+                json=body,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw, truncated = await self._read_capped(response)
+                status = response.status
+                charset = response.charset or "utf-8"
+                is_json = response.content_type.endswith("json")
+        except TimeoutError as exc:
+            raise ToolTimeout(
+                f"{method} {url} got no complete answer within {timeout:g} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ToolFailed(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        duration_ms = (time.perf_counter() - started) * 1000
+        text = raw.decode(charset, errors="replace")
+        return ToolResult(
+            ok=True,
+            status=status,
+            output={
+                "status": status,
+                "body": text,
+                "json": _parse_json(text) if is_json and not truncated else None,
+                "truncated": truncated,
+                "url": str(url),
+            },
+            summary=f"{method} {url} -> {status} ({duration_ms:.0f} ms)",
+            duration_ms=duration_ms,
+            cost_usd=self._spec.cost_per_call_usd,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP session, if one was opened."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = self._session_factory()
+        return self._session
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        # Read one byte past the cap to know whether anything was cut off.
+        limit = self._max_body_bytes
+        buf = bytearray()
+        while len(buf) <= limit:
+            chunk = await response.content.read(limit + 1 - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf[:limit]), len(buf) > limit
+
+
+def _normalise_pattern(pattern: str) -> str:
+    cleaned = pattern.strip().lower().rstrip(".")
+    bare = cleaned.removeprefix("*.").strip("[]")
+    # One colon means host:port; IPv6 literals have several.
+    if not bare or "*" in bare or "/" in bare or bare.count(":") == 1:
+        raise ValueError(
+            f"allow_hosts entry {pattern!r} must be a host name or '*.domain', "
+            "without scheme, port or path"
+        )
+    return f"*.{bare}" if cleaned.startswith("*.") else bare
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

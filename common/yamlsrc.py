@@ -1,0 +1,119 @@
+"""YAML that remembers where each value came from, so errors can name file and line."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class LocatedYaml:
+    """Parsed YAML data plus the 1-based line of every mapping key and sequence item."""
+
+    data: Any
+    source: str
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """The line of ``loc`` or of its nearest known parent."""
+        path = tuple(loc)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+
+class YamlSyntaxError(ValueError):
+    """The text is not valid YAML; carries the line of the problem."""
+
+    def __init__(self, message: str, *, source: str, line: int | None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.message = message
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            child = (*loc, key)
+            lines[child] = key_node.start_mark.line + 1
+            _walk(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*loc, index)
+            lines[child] = item.start_mark.line + 1
+            _walk(item, child, lines)
+
+
+def load_located(text: str, *, source: str) -> LocatedYaml:
+    """Parse one YAML document with line numbers; raises YamlSyntaxError on bad syntax."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(f"invalid YAML: {problem}", source=source, line=line) from exc
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return LocatedYaml(data=data, source=source, lines=lines)
+
+
+def describe_loc(loc: Sequence[str | int]) -> str:
+    """``("steps", 2, "risk")`` -> ``steps[2].risk``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(document)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file: where, and what to change."""
+
+    source: str
+    line: int | None
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        at = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{at}: {self.where}: {self.message}"
+
+
+_HINTS = {
+    "extra_forbidden": "unknown key; remove it or check its spelling",
+    "missing": "required; add it",
+}
+
+
+def validation_problems(exc: ValidationError, located: LocatedYaml) -> list[Problem]:
+    """Turn a pydantic ValidationError on ``located.data`` into problems with lines."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        message = _HINTS.get(err["type"], err["msg"])
+        if err["type"] not in _HINTS and "input" in err and not isinstance(err["input"], dict):
+            message = f"{message} (got {err['input']!r})"
+        problems.append(
+            Problem(
+                source=located.source,
+                line=located.line_of(loc),
+                where=describe_loc(loc),
+                message=message,
+            )
+        )
+    return problems

@@ -1,0 +1,164 @@
+"""opsgate.yaml: the configuration schema, its defaults and its loader.
+
+``OPSGATE_CONFIG`` names the file; else ``./opsgate.yaml`` when present; else built-in defaults.
+Relative paths inside the file are resolved against the file's folder.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common import Mode
+from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
+from orchestration.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class BudgetConfig(BaseModel):
+    """Per-plan budgets and thresholds."""
+
+    model_config = _STRICT
+    plan_usd: float = Field(default=1.0, ge=0)
+    plan_tokens: int = Field(default=2000, ge=0)
+    soft_ratio: float = Field(default=0.8, gt=0, le=1)
+    soft_wait_minutes: int = Field(default=10, ge=1)
+
+
+class ExecutionConfig(BaseModel):
+    """How the Executor runs steps."""
+
+    model_config = _STRICT
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    no_progress_steps: int = Field(default=3, ge=1)
+    grant_ttl_s: int = Field(default=120, ge=1, le=3600)
+    step_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class ToolLimits(BaseModel):
+    """Guards every tool gets: rate limit and circuit breaker."""
+
+    model_config = _STRICT
+    rate_per_s: float = Field(default=5.0, gt=0)
+    burst: int = Field(default=5, ge=1)
+    rate_max_wait_s: float = Field(default=5.0, ge=0)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
+
+
+class HttpAdapterConfig(ToolLimits):
+    """The http adapter."""
+
+    allow_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=65536, ge=1)
+    cost_per_call_usd: float = Field(default=0.0001, ge=0)
+
+
+class ShellAdapterConfig(ToolLimits):
+    """The shell adapter: only allow-listed argv templates."""
+
+    commands: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_output_bytes: int = Field(default=65536, ge=1)
+    cost_per_call_usd: float = Field(default=0.0, ge=0)
+
+
+class AdaptersConfig(BaseModel):
+    """Which adapters are on, and how."""
+
+    model_config = _STRICT
+    http: HttpAdapterConfig = Field(default_factory=HttpAdapterConfig)
+    shell: ShellAdapterConfig | None = None
+
+
+class SlackConfig(BaseModel):
+    """Slack surface settings."""
+
+    model_config = _STRICT
+    incident_channels: list[str] = Field(default_factory=list)
+    ops_channel: str | None = None
+
+
+class OpsgateConfig(BaseModel):
+    """The whole configuration."""
+
+    model_config = _STRICT
+    mode: Mode = Mode.SUPERVISED
+    runbooks: Path = Path("runbooks")
+    policies: Path | None = None
+    approvers: list[str] = Field(default_factory=list)
+    approver_groups: dict[str, list[str]] = Field(default_factory=dict)
+    approval_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    source: str = Field(default="(built-in defaults)", exclude=True)
+
+    @field_validator("approvers")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item or not item[0].isalpha() or not item.isalnum():
+                raise ValueError(f"{item!r} is not a Slack user or user-group id (like U0123)")
+        return value
+
+    def approver_ids(self) -> frozenset[str]:
+        """Configured approvers with user groups expanded to their members."""
+        out: set[str] = set()
+        for item in self.approvers:
+            out.update(self.approver_groups.get(item, [item]))
+        return frozenset(out)
+
+
+def config_path() -> Path | None:
+    """The config file to read, or None for built-in defaults."""
+    env = os.environ.get("OPSGATE_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("opsgate.yaml")
+    return local if local.exists() else None
+
+
+def check_config(path: Path | None = None) -> tuple[OpsgateConfig | None, list[Problem]]:
+    """Load the config and return it with every problem found (file, line, what to change)."""
+    path = path if path is not None else config_path()
+    if path is None:
+        return OpsgateConfig(), []
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [Problem(source, None, "(file)", f"cannot read: {exc.strerror}")]
+    try:
+        located = load_located(text, source=source)
+    except YamlSyntaxError as exc:
+        return None, [Problem(source, exc.line, "(syntax)", exc.message)]
+    data = located.data if located.data is not None else {}
+    if not isinstance(data, dict):
+        return None, [Problem(source, 1, "(document)", "must be a mapping of settings")]
+    try:
+        config = OpsgateConfig.model_validate(data)
+    except ValidationError as exc:
+        return None, validation_problems(exc, located)
+    base = path.parent
+    updates: dict[str, Any] = {"source": source}
+    if not config.runbooks.is_absolute():
+        updates["runbooks"] = base / config.runbooks
+    if config.policies is not None and not config.policies.is_absolute():
+        updates["policies"] = base / config.policies
+    return config.model_copy(update=updates), []
+
+
+def load_config(path: Path | None = None) -> OpsgateConfig:
+    """Load the config or raise ConfigError naming the first problem."""
+    config, problems = check_config(path)
+    if problems or config is None:
+        first = problems[0]
+        raise ConfigError(f"{first.where}: {first.message}", path=first.source, line=first.line)
+    return config

@@ -1,0 +1,79 @@
+"""StrEnums of the control plane: states, vote choices, event kinds."""
+
+from enum import StrEnum
+
+
+class IncidentStatus(StrEnum):
+    """Where an incident stands."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+
+class PlanStatus(StrEnum):
+    """Lifecycle of one plan version."""
+
+    PROPOSED = "proposed"
+    RUNNING = "running"
+    WAITING = "waiting"  # a step or the budget waits for humans
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HALTED = "halted"  # rejected, denied or stopped by budget / no progress
+    STALE = "stale"  # pinned knowledge changed: invalidated, never run
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"  # refused before it started (budget forecast)
+    SHADOW = "shadow"  # shadow mode: proposed and evaluated, nothing executed
+
+
+class StepStatus(StrEnum):
+    """Lifecycle of one step."""
+
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"  # shadow mode, or the plan ended before it
+    COMPENSATED = "compensated"
+
+
+class ApprovalState(StrEnum):
+    """Lifecycle of one approval record."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class ApprovalPurpose(StrEnum):
+    """What an approval record gates."""
+
+    STEP = "step"
+    BUDGET = "budget"
+
+
+class VoteChoice(StrEnum):
+    """A person's answer on an approval card."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class StepKind(StrEnum):
+    """A step from the runbook, or one added to undo a failed step."""
+
+    RUNBOOK = "runbook"
+    COMPENSATION = "compensation"
+
+
+class SpanKind(StrEnum):
+    """Levels of a trace."""
+
+    PLAN = "plan"
+    STEP = "step"
+    TOOL_CALL = "tool_call"

@@ -1,0 +1,195 @@
+"""The Executor: runs one approved step with the grant it was handed, and nothing else.
+
+It never chooses what to run. It applies the retry policy (exponential backoff with jitter,
+idempotent actions only, stopping when the grant expires), gives each attempt its own
+idempotency key, and asks the Auditor's ``check`` whether a result meets the step's
+expectation. Timeouts, rate limits and circuit breakers are guards stacked around each tool
+(see ``adapters.guards``).
+"""
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from adapters import AdapterError, Grant, ToolCall, ToolRegistry, ToolResult
+from common import Clock
+from orchestration.auditor import Check, check_expect
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Everything the Executor may know about the one step it runs."""
+
+    step_id: str
+    tool_action: str
+    args: Mapping[str, Any]
+    idempotent: bool
+    expect: Mapping[str, Any] | None
+    grant: Grant
+    correlation_id: str
+    first_attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call to the tool, for the trace."""
+
+    number: int
+    idempotency_key: str
+    started_at: datetime
+    ended_at: datetime
+    ok: bool
+    summary: str
+    error_code: str | None = None
+    cost_usd: float = 0.0
+    tokens: int = 0
+
+
+@dataclass
+class Outcome:
+    """The result of running a step: the last result or error, and every attempt."""
+
+    result: ToolResult | None = None
+    error_code: str | None = None
+    error: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    check: Check = field(default_factory=lambda: Check(ok=False, reason="not run"))
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the tool answered and the answer met ``expect``."""
+        return self.result is not None and self.error_code is None and self.check.ok
+
+    @property
+    def cost_usd(self) -> float:
+        """What the last attempt cost (each attempt's cost is recorded separately too)."""
+        return self.result.cost_usd if self.result else 0.0
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth another try."""
+
+
+class Executor:
+    """Runs tickets through the tool registry."""
+
+    def __init__(
+        self,
+        *,
+        tools: ToolRegistry,
+        clock: Clock,
+        max_attempts: int,
+        backoff_initial_s: float,
+        backoff_max_s: float,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._tools = tools
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._initial = backoff_initial_s
+        self._max = backoff_max_s
+        self._sleep = sleep
+
+    async def run(self, ticket: Ticket) -> Outcome:
+        """Run ``ticket``; never raises for tool failures, which are reported in the outcome."""
+        outcome = Outcome()
+        tool, _spec = self._tools.action(ticket.tool_action)
+        tool_name, _, action = ticket.tool_action.partition(".")
+        attempts = self._max_attempts if ticket.idempotent else 1
+        number = ticket.first_attempt - 1
+
+        async def attempt() -> None:
+            nonlocal number
+            number += 1
+            call = ToolCall(
+                tool=tool_name,
+                action=action,
+                args=dict(ticket.args),
+                idempotency_key=f"{ticket.step_id}:{number}",
+                correlation_id=ticket.correlation_id,
+            )
+            started = self._clock.now()
+            try:
+                result = await tool.invoke(call, ticket.grant)
+            except AdapterError as exc:
+                self._record(
+                    outcome,
+                    ticket,
+                    call=call,
+                    started=started,
+                    result=None,
+                    error=exc,
+                    number=number,
+                )
+                if exc.retryable:
+                    raise _Retry from exc
+                return
+            self._record(
+                outcome,
+                ticket,
+                call=call,
+                started=started,
+                result=result,
+                error=None,
+                number=number,
+            )
+            if not outcome.check.ok:
+                raise _Retry
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=self._initial, max=self._max),
+            retry=retry_if_exception_type(_Retry),
+            sleep=self._sleep,
+            reraise=False,
+        )
+        # On RetryError the outcome already holds the last attempt's failure.
+        with contextlib.suppress(RetryError):
+            await retrying(attempt)
+        return outcome
+
+    def _record(
+        self,
+        outcome: Outcome,
+        ticket: Ticket,
+        *,
+        number: int,
+        call: ToolCall,
+        started: datetime,
+        result: ToolResult | None,
+        error: AdapterError | None,
+    ) -> None:
+        ended = self._clock.now()
+        if result is not None:
+            outcome.result = result
+            outcome.error_code = None
+            outcome.error = None
+            outcome.check = check_expect(ticket.expect, result.model_dump(mode="json"))
+        else:
+            assert error is not None
+            outcome.error_code = error.code
+            outcome.error = error.message
+            outcome.check = Check(ok=False, reason=error.message)
+        outcome.attempts.append(
+            Attempt(
+                number=number,
+                idempotency_key=call.idempotency_key,
+                started_at=started,
+                ended_at=ended,
+                ok=result is not None and outcome.check.ok,
+                summary=result.summary if result is not None else (error.message if error else ""),
+                error_code=error.code if error else None,
+                cost_usd=result.cost_usd if result is not None else 0.0,
+                tokens=result.tokens if result is not None else 0,
+            )
+        )

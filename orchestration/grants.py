@@ -1,0 +1,51 @@
+"""Grants: short-lived credentials scoped to exactly one tool action and args hash.
+
+Only the control plane issues them, and only for a step that policy allowed and whose quorum
+is met. The signed value handed to the Executor is an ``adapters.Grant``; adapters refuse any
+call whose grant is missing, forged, expired, or scoped to another action or other args.
+"""
+
+import uuid
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from adapters import Grant, GrantSigner
+from orchestration.models import Grant as GrantRow
+from orchestration.models import Step
+from orchestration.records import Ctx, audit
+
+
+def issue_grant(
+    session: Session, ctx: Ctx, *, step: Step, signer: GrantSigner, ttl_s: int
+) -> Grant:
+    """Issue, store and audit a grant for ``step``."""
+    tool, _, action = step.tool_action.partition(".")
+    expires = ctx.now + timedelta(seconds=ttl_s)
+    grant = signer.issue(
+        grant_id=uuid.uuid4().hex,
+        tool=tool,
+        action=action,
+        args_hash=step.args_hash,
+        expires_at=expires,
+    )
+    session.add(
+        GrantRow(
+            id=grant.grant_id,
+            step_id=step.id,
+            tool=tool,
+            action=action,
+            args_hash=step.args_hash,
+            issued_at=ctx.now,
+            expires_at=expires,
+            signature=grant.signature,
+        )
+    )
+    audit(
+        session,
+        ctx,
+        "grant_issued",
+        step_id=step.id,
+        detail={"grant_id": grant.grant_id, "scope": step.tool_action, "ttl_s": ttl_s},
+    )
+    return grant

@@ -1,0 +1,163 @@
+"""Plan-level transitions shared by the step and approval units of work."""
+
+from sqlmodel import Session, col, delete, select
+
+from common import Role
+from orchestration.enums import ApprovalState, PlanStatus, SpanKind, StepStatus
+from orchestration.errors import NotFound
+from orchestration.knowledge import latest_versions, stale_pins
+from orchestration.models import Approval, Plan, Step, TaskMemory
+from orchestration.records import Ctx, audit, emit, span
+from orchestration.statemachine import (
+    APPROVAL_TRANSITIONS,
+    PLAN_FINAL,
+    PLAN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    transition,
+)
+
+OPEN_STEP_STATES = (StepStatus.PENDING, StepStatus.AWAITING_APPROVAL)
+
+
+def ctx_for(plan: Plan, base: Ctx, *, actor: str | None = None, role: Role | None = None) -> Ctx:
+    """A context bound to ``plan`` (its incident, channel and correlation id)."""
+    return Ctx(
+        correlation_id=plan.correlation_id,
+        now=base.now,
+        actor=actor or base.actor,
+        role=role or base.role,
+        incident_id=plan.incident_id,
+        plan_id=plan.id,
+        channel=plan.channel,
+    )
+
+
+def lock_plan(session: Session, plan_id: str) -> Plan:
+    """Load a plan, locking its row (PostgreSQL) so one transaction advances it at a time."""
+    plan = session.exec(select(Plan).where(Plan.id == plan_id).with_for_update()).first()
+    if plan is None:
+        raise NotFound(f"no plan {plan_id}")
+    return plan
+
+
+def steps_of(session: Session, plan_id: str) -> list[Step]:
+    """The plan's steps in order."""
+    return list(
+        session.exec(select(Step).where(Step.plan_id == plan_id).order_by(col(Step.position)))
+    )
+
+
+def set_step(step: Step, target: StepStatus) -> None:
+    """Move ``step`` to ``target`` through the transitions table."""
+    step.status = transition(STEP_TRANSITIONS, StepStatus(step.status), target).value
+
+
+def set_plan(plan: Plan, target: PlanStatus, reason: str = "") -> None:
+    """Move ``plan`` to ``target`` through the transitions table."""
+    plan.status = transition(PLAN_TRANSITIONS, PlanStatus(plan.status), target).value
+    if reason:
+        plan.status_reason = reason
+
+
+def set_approval(approval: Approval, target: ApprovalState) -> None:
+    """Move ``approval`` to ``target`` through the transitions table."""
+    approval.state = transition(APPROVAL_TRANSITIONS, ApprovalState(approval.state), target).value
+
+
+def skip_open_steps(session: Session, ctx: Ctx, plan: Plan, *, reason: str) -> None:
+    """Skip every step not yet run and cancel its pending approvals."""
+    for step in steps_of(session, plan.id):
+        if step.status in OPEN_STEP_STATES:
+            set_step(step, StepStatus.SKIPPED)
+            step.error = step.error or reason
+            session.add(step)
+    for approval in session.exec(
+        select(Approval).where(
+            Approval.plan_id == plan.id, Approval.state == ApprovalState.PENDING.value
+        )
+    ):
+        set_approval(approval, ApprovalState.CANCELLED)
+        approval.decided_at = ctx.now
+        approval.reason = reason
+        session.add(approval)
+        emit(
+            session,
+            ctx,
+            "approval_updated",
+            {"approval_id": approval.id, "state": approval.state, "reason": reason},
+            step_id=approval.step_id,
+        )
+
+
+def end_plan(
+    session: Session,
+    ctx: Ctx,
+    plan: Plan,
+    status: PlanStatus,
+    *,
+    reason: str,
+    code: str,
+    escalate: bool = False,
+) -> None:
+    """Finish ``plan``: skip what is left, prune its task memory, close its span, tell humans."""
+    skip_open_steps(session, ctx, plan, reason=reason)
+    set_plan(plan, status, reason)
+    plan.finished_at = ctx.now
+    session.add(plan)
+    session.exec(delete(TaskMemory).where(col(TaskMemory.plan_id) == plan.id))
+    span(
+        session,
+        ctx,
+        kind=SpanKind.PLAN,
+        name=f"plan {plan.runbook_id} v{plan.version}",
+        started_at=plan.created_at,
+        ended_at=ctx.now,
+        status=status.value,
+        attributes={"plan_hash": plan.plan_hash, "reason": reason, "spent_usd": plan.spent_usd},
+        span_id=plan.id[:16],
+    )
+    audit(
+        session,
+        ctx,
+        "plan_finished",
+        code=code,
+        role=Role.AUDITOR,
+        detail={"status": status.value, "reason": reason, "spent_usd": plan.spent_usd},
+    )
+    emit(
+        session,
+        ctx,
+        "plan_finished",
+        {
+            "status": status.value,
+            "reason": reason,
+            "code": code,
+            "spent_usd": plan.spent_usd,
+            "budget_usd": plan.budget_usd,
+        },
+    )
+    if escalate:
+        audit(
+            session, ctx, "plan_escalated", code=code, role=Role.AUDITOR, detail={"reason": reason}
+        )
+        emit(session, ctx, "escalation", {"reason": reason, "code": code})
+
+
+def check_fresh(session: Session, ctx: Ctx, plan: Plan) -> bool:
+    """False (and the plan invalidated) when a pinned knowledge version changed."""
+    kinds = {key.split(":", 1)[0] for key in plan.knowledge_pins}
+    changed = stale_pins(plan.knowledge_pins, latest_versions(session, kinds))
+    if not changed:
+        return True
+    reason = (
+        f"Knowledge this plan was built from changed since it was proposed ({', '.join(changed)}); "
+        "the plan is invalidated and nothing more of it will run. Open the incident again for a "
+        "fresh plan."
+    )
+    end_plan(session, ctx, plan, PlanStatus.STALE, reason=reason, code="plan_stale")
+    return False
+
+
+def is_final(plan: Plan) -> bool:
+    """True when ``plan`` can no longer change (or is blocked)."""
+    return PlanStatus(plan.status) in PLAN_FINAL or plan.status == PlanStatus.BLOCKED.value

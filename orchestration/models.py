@@ -1,0 +1,290 @@
+"""SQLModel tables: the whole durable state of opsgate.
+
+Every timestamp is timezone-aware UTC. JSON columns hold sanitised, JSON-serialisable data only.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
+    )
+
+
+def _json(default: Any = None) -> Any:
+    if default is None:
+        return Field(default=None, sa_column=Column(JSON, nullable=True))
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class SchemaInfo(SQLModel, table=True):
+    """One row: the schema version, so later releases can migrate."""
+
+    __tablename__ = "schema_info"
+    id: int = Field(default=1, primary_key=True)
+    version: int
+
+
+class Incident(SQLModel, table=True):
+    """An incident opened from Slack or an alert."""
+
+    __tablename__ = "incidents"
+    id: str = Field(primary_key=True)
+    text: str
+    requester: str
+    channel: str = ""
+    thread_ts: str | None = None
+    status: str = Field(index=True)
+    source: str = "slack"
+    correlation_id: str
+    created_at: datetime = _ts()
+    resolved_at: datetime | None = _ts(nullable=True)
+
+
+class Plan(SQLModel, table=True):
+    """One version of an incident's plan; a new version is a new row."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("incident_id", "version"),)
+    id: str = Field(primary_key=True)
+    incident_id: str = Field(index=True)
+    version: int
+    runbook_id: str
+    runbook_version: int
+    knowledge_pins: dict[str, int] = _json(dict)
+    params: dict[str, str] = _json(dict)
+    plan_hash: str
+    status: str = Field(index=True)
+    status_reason: str = ""
+    mode: str
+    requester: str
+    channel: str = ""
+    budget_usd: float
+    budget_tokens: int
+    soft_ratio: float = 0.8
+    soft_acknowledged: bool = False
+    spent_usd: float = 0.0
+    spent_tokens: int = 0
+    forecast_usd: float = 0.0
+    denials: int = 0
+    no_progress: int = 0
+    correlation_id: str
+    created_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class Step(SQLModel, table=True):
+    """A step of a plan: what to call, how risky, what to expect, how to undo."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("plan_id", "position"),)
+    id: str = Field(primary_key=True)
+    plan_id: str = Field(index=True)
+    position: int
+    key: str
+    kind: str = "runbook"
+    title: str
+    tool_action: str
+    args: dict[str, Any] = _json(dict)
+    args_hash: str
+    declared_risk: str
+    risk: str
+    read_only: bool
+    idempotent: bool
+    expect: dict[str, Any] | None = _json()
+    compensate: dict[str, Any] | None = _json()
+    compensates_step: str | None = None
+    status: str
+    decision_code: str = ""
+    decision_reason: str = ""
+    quorum: int = 0
+    exclude_requester: bool = False
+    attempts: int = 0
+    result: dict[str, Any] | None = _json()
+    error_code: str | None = None
+    error: str | None = None
+    estimate_usd: float = 0.0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    duration_ms: float = 0.0
+    started_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class Approval(SQLModel, table=True):
+    """A single-use, nonce-tagged approval record bound to one plan version and exact args."""
+
+    __tablename__ = "approvals"
+    id: str = Field(primary_key=True)
+    nonce: str = Field(unique=True)
+    purpose: str = "step"
+    incident_id: str = Field(index=True)
+    plan_id: str = Field(index=True)
+    plan_version: int
+    step_id: str | None = Field(default=None, index=True)
+    args_hash: str
+    quorum: int
+    exclude_requester: bool
+    requester: str
+    state: str = Field(index=True)
+    reason: str = ""
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)
+    decided_at: datetime | None = _ts(nullable=True)
+    decided_by: str | None = None
+
+
+class Vote(SQLModel, table=True):
+    """A counted vote: one per distinct voter and approval."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("approval_id", "voter"),)
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(index=True)
+    voter: str
+    choice: str
+    reason: str = ""
+    created_at: datetime = _ts()
+
+
+class Grant(SQLModel, table=True):
+    """A short-lived credential scoped to one tool action and args hash."""
+
+    __tablename__ = "grants"
+    id: str = Field(primary_key=True)
+    step_id: str = Field(index=True)
+    tool: str
+    action: str
+    args_hash: str
+    issued_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    signature: str
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when, under which correlation id: append-only."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_plan", "plan_id", "id"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    at: datetime = _ts(index=True)
+    event: str = Field(index=True)
+    actor: str
+    role: str
+    correlation_id: str = Field(index=True)
+    incident_id: str | None = None
+    plan_id: str | None = None
+    step_id: str | None = None
+    nonce: str | None = None
+    code: str | None = None
+    detail: dict[str, Any] = _json(dict)
+
+
+class Span(SQLModel, table=True):
+    """One span of a trace: plan, step or tool call, with sanitised inputs and outputs."""
+
+    __tablename__ = "spans"
+    id: str = Field(primary_key=True)
+    trace_id: str = Field(index=True)
+    parent_id: str | None = None
+    kind: str
+    name: str
+    plan_id: str | None = Field(default=None, index=True)
+    step_id: str | None = None
+    started_at: datetime = _ts()
+    ended_at: datetime | None = _ts(nullable=True)
+    duration_ms: float = 0.0
+    status: str = "ok"
+    attributes: dict[str, Any] = _json(dict)
+
+
+class CostEntry(SQLModel, table=True):
+    """A cost delta of one tool call, with the dimensions it is aggregated by."""
+
+    __tablename__ = "cost_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    incident_id: str | None = None
+    plan_id: str = Field(index=True)
+    step_id: str | None = None
+    role: str
+    tool: str
+    runbook_id: str
+    channel: str = ""
+    usd: float
+    tokens: int = 0
+    duration_ms: float = 0.0
+
+
+class Knowledge(SQLModel, table=True):
+    """A version of one durable document (runbook, fact, config); a change is a new version."""
+
+    __tablename__ = "knowledge"
+    __table_args__ = (UniqueConstraint("kind", "key", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    key: str
+    version: int
+    content_hash: str
+    body: dict[str, Any] = _json(dict)
+    source: str = ""
+    created_at: datetime = _ts()
+
+
+class CacheEntry(SQLModel, table=True):
+    """A cached read-only tool result."""
+
+    __tablename__ = "cache_entries"
+    key: str = Field(primary_key=True)
+    tool_action: str
+    value: dict[str, Any] = _json(dict)
+    expires_at: datetime = _ts(index=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message for the chat surface, not yet delivered; delivered in id order per channel."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    channel: str = ""
+    incident_id: str | None = None
+    plan_id: str | None = None
+    step_id: str | None = None
+    payload: dict[str, Any] = _json(dict)
+    created_at: datetime = _ts()
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    delivered_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+
+
+class ProcessedRequest(SQLModel, table=True):
+    """A chat request already handled (dedupe of retried deliveries)."""
+
+    __tablename__ = "processed_requests"
+    key: str = Field(primary_key=True)
+    at: datetime = _ts(index=True)
+
+
+class TaskMemory(SQLModel, table=True):
+    """Short-term memory of one plan execution; pruned when the plan ends."""
+
+    __tablename__ = "task_memory"
+    plan_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: dict[str, Any] = _json(dict)
+    updated_at: datetime = _ts()

@@ -1,0 +1,204 @@
+"""The Planner: turns incident text into a deterministic plan from runbooks.
+
+The Planner reads durable knowledge only. It holds no credentials and cannot reach tools or
+grants (an import-linter contract and an architecture test enforce that). The same text and
+the same knowledge versions always give the same plan and the same plan hash.
+
+Matching rule (stable): a runbook is a candidate when one of its patterns matches (its named
+groups become parameters) or, if it needs no parameters, when one of its keywords appears.
+Score = 10 per matching pattern + 1 per keyword present. The highest score wins; ties go to
+more keywords, then to the runbook id in alphabetical order.
+"""
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from common import Risk, canonical_json
+from common.hashing import args_hash
+from orchestration.errors import NoMatch, OrchestrationError
+from orchestration.knowledge import KnowledgeSnapshot
+from orchestration.runbooks import Runbook, fill, placeholders
+
+PLANNER_VERSION = 1
+
+
+class StepDraft(BaseModel):
+    """One step of a proposed plan, placeholders filled."""
+
+    model_config = ConfigDict(frozen=True)
+    key: str
+    title: str
+    tool_action: str
+    args: dict[str, Any]
+    args_hash: str
+    risk: Risk
+    expect: dict[str, Any] | None = None
+    compensate: dict[str, Any] | None = None
+    cost_usd: float | None = None
+
+
+class PlanDraft(BaseModel):
+    """A proposed plan: deterministic content plus the hash that names it."""
+
+    model_config = ConfigDict(frozen=True)
+    runbook_id: str
+    runbook_version: int
+    title: str
+    params: dict[str, str]
+    knowledge_pins: dict[str, int]
+    steps: tuple[StepDraft, ...]
+    plan_hash: str
+    score: int
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+
+
+class Candidate(BaseModel):
+    """A runbook that matched, with its score and parameters."""
+
+    model_config = ConfigDict(frozen=True)
+    runbook_id: str
+    score: int
+    keywords: int
+    params: dict[str, str]
+
+
+def _keyword_hits(runbook: Runbook, text: str) -> int:
+    lowered = text.lower()
+    return sum(
+        1
+        for keyword in runbook.match.keywords
+        if re.search(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)", lowered)
+    )
+
+
+def _candidate(runbook: Runbook, text: str) -> Candidate | None:
+    params: dict[str, str] = {}
+    pattern_hits = 0
+    for pattern in runbook.match.patterns:
+        found = re.search(pattern, text, flags=re.IGNORECASE)
+        if found is None:
+            continue
+        pattern_hits += 1
+        for name, value in found.groupdict().items():
+            if value is not None:
+                params.setdefault(name, value)
+    keywords = _keyword_hits(runbook, text)
+    needed = _needed_params(runbook)
+    if not needed <= set(params):
+        return None
+    if pattern_hits == 0 and keywords == 0:
+        return None
+    return Candidate(
+        runbook_id=runbook.id, score=10 * pattern_hits + keywords, keywords=keywords, params=params
+    )
+
+
+def _needed_params(runbook: Runbook) -> set[str]:
+    needed: set[str] = set()
+    for step in runbook.steps:
+        needed |= placeholders(step.title) | placeholders(step.args)
+    return needed
+
+
+def rank(snapshot: KnowledgeSnapshot, text: str) -> list[Candidate]:
+    """All matching runbooks, best first, by the stable rule in the module docstring."""
+    found = [c for rb in snapshot.runbooks.values() if (c := _candidate(rb, text)) is not None]
+    return sorted(found, key=lambda c: (-c.score, -c.keywords, c.runbook_id))
+
+
+def closest(snapshot: KnowledgeSnapshot, text: str, limit: int = 3) -> list[str]:
+    """Runbook ids closest to ``text`` by word similarity, for a helpful no-match answer."""
+    words = set(re.findall(r"[a-z0-9-]+", text.lower()))
+
+    def similarity(runbook: Runbook) -> float:
+        vocab = " ".join((runbook.title, runbook.id, *runbook.match.keywords)).lower()
+        overlap = len(words & set(re.findall(r"[a-z0-9-]+", vocab)))
+        ratio = difflib.SequenceMatcher(None, text.lower(), vocab).ratio()
+        return overlap + ratio
+
+    ordered = sorted(snapshot.runbooks.values(), key=lambda rb: (-similarity(rb), rb.id))
+    return [rb.id for rb in ordered[:limit]]
+
+
+def _validate_params(runbook: Runbook, params: Mapping[str, str]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for name, value in sorted(params.items()):
+        pattern = runbook.param_pattern(name)
+        if not re.fullmatch(pattern, value):
+            raise OrchestrationError(
+                f"parameter {name}={value!r} does not match {pattern} required by runbook "
+                f"{runbook.id}",
+                code="param_invalid",
+            )
+        clean[name] = value
+    return clean
+
+
+def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
+    """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
+    clean = _validate_params(runbook, params)
+    steps = []
+    for spec in runbook.steps:
+        args = fill(spec.args, clean)
+        compensate = None
+        if spec.compensate is not None:
+            compensate = {
+                "tool": spec.compensate.tool,
+                "args": fill(spec.compensate.args, clean),
+                "title": fill(spec.compensate.title or f"Undo {spec.title}", clean),
+                "risk": spec.compensate.risk.value,
+            }
+        steps.append(
+            StepDraft(
+                key=spec.id,
+                title=fill(spec.title, clean),
+                tool_action=spec.tool,
+                args=args,
+                args_hash=args_hash(spec.tool, args),
+                risk=spec.risk,
+                expect=spec.expect,
+                compensate=compensate,
+                cost_usd=spec.cost_usd,
+            )
+        )
+    pins = snapshot.pins_for(runbook.id)
+    body = {
+        "planner": PLANNER_VERSION,
+        "runbook": [runbook.id, runbook.version],
+        "pins": pins,
+        "params": clean,
+        "steps": [s.model_dump(mode="json", exclude={"args_hash"}) for s in steps],
+    }
+
+    plan_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+    budget = runbook.budget
+    return PlanDraft(
+        runbook_id=runbook.id,
+        runbook_version=runbook.version,
+        title=runbook.title,
+        params=clean,
+        knowledge_pins=pins,
+        steps=tuple(steps),
+        plan_hash=plan_hash,
+        score=0,
+        budget_usd=budget.usd if budget else None,
+        budget_tokens=budget.tokens if budget else None,
+    )
+
+
+def plan(snapshot: KnowledgeSnapshot, text: str) -> PlanDraft:
+    """The plan for ``text``: the best-ranked runbook, built; NoMatch names the closest ones."""
+    candidates = rank(snapshot, text)
+    if not candidates:
+        near = closest(snapshot, text)
+        hint = f" Closest runbooks: {', '.join(near)}." if near else " No runbooks are loaded."
+        raise NoMatch(f"No runbook matches {text!r}.{hint}")
+    best = candidates[0]
+    draft = build(snapshot, snapshot.runbooks[best.runbook_id], best.params)
+    return draft.model_copy(update={"score": best.score})

@@ -1,0 +1,130 @@
+"""Writes every state transition leaves behind: audit event, trace span, outbox message.
+
+They are called inside a unit of work, so they commit atomically with the change they describe.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from common import Role
+from orchestration.enums import SpanKind
+from orchestration.models import AuditEvent, OutboxMessage, Span
+from orchestration.telemetry import get_logger, sanitise
+
+log = get_logger("opsgate.audit")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who is acting, and on what: carried through one unit of work."""
+
+    correlation_id: str
+    now: datetime
+    actor: str = "opsgate"
+    role: Role = Role.SYSTEM
+    incident_id: str | None = None
+    plan_id: str | None = None
+    channel: str = ""
+
+
+def audit(
+    session: Session,
+    ctx: Ctx,
+    event: str,
+    *,
+    step_id: str | None = None,
+    nonce: str | None = None,
+    code: str | None = None,
+    actor: str | None = None,
+    role: Role | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit event (and log it as one line)."""
+    row = AuditEvent(
+        at=ctx.now,
+        event=event,
+        actor=actor or ctx.actor,
+        role=(role or ctx.role).value,
+        correlation_id=ctx.correlation_id,
+        incident_id=ctx.incident_id,
+        plan_id=ctx.plan_id,
+        step_id=step_id,
+        nonce=nonce,
+        code=code,
+        detail=sanitise(detail or {}),
+    )
+    session.add(row)
+    log.info(
+        event,
+        actor=row.actor,
+        role=row.role,
+        correlation_id=row.correlation_id,
+        incident_id=row.incident_id,
+        plan_id=row.plan_id,
+        step_id=step_id,
+        nonce=nonce,
+        code=code,
+        **row.detail,
+    )
+
+
+def emit(
+    session: Session,
+    ctx: Ctx,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    step_id: str | None = None,
+) -> None:
+    """Queue one message for the chat surface (delivered later, in order)."""
+    session.add(
+        OutboxMessage(
+            kind=kind,
+            channel=ctx.channel,
+            incident_id=ctx.incident_id,
+            plan_id=ctx.plan_id,
+            step_id=step_id,
+            payload=sanitise({**payload, "correlation_id": ctx.correlation_id}),
+            created_at=ctx.now,
+        )
+    )
+
+
+def span(
+    session: Session,
+    ctx: Ctx,
+    *,
+    kind: SpanKind,
+    name: str,
+    started_at: datetime,
+    ended_at: datetime | None,
+    parent_id: str | None = None,
+    step_id: str | None = None,
+    status: str = "ok",
+    attributes: dict[str, Any] | None = None,
+    span_id: str | None = None,
+) -> str:
+    """Record one span; returns its id."""
+    sid = span_id or uuid.uuid4().hex[:16]
+    duration = (ended_at - started_at).total_seconds() * 1000 if ended_at else 0.0
+    session.add(
+        Span(
+            id=sid,
+            trace_id=ctx.correlation_id,
+            parent_id=parent_id,
+            kind=kind.value,
+            name=name,
+            plan_id=ctx.plan_id,
+            step_id=step_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            duration_ms=duration,
+            status=status,
+            attributes=sanitise(attributes or {}),
+        )
+    )
+    return sid

@@ -1,0 +1,545 @@
+"""Units of work that move a plan forward: pick the next step, gate it, record its result.
+
+``next_action`` takes one decision for the first open step (run it, ask for approval, stop)
+and commits it with its audit event, span and outbox message. ``finish_step`` records what the
+Executor reported, lets the Auditor judge it, and plans compensation when it failed.
+"""
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from adapters import Grant
+from common import Mode, Risk, Role, args_hash
+from orchestration.auditor import BudgetVerdict, check_budget
+from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
+from orchestration.enums import StepStatus as S
+from orchestration.executor import Outcome, Ticket
+from orchestration.grants import issue_grant
+from orchestration.lifecycle import (
+    check_fresh,
+    ctx_for,
+    end_plan,
+    is_final,
+    lock_plan,
+    set_plan,
+    set_step,
+    steps_of,
+)
+from orchestration.models import Approval, CostEntry, Plan, Step, TaskMemory
+from orchestration.records import Ctx, audit, emit, span
+from orchestration.runtime import Runtime
+from policies import Decision, Verdict
+
+NONCE_BYTES = 24  # 192 random bits
+
+
+@dataclass(frozen=True)
+class Next:
+    """What to do after ``next_action``: run a ticket, or nothing (waiting or finished)."""
+
+    ticket: Ticket | None = None
+    waiting: bool = False
+
+
+def ticket_for(step: Step, grant: Grant, plan: Plan) -> Ticket:
+    """The Executor's view of a step it may run."""
+    return Ticket(
+        step_id=step.id,
+        tool_action=step.tool_action,
+        args=step.args,
+        idempotent=step.idempotent,
+        expect=step.expect,
+        grant=grant,
+        correlation_id=plan.correlation_id,
+        first_attempt=step.attempts,
+    )
+
+
+def start_step(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Ticket:
+    """Mark ``step`` running and issue its grant; the caller then runs the ticket."""
+    set_step(step, S.RUNNING)
+    step.attempts += 1
+    step.started_at = ctx.now
+    session.add(step)
+    if plan.status != PlanStatus.RUNNING.value:
+        set_plan(plan, PlanStatus.RUNNING)
+        session.add(plan)
+    grant = issue_grant(
+        session, ctx, step=step, signer=rt.signer, ttl_s=rt.config.execution.grant_ttl_s
+    )
+    audit(
+        session,
+        ctx,
+        "step_started",
+        step_id=step.id,
+        role=Role.EXECUTOR,
+        detail={"tool": step.tool_action, "title": step.title},
+    )
+    return ticket_for(step, grant, plan)
+
+
+def open_approval(
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    plan: Plan,
+    *,
+    step: Step | None,
+    quorum: int,
+    exclude_requester: bool,
+    reason: str,
+) -> Approval:
+    """Create a single-use approval record and post its card."""
+    approval = Approval(
+        id=uuid.uuid4().hex,
+        nonce=secrets.token_urlsafe(NONCE_BYTES),
+        purpose=(ApprovalPurpose.STEP if step else ApprovalPurpose.BUDGET).value,
+        incident_id=plan.incident_id,
+        plan_id=plan.id,
+        plan_version=plan.version,
+        step_id=step.id if step else None,
+        args_hash=step.args_hash if step else plan.plan_hash,
+        quorum=quorum,
+        exclude_requester=exclude_requester,
+        requester=plan.requester,
+        state=ApprovalState.PENDING.value,
+        reason=reason,
+        created_at=ctx.now,
+        expires_at=ctx.now + timedelta(minutes=rt.approval_ttl_minutes),
+    )
+    session.add(approval)
+    audit(
+        session,
+        ctx,
+        "approval_requested",
+        step_id=approval.step_id,
+        nonce=approval.nonce,
+        role=Role.AUDITOR,
+        detail={
+            "quorum": quorum,
+            "purpose": approval.purpose,
+            "reason": reason,
+            "expires_at": approval.expires_at,
+        },
+    )
+    card = {
+        "approval_id": approval.id,
+        "nonce": approval.nonce,
+        "purpose": approval.purpose,
+        "quorum": quorum,
+        "exclude_requester": exclude_requester,
+        "reason": reason,
+        "expires_at": approval.expires_at.isoformat(),
+        "requester": plan.requester,
+        "plan_version": plan.version,
+    }
+    if step is not None:
+        card |= {
+            "title": step.title,
+            "tool_action": step.tool_action,
+            "args": step.args,
+            "risk": step.risk,
+            "expect": step.expect,
+            "compensate": step.compensate,
+        }
+    emit(session, ctx, "approval_requested", card, step_id=approval.step_id)
+    return approval
+
+
+def _record_decision(step: Step, decision: Decision) -> None:
+    step.decision_code = decision.code
+    step.decision_reason = decision.reason
+    step.risk = decision.risk.value
+    step.quorum = decision.quorum
+    step.exclude_requester = decision.exclude_requester
+
+
+def next_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Next:
+    """Decide and commit what happens to the plan's first open step."""
+    plan = lock_plan(session, plan_id)
+    ctx = ctx_for(plan, base, role=Role.AUDITOR)
+    if is_final(plan) or not check_fresh(session, ctx, plan):
+        return Next()
+    steps = steps_of(session, plan.id)
+    step = next((s for s in steps if s.status in (S.PENDING, S.AWAITING_APPROVAL, S.RUNNING)), None)
+    if step is None:
+        _finish_plan(session, ctx, plan, steps)
+        return Next()
+    if step.status != S.PENDING.value:
+        return Next(waiting=True)
+    gated = _gate_budget(session, ctx, rt, plan, step)
+    if gated is not None:
+        return gated
+    return _apply_decision(session, ctx, rt, plan, step, steps=steps)
+
+
+def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Next | None:
+    """Stop at the hard limit, ask humans past the soft one; None lets the step through."""
+    budget = check_budget(
+        spent_usd=plan.spent_usd,
+        spent_tokens=plan.spent_tokens,
+        next_usd=step.estimate_usd,
+        budget_usd=plan.budget_usd,
+        budget_tokens=plan.budget_tokens,
+        soft_ratio=plan.soft_ratio,
+        soft_acknowledged=plan.soft_acknowledged,
+    )
+    if budget.verdict is BudgetVerdict.HARD:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.HALTED,
+            reason=budget.reason,
+            code="budget_exceeded",
+            escalate=True,
+        )
+        return Next()
+    if budget.verdict is BudgetVerdict.SOFT:
+        set_plan(plan, PlanStatus.WAITING, budget.reason)
+        session.add(plan)
+        open_approval(
+            session,
+            ctx,
+            rt,
+            plan,
+            step=None,
+            quorum=1,
+            exclude_requester=False,
+            reason=budget.reason,
+        )
+        return Next(waiting=True)
+    return None
+
+
+def _apply_decision(
+    session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step, *, steps: list[Step]
+) -> Next:
+    """Evaluate policy for ``step`` and act on the verdict."""
+    decision = rt.decide(step, plan)
+    _record_decision(step, decision)
+    session.add(step)
+    audit(
+        session,
+        ctx,
+        "policy_decided",
+        step_id=step.id,
+        code=decision.code,
+        detail={
+            "verdict": decision.verdict.value,
+            "reason": decision.reason,
+            "risk": decision.risk.value,
+            "rule": decision.rule_id,
+        },
+    )
+    if decision.verdict is Verdict.ALLOW:
+        return Next(ticket=start_step(session, ctx, rt, plan, step))
+    if decision.verdict is Verdict.REQUIRE_APPROVAL:
+        set_step(step, S.AWAITING_APPROVAL)
+        if plan.status != PlanStatus.WAITING.value:
+            set_plan(plan, PlanStatus.WAITING)
+        session.add(plan)
+        open_approval(
+            session,
+            ctx,
+            rt,
+            plan,
+            step=step,
+            quorum=decision.quorum,
+            exclude_requester=decision.exclude_requester,
+            reason=decision.reason,
+        )
+        return Next(waiting=True)
+    if decision.code == "shadow_mode":
+        _shadow(session, ctx, rt, plan, steps)
+        return Next()
+    set_step(step, S.DENIED)
+    step.error_code = decision.code
+    step.error = decision.reason
+    plan.denials += 1
+    emit(
+        session,
+        ctx,
+        "step_denied",
+        {
+            "title": step.title,
+            "tool_action": step.tool_action,
+            "code": decision.code,
+            "reason": decision.reason,
+        },
+        step_id=step.id,
+    )
+    end_plan(
+        session,
+        ctx,
+        plan,
+        PlanStatus.HALTED,
+        reason=f"Policy refused '{step.title}': {decision.reason}",
+        code=decision.code,
+        escalate=True,
+    )
+    return Next()
+
+
+def _shadow(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: list[Step]) -> None:
+    """Shadow mode: record what each step would need under supervision; run nothing."""
+    would = {}
+    for step in steps:
+        if step.status != S.PENDING.value:
+            continue
+        decision = rt.decide(step, plan, mode=Mode.SUPERVISED)
+        would[step.key] = {"verdict": decision.verdict.value, "code": decision.code}
+        step.decision_code = "shadow_mode"
+        step.decision_reason = (
+            f"Shadow mode: would have been {decision.verdict.value} ({decision.reason})"
+        )
+        session.add(step)
+    audit(session, ctx, "shadow_plan_recorded", detail={"would": would})
+    end_plan(
+        session,
+        ctx,
+        plan,
+        PlanStatus.SHADOW,
+        reason="Shadow mode: opsgate proposed this plan and executed nothing.",
+        code="shadow_mode",
+    )
+
+
+def _finish_plan(session: Session, ctx: Ctx, plan: Plan, steps: list[Step]) -> None:
+    failed = [s for s in steps if s.status in (S.FAILED, S.COMPENSATED) and s.kind == "runbook"]
+    if not failed:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.SUCCEEDED,
+            reason="All steps succeeded.",
+            code="plan_succeeded",
+        )
+        return
+    comp = [s for s in steps if s.kind == StepKind.COMPENSATION.value]
+    undone = ", ".join(s.title for s in comp) or "nothing to undo"
+    end_plan(
+        session,
+        ctx,
+        plan,
+        PlanStatus.FAILED,
+        reason=f"'{failed[0].title}' failed: {failed[0].error or 'see its result'}. "
+        f"Compensation: {undone}. A human needs to take over.",
+        code="step_failed",
+        escalate=True,
+    )
+
+
+def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome: Outcome) -> None:
+    """Record a step's outcome, its cost, trace and audit; plan compensation on failure."""
+    step = session.get(Step, step_id)
+    assert step is not None
+    plan = lock_plan(session, step.plan_id)
+    ctx = ctx_for(plan, base, role=Role.EXECUTOR)
+    ok = outcome.succeeded
+    set_step(step, S.SUCCEEDED if ok else S.FAILED)
+    result = outcome.result
+    step.result = result.model_dump(mode="json") if result else None
+    step.error_code = None if ok else (outcome.error_code or "expect_not_met")
+    step.error = None if ok else (outcome.error or outcome.check.reason)
+    step.attempts = max(step.attempts, outcome.attempts[-1].number if outcome.attempts else 0)
+    cost = sum(a.cost_usd for a in outcome.attempts)
+    tokens = sum(a.tokens for a in outcome.attempts)
+    step.cost_usd += cost
+    step.tokens += tokens
+    step.duration_ms = sum(
+        (a.ended_at - a.started_at).total_seconds() * 1000 for a in outcome.attempts
+    )
+    step.finished_at = ctx.now
+    session.add(step)
+    plan.spent_usd += cost
+    plan.spent_tokens += tokens
+    plan.no_progress = 0 if ok else plan.no_progress + 1
+    session.add(plan)
+    tool = step.tool_action.split(".", 1)[0]
+    session.add(
+        CostEntry(
+            at=ctx.now,
+            incident_id=plan.incident_id,
+            plan_id=plan.id,
+            step_id=step.id,
+            role=Role.EXECUTOR.value,
+            tool=tool,
+            runbook_id=plan.runbook_id,
+            channel=plan.channel,
+            usd=cost,
+            tokens=tokens,
+            duration_ms=step.duration_ms,
+        )
+    )
+    step_span = span(
+        session,
+        ctx,
+        kind=SpanKind.STEP,
+        name=step.title,
+        step_id=step.id,
+        started_at=step.started_at or ctx.now,
+        ended_at=ctx.now,
+        parent_id=plan.id[:16],
+        status=step.status,
+        attributes={
+            "tool": step.tool_action,
+            "args": step.args,
+            "expect": step.expect,
+            "check": outcome.check.reason,
+        },
+    )
+    for attempt in outcome.attempts:
+        span(
+            session,
+            ctx,
+            kind=SpanKind.TOOL_CALL,
+            name=step.tool_action,
+            step_id=step.id,
+            started_at=attempt.started_at,
+            ended_at=attempt.ended_at,
+            parent_id=step_span,
+            status="ok" if attempt.ok else (attempt.error_code or "failed"),
+            attributes={
+                "attempt": attempt.number,
+                "idempotency_key": attempt.idempotency_key,
+                "summary": attempt.summary,
+                "cost_usd": attempt.cost_usd,
+            },
+        )
+    session.merge(
+        TaskMemory(
+            plan_id=plan.id,
+            key=step.key,
+            updated_at=ctx.now,
+            value={"status": step.status, "summary": _summary(outcome)},
+        )
+    )
+    audit(
+        session,
+        ctx,
+        "step_succeeded" if ok else "step_failed",
+        step_id=step.id,
+        code=step.error_code,
+        detail={"attempts": step.attempts, "cost_usd": cost, "summary": _summary(outcome)},
+    )
+    emit(
+        session,
+        ctx,
+        "step_finished",
+        {
+            "title": step.title,
+            "tool_action": step.tool_action,
+            "status": step.status,
+            "summary": _summary(outcome),
+            "error": step.error,
+            "error_code": step.error_code,
+            "attempts": step.attempts,
+            "duration_ms": round(step.duration_ms, 1),
+            "cost_usd": cost,
+            "plan_spent_usd": plan.spent_usd,
+            "plan_budget_usd": plan.budget_usd,
+            "kind": step.kind,
+        },
+        step_id=step.id,
+    )
+    if ok:
+        _mark_compensated(session, step)
+        return
+    if plan.no_progress >= rt.config.execution.no_progress_steps:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.HALTED,
+            code="no_progress",
+            escalate=True,
+            reason=f"No progress in {plan.no_progress} steps; stopping early.",
+        )
+        return
+    if step.kind == StepKind.COMPENSATION.value:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.FAILED,
+            code="compensation_failed",
+            escalate=True,
+            reason=f"Compensation '{step.title}' failed: {step.error}. A human needs to take over.",
+        )
+        return
+    _plan_compensation(session, ctx, rt, plan, step)
+
+
+def _summary(outcome: Outcome) -> str:
+    if outcome.result is not None:
+        text = outcome.result.summary
+        return text if outcome.check.ok else f"{text}; {outcome.check.reason}"
+    return outcome.error or "no result"
+
+
+def _mark_compensated(session: Session, step: Step) -> None:
+    if step.kind != StepKind.COMPENSATION.value or step.compensates_step is None:
+        return
+    target = session.get(Step, step.compensates_step)
+    if target is not None and target.status in (S.FAILED.value, S.SUCCEEDED.value):
+        set_step(target, S.COMPENSATED)
+        session.add(target)
+
+
+def _plan_compensation(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, failed: Step) -> None:
+    """Skip the rest of the runbook; queue compensations (failed step first, then in reverse)."""
+    steps = steps_of(session, plan.id)
+    for other in steps:
+        if other.status == S.PENDING.value:
+            set_step(other, S.SKIPPED)
+            other.error = f"skipped: '{failed.title}' failed"
+            session.add(other)
+    done = [s for s in steps if s.status == S.SUCCEEDED.value and s.compensate]
+    targets = ([failed] if failed.compensate and not failed.read_only else []) + done[::-1]
+    position = max(s.position for s in steps) + 1
+    for target in targets:
+        comp = target.compensate or {}
+        session.add(compensation_step(rt, plan, target, comp, position=position))
+        position += 1
+    audit(
+        session,
+        ctx,
+        "compensation_planned",
+        step_id=failed.id,
+        role=Role.AUDITOR,
+        detail={"steps": [t.title for t in targets], "failed": failed.title},
+    )
+
+
+def compensation_step(
+    rt: Runtime, plan: Plan, target: Step, comp: dict[str, Any], *, position: int
+) -> Step:
+    """A new step that undoes ``target`` with its declared compensation."""
+    tool_action = str(comp["tool"])
+    args = dict(comp.get("args") or {})
+    _tool, spec = rt.tools.action(tool_action)
+    risk = Risk(str(comp.get("risk") or spec.risk)).at_least(spec.risk)
+    return Step(
+        id=uuid.uuid4().hex,
+        plan_id=plan.id,
+        position=position,
+        key=f"undo-{target.key}",
+        kind=StepKind.COMPENSATION.value,
+        title=str(comp.get("title") or f"Undo {target.title}"),
+        tool_action=tool_action,
+        args=args,
+        args_hash=args_hash(tool_action, args),
+        declared_risk=risk.value,
+        risk=risk.value,
+        read_only=spec.read_only,
+        idempotent=spec.idempotent,
+        compensates_step=target.id,
+        status=S.PENDING.value,
+    )

@@ -1,0 +1,114 @@
+"""What the control plane returns to its callers (the CLI, the Slack surface, tests)."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class StepPreview(_View):
+    """A proposed step with the policy's verdict on it."""
+
+    key: str
+    title: str
+    tool_action: str
+    args: dict[str, Any]
+    risk: str
+    declared_risk: str
+    verdict: str
+    code: str
+    reason: str
+    quorum: int
+    exclude_requester: bool
+    expect: dict[str, Any] | None = None
+    compensate: dict[str, Any] | None = None
+    cost_usd: float = 0.0
+
+
+class PlanPreview(_View):
+    """``opsgate plan``: what would be proposed, without running anything."""
+
+    runbook_id: str
+    runbook_version: int
+    title: str
+    params: dict[str, str]
+    plan_hash: str
+    knowledge_pins: dict[str, int]
+    mode: str
+    steps: tuple[StepPreview, ...]
+    forecast_usd: float
+    budget_usd: float
+    budget_tokens: int
+
+
+class Opened(_View):
+    """An incident opened with its first plan."""
+
+    incident_id: str
+    plan_id: str
+    plan_version: int
+    plan_hash: str
+    status: str
+    reason: str
+    correlation_id: str
+
+
+class VoteOutcome(_View):
+    """What became of one click on Approve or Reject."""
+
+    accepted: bool
+    code: str
+    reason: str
+    approval_id: str | None = None
+    approval_state: str | None = None
+    approvals: int = 0
+    quorum: int = 0
+    voters: tuple[str, ...] = ()
+    step_id: str | None = None
+    plan_id: str | None = None
+
+
+class StepView(_View):
+    """A step as stored."""
+
+    id: str
+    position: int
+    key: str
+    kind: str
+    title: str
+    tool_action: str
+    risk: str
+    status: str
+    attempts: int
+    decision_code: str
+    decision_reason: str
+    error_code: str | None
+    error: str | None
+    result: dict[str, Any] | None
+    cost_usd: float
+    duration_ms: float
+
+
+class PlanView(_View):
+    """A plan and its steps as stored."""
+
+    id: str
+    incident_id: str
+    version: int
+    runbook_id: str
+    plan_hash: str
+    status: str
+    status_reason: str
+    mode: str
+    spent_usd: float
+    budget_usd: float
+    spent_tokens: int
+    budget_tokens: int
+    forecast_usd: float
+    created_at: datetime
+    finished_at: datetime | None
+    steps: tuple[StepView, ...]
