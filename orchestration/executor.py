@@ -148,7 +148,7 @@ class Executor:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=self._initial, max=self._max),
+            wait=wait_exponential_jitter(multiplier=self._initial, max=self._max),
             retry=retry_if_exception_type(_Retry),
             sleep=self._sleep,
             reraise=False,

@@ -62,8 +62,8 @@ def test_decision_code_is_snake_case() -> None:
 def test_verdict_and_code_values_are_stable() -> None:
     """Other packages and audit records store these strings."""
     assert [v.value for v in Verdict] == ["allow", "require_approval", "deny"]
-    assert Code.SHADOW_MODE == "shadow_mode"
-    assert Code.CRITICAL_NEVER_RUNS == "critical_never_runs"
+    assert Code.SHADOW_MODE.value == "shadow_mode"
+    assert Code.CRITICAL_NEVER_RUNS.value == "critical_never_runs"
 
 
 def test_pack_error_names_file_line_and_location() -> None:

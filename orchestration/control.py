@@ -1,0 +1,525 @@
+"""The control plane's public API: open incidents, advance plans, take votes, answer queries.
+
+``ControlPlane`` receives its collaborators (database, tools, policy pack, grant signer,
+clock) through its constructor; the composition root in ``bot`` builds them. Every method is
+async; state changes happen in units of work (see ``orchestration.db``).
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from adapters import AdapterError, GrantSigner, ToolRegistry
+from common import Clock, Role
+from common.yamlsrc import Problem
+from orchestration import intake, planner
+from orchestration.approvals import cast_vote, expire_due
+from orchestration.config import OpsgateConfig
+from orchestration.db import Database
+from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
+from orchestration.errors import NoMatch, NotFound, OrchestrationError
+from orchestration.executor import Executor, Outcome, Ticket
+from orchestration.knowledge import Document, KnowledgeSnapshot, sync_documents
+from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
+from orchestration.models import AuditEvent, CostEntry, Incident, Plan, Span, Step
+from orchestration.records import Ctx, audit, emit
+from orchestration.runbooks import Runbook, load_folder
+from orchestration.runtime import Runtime
+from orchestration.stepflow import finish_step, next_action
+from orchestration.telemetry import bind_context, get_logger, new_correlation_id
+from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, StepView, VoteOutcome
+from policies import Pack
+
+log = get_logger("opsgate.control")
+
+
+class ControlPlane:
+    """The engine of opsgate, usable without Slack."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        config: OpsgateConfig,
+        tools: ToolRegistry,
+        pack: Pack,
+        signer: GrantSigner,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.rt = Runtime(
+            config=config,
+            pack=pack,
+            tools=tools,
+            signer=signer,
+            clock=clock,
+            approvers=config.approver_ids(),
+        )
+        ex = config.execution
+        self.executor = Executor(
+            tools=tools,
+            clock=clock,
+            max_attempts=ex.max_attempts,
+            backoff_initial_s=ex.backoff_initial_s,
+            backoff_max_s=ex.backoff_max_s,
+            sleep=sleep,
+        )
+        self.snapshot = KnowledgeSnapshot(runbooks={})
+
+    # --- knowledge ---------------------------------------------------------------------
+
+    async def start(self) -> list[Problem]:
+        """Create the schema if needed and load knowledge; returns runbook problems."""
+        await self.db.start()
+        return await self.load_knowledge()
+
+    async def load_knowledge(self, folder: Path | None = None) -> list[Problem]:
+        """(Re)load runbooks and the policy pack into the versioned knowledge store."""
+        runbooks, problems = load_folder(folder or self.config.runbooks)
+        await self.sync_knowledge(runbooks)
+        return problems
+
+    async def sync_knowledge(self, runbooks: Mapping[str, Runbook]) -> None:
+        """Store ``runbooks`` and the policy pack as versioned documents; refresh the snapshot."""
+        now = self.clock.now()
+        docs = [Document("runbook", rb.id, rb.model_dump(mode="json")) for rb in runbooks.values()]
+        pack_doc = Document("policy", "pack", self.rt.pack.model_dump(mode="json"))
+
+        def work(session: Session) -> dict[str, int]:
+            versions = sync_documents(session, kind="runbook", documents=docs, now=now)
+            versions |= sync_documents(session, kind="policy", documents=[pack_doc], now=now)
+            return versions
+
+        versions = await self.db.run(work)
+        self.snapshot = KnowledgeSnapshot(runbooks=dict(runbooks), versions=versions)
+
+    # --- planning ----------------------------------------------------------------------
+
+    def preview(self, text: str, *, requester: str = "") -> PlanPreview:
+        """The plan that would be proposed for ``text``, with who must approve each step."""
+        draft = planner.plan(self.snapshot, intake.validate(text))
+        plan, steps = self._materialise(draft, requester=requester, incident_id="", channel="")
+        previews = []
+        for step in steps:
+            decision = self.rt.decide(step, plan)
+            previews.append(
+                StepPreview(
+                    key=step.key,
+                    title=step.title,
+                    tool_action=step.tool_action,
+                    args=step.args,
+                    risk=decision.risk.value,
+                    declared_risk=step.declared_risk,
+                    verdict=decision.verdict.value,
+                    code=decision.code,
+                    reason=decision.reason,
+                    quorum=decision.quorum,
+                    exclude_requester=decision.exclude_requester,
+                    expect=step.expect,
+                    compensate=step.compensate,
+                    cost_usd=step.estimate_usd,
+                )
+            )
+        return PlanPreview(
+            runbook_id=draft.runbook_id,
+            runbook_version=draft.runbook_version,
+            title=draft.title,
+            params=draft.params,
+            plan_hash=draft.plan_hash,
+            knowledge_pins=draft.knowledge_pins,
+            mode=plan.mode,
+            steps=tuple(previews),
+            forecast_usd=plan.forecast_usd,
+            budget_usd=plan.budget_usd,
+            budget_tokens=plan.budget_tokens,
+        )
+
+    def _materialise(
+        self,
+        draft: planner.PlanDraft,
+        *,
+        requester: str,
+        incident_id: str,
+        channel: str,
+        correlation_id: str = "",
+    ) -> tuple[Plan, list[Step]]:
+        """Rows for a draft; tool metadata decides read-only, idempotent and the floor of risk."""
+        budgets = self.config.budgets
+        plan = Plan(
+            id=uuid.uuid4().hex,
+            incident_id=incident_id,
+            version=1,
+            runbook_id=draft.runbook_id,
+            runbook_version=draft.runbook_version,
+            knowledge_pins=draft.knowledge_pins,
+            params=draft.params,
+            plan_hash=draft.plan_hash,
+            status=PlanStatus.PROPOSED.value,
+            mode=self.config.mode.value,
+            requester=requester,
+            channel=channel,
+            budget_usd=draft.budget_usd if draft.budget_usd is not None else budgets.plan_usd,
+            budget_tokens=(
+                draft.budget_tokens if draft.budget_tokens is not None else budgets.plan_tokens
+            ),
+            soft_ratio=budgets.soft_ratio,
+            correlation_id=correlation_id,
+            created_at=self.clock.now(),
+        )
+        steps = []
+        for position, item in enumerate(draft.steps):
+            tool, spec = self.rt.tools.action(item.tool_action)
+            risk = item.risk.at_least(spec.risk)
+            estimate = item.cost_usd if item.cost_usd is not None else tool.spec.cost_per_call_usd
+            steps.append(
+                Step(
+                    id=uuid.uuid4().hex,
+                    plan_id=plan.id,
+                    position=position,
+                    key=item.key,
+                    title=item.title,
+                    tool_action=item.tool_action,
+                    args=item.args,
+                    args_hash=item.args_hash,
+                    declared_risk=risk.value,
+                    risk=risk.value,
+                    read_only=spec.read_only,
+                    idempotent=spec.idempotent,
+                    expect=item.expect,
+                    compensate=item.compensate,
+                    status="pending",
+                    estimate_usd=estimate,
+                )
+            )
+        plan.forecast_usd = sum(s.estimate_usd for s in steps)
+        return plan, steps
+
+    # --- incidents ---------------------------------------------------------------------
+
+    def _ctx(
+        self, correlation_id: str | None = None, *, actor: str = "opsgate", role: Role = Role.SYSTEM
+    ) -> Ctx:
+        return Ctx(
+            correlation_id=correlation_id or new_correlation_id(),
+            now=self.clock.now(),
+            actor=actor,
+            role=role,
+        )
+
+    async def open_incident(
+        self,
+        *,
+        text: str,
+        requester: str,
+        channel: str = "",
+        source: str = "slack",
+        correlation_id: str | None = None,
+        run: bool = True,
+    ) -> Opened:
+        """Open an incident, propose its plan, and (unless ``run`` is False) start it.
+
+        Raises InputRejected or NoMatch (both audited) when no plan can be proposed.
+        """
+        ctx = self._ctx(correlation_id, actor=requester, role=Role.HUMAN)
+        bind_context(correlation_id=ctx.correlation_id, actor=requester)
+        try:
+            clean = intake.validate(text)
+            draft = planner.plan(self.snapshot, clean)
+        except OrchestrationError as exc:
+            await self._audit_refusal(ctx, exc, text=text, channel=channel)
+            raise
+        incident_id = uuid.uuid4().hex
+        plan, steps = self._materialise(
+            draft,
+            requester=requester,
+            incident_id=incident_id,
+            channel=channel,
+            correlation_id=ctx.correlation_id,
+        )
+        incident = Incident(
+            id=incident_id,
+            text=clean,
+            requester=requester,
+            channel=channel,
+            status=IncidentStatus.OPEN.value,
+            source=source,
+            correlation_id=ctx.correlation_id,
+            created_at=ctx.now,
+        )
+        previews = self.preview_steps(plan, steps)
+
+        def work(session: Session) -> Opened:
+            session.add(incident)
+            session.add(plan)
+            session.add_all(steps)
+            session.flush()
+            pctx = ctx_for(plan, ctx)
+            audit(session, pctx, "incident_opened", detail={"text": clean, "source": source})
+            audit(
+                session,
+                pctx,
+                "plan_proposed",
+                role=Role.PLANNER,
+                actor="planner",
+                detail={
+                    "runbook": plan.runbook_id,
+                    "plan_hash": plan.plan_hash,
+                    "pins": plan.knowledge_pins,
+                    "steps": len(steps),
+                },
+            )
+            emit(
+                session,
+                pctx,
+                "incident_opened",
+                {
+                    "text": clean,
+                    "requester": requester,
+                    "title": draft.title,
+                    "runbook_id": plan.runbook_id,
+                    "plan_version": plan.version,
+                    "plan_hash": plan.plan_hash,
+                    "params": plan.params,
+                    "steps": previews,
+                    "forecast_usd": plan.forecast_usd,
+                    "budget_usd": plan.budget_usd,
+                },
+            )
+            reason = ""
+            if plan.budget_usd > 0 and plan.forecast_usd > plan.budget_usd:
+                reason = (
+                    f"Blocked before it started: the forecast cost ${plan.forecast_usd:.4f} "
+                    f"exceeds the plan budget ${plan.budget_usd:.4f}."
+                )
+                plan.status = PlanStatus.BLOCKED.value
+                plan.status_reason = reason
+                audit(
+                    session,
+                    pctx,
+                    "plan_blocked",
+                    code="budget_forecast",
+                    role=Role.AUDITOR,
+                    detail={"forecast_usd": plan.forecast_usd, "budget_usd": plan.budget_usd},
+                )
+                emit(
+                    session,
+                    pctx,
+                    "plan_blocked",
+                    {"reason": reason, "forecast_usd": plan.forecast_usd},
+                )
+            return Opened(
+                incident_id=incident_id,
+                plan_id=plan.id,
+                plan_version=plan.version,
+                plan_hash=plan.plan_hash,
+                status=plan.status,
+                reason=reason,
+                correlation_id=ctx.correlation_id,
+            )
+
+        opened = await self.db.run(work)
+        log.info(
+            "incident_opened",
+            incident_id=incident_id,
+            plan_id=plan.id,
+            plan_hash=plan.plan_hash,
+            correlation_id=ctx.correlation_id,
+        )
+        if run and opened.status != PlanStatus.BLOCKED.value:
+            await self.advance(plan.id)
+        return opened
+
+    def preview_steps(self, plan: Plan, steps: list[Step]) -> list[dict[str, Any]]:
+        """Per step: title, tool, risk and the policy's verdict, for the plan summary."""
+        out = []
+        for step in steps:
+            decision = self.rt.decide(step, plan)
+            out.append(
+                {
+                    "key": step.key,
+                    "title": step.title,
+                    "tool_action": step.tool_action,
+                    "risk": decision.risk.value,
+                    "verdict": decision.verdict.value,
+                    "quorum": decision.quorum,
+                    "reason": decision.reason,
+                }
+            )
+        return out
+
+    async def _audit_refusal(
+        self, ctx: Ctx, exc: OrchestrationError, *, text: str, channel: str
+    ) -> None:
+        event = "plan_not_found" if isinstance(exc, NoMatch) else "input_rejected"
+
+        def work(session: Session) -> None:
+            audit(
+                session,
+                ctx,
+                event,
+                code=exc.code,
+                detail={"text": text[:500], "channel": channel, "reason": exc.message},
+            )
+
+        await self.db.run(work)
+
+    # --- execution ---------------------------------------------------------------------
+
+    async def advance(self, plan_id: str) -> None:
+        """Run the plan's steps until one waits for humans or the plan ends."""
+        while True:
+            nxt = await self.db.run(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
+            if nxt.ticket is None:
+                return
+            await self._execute(nxt.ticket)
+
+    async def _execute(self, ticket: Ticket) -> None:
+        bind_context(correlation_id=ticket.correlation_id, step_id=ticket.step_id)
+        try:
+            outcome = await self.executor.run(ticket)
+        except AdapterError as exc:  # e.g. the tool vanished from the registry
+            outcome = Outcome(error_code=exc.code, error=exc.message)
+        await self.db.run(lambda s: finish_step(s, self._ctx(), self.rt, ticket.step_id, outcome))
+
+    async def vote(
+        self, *, nonce: str, voter: str, choice: VoteChoice, reason: str = ""
+    ) -> VoteOutcome:
+        """Count or refuse one vote; a vote that reaches quorum runs the step (exactly once)."""
+        result = await self.db.run(
+            lambda s: cast_vote(
+                s,
+                self._ctx(actor=voter, role=Role.HUMAN),
+                self.rt,
+                nonce=nonce,
+                voter=voter,
+                choice=choice,
+                reason=reason,
+            )
+        )
+        if result.ticket is not None:
+            await self._execute(result.ticket)
+        plan_id = result.resume_plan or (result.outcome.plan_id if result.ticket else None)
+        if plan_id is not None:
+            await self.advance(plan_id)
+        return result.outcome
+
+    async def expire_approvals(self) -> int:
+        """Expire approvals past their time (a scheduler job); returns how many."""
+        return await self.db.run(lambda s: expire_due(s, self._ctx()))
+
+    async def close_incident(
+        self, *, incident_id: str, actor: str, resolved: bool, reason: str = ""
+    ) -> None:
+        """Resolve or cancel an incident; an unfinished plan is cancelled with it."""
+
+        def work(session: Session) -> None:
+            incident = session.get(Incident, incident_id)
+            if incident is None:
+                raise NotFound(f"no incident {incident_id}")
+            status = IncidentStatus.RESOLVED if resolved else IncidentStatus.CANCELLED
+            ctx = Ctx(
+                correlation_id=incident.correlation_id,
+                now=self.clock.now(),
+                actor=actor,
+                role=Role.HUMAN,
+                incident_id=incident.id,
+                channel=incident.channel,
+            )
+            for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident_id)):
+                plan = lock_plan(session, plan_id)
+                if not is_final(plan) or plan.status == PlanStatus.BLOCKED.value:
+                    end_plan(
+                        session,
+                        ctx_for(plan, ctx),
+                        plan,
+                        PlanStatus.CANCELLED,
+                        code="incident_closed",
+                        reason=reason or f"Incident {status.value} by {actor}.",
+                    )
+            incident.status = status.value
+            incident.resolved_at = ctx.now
+            session.add(incident)
+            audit(session, ctx, f"incident_{status.value}", detail={"reason": reason})
+            emit(session, ctx, f"incident_{status.value}", {"actor": actor, "reason": reason})
+
+        await self.db.run(work)
+
+    # --- queries -----------------------------------------------------------------------
+
+    async def plan_view(self, plan_id: str) -> PlanView:
+        """A plan and its steps."""
+
+        def work(session: Session) -> PlanView:
+            plan = session.get(Plan, plan_id)
+            if plan is None:
+                raise NotFound(f"no plan {plan_id}")
+            steps = session.exec(
+                select(Step).where(Step.plan_id == plan_id).order_by(col(Step.position))
+            ).all()
+            return PlanView(
+                **plan.model_dump(include=set(PlanView.model_fields) - {"steps"}),
+                steps=tuple(
+                    StepView(**s.model_dump(include=set(StepView.model_fields))) for s in steps
+                ),
+            )
+
+        return await self.db.run(work)
+
+    async def incident_plan(self, incident_id: str) -> PlanView:
+        """The latest plan of an incident."""
+
+        def work(session: Session) -> str:
+            plan_id = session.exec(
+                select(Plan.id)
+                .where(Plan.incident_id == incident_id)
+                .order_by(col(Plan.version).desc())
+            ).first()
+            if plan_id is None:
+                raise NotFound(f"no incident {incident_id}")
+            return plan_id
+
+        return await self.plan_view(await self.db.run(work))
+
+    async def audit_trail(self, plan_id: str) -> list[AuditEvent]:
+        """Audit events of a plan, oldest first."""
+        return await self.db.run(
+            lambda s: list(
+                s.exec(
+                    select(AuditEvent)
+                    .where(AuditEvent.plan_id == plan_id)
+                    .order_by(col(AuditEvent.id))
+                )
+            )
+        )
+
+    async def spans(self, plan_id: str) -> list[Span]:
+        """Spans of a plan's trace, by start time."""
+        return await self.db.run(
+            lambda s: list(
+                s.exec(select(Span).where(Span.plan_id == plan_id).order_by(col(Span.started_at)))
+            )
+        )
+
+    async def costs(self, plan_id: str) -> list[CostEntry]:
+        """Cost entries of a plan."""
+        return await self.db.run(
+            lambda s: list(
+                s.exec(
+                    select(CostEntry)
+                    .where(CostEntry.plan_id == plan_id)
+                    .order_by(col(CostEntry.id))
+                )
+            )
+        )
+
+    async def close(self) -> None:
+        """Release the database and the tools' connections."""
+        await self.rt.tools.aclose()
+        await self.db.close()

@@ -1,0 +1,50 @@
+"""Intake: validate and normalise incident text before anything plans from it."""
+
+import re
+import unicodedata
+
+from orchestration.errors import InputRejected
+
+MAX_TEXT = 500
+_INJECTION = [
+    (
+        re.compile(
+            r"(?i)\b(ignore|disregard|forget)\b.{0,30}\b(previous|prior|above|all)\b.{0,20}"
+            r"\b(instructions?|rules?|prompts?)\b"
+        ),
+        "it tries to override instructions",
+    ),
+    (re.compile(r"(?i)\b(system|developer)\s+prompt\b"), "it mentions a system prompt"),
+    (re.compile(r"\$\(|`|\$\{"), "it contains shell substitution ($(...), `...` or ${...})"),
+    (
+        re.compile(r"[;&|]\s*(rm|curl|wget|bash|sh|sudo|chmod|dd|mkfs)\b"),
+        "it chains a shell command",
+    ),
+    (re.compile(r"(?i)<\s*script\b"), "it contains a script tag"),
+    (re.compile(r"\.\./"), "it contains a path traversal (../)"),
+]
+
+
+def normalise(text: str) -> str:
+    """NFKC, control characters removed, whitespace collapsed, trimmed."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def validate(text: str) -> str:
+    """The normalised text, or InputRejected with a plain reason."""
+    clean = normalise(text)
+    if not clean:
+        raise InputRejected("Describe the incident, e.g. `/incident checkout-api is down`.")
+    if len(clean) > MAX_TEXT:
+        raise InputRejected(
+            f"The description is {len(clean)} characters; keep it under {MAX_TEXT}."
+        )
+    for pattern, why in _INJECTION:
+        if pattern.search(clean):
+            raise InputRejected(
+                f"This text was refused because {why}. Describe the symptom "
+                "in plain words, e.g. `checkout-api is down`."
+            )
+    return clean
