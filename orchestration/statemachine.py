@@ -42,7 +42,9 @@ _PLAN_ENDS = frozenset(
 )
 
 PLAN_TRANSITIONS: Mapping[PlanStatus, frozenset[PlanStatus]] = {
-    PlanStatus.PROPOSED: frozenset({PlanStatus.RUNNING, PlanStatus.BLOCKED} | _PLAN_ENDS),
+    PlanStatus.PROPOSED: frozenset(
+        {PlanStatus.RUNNING, PlanStatus.WAITING, PlanStatus.BLOCKED} | _PLAN_ENDS
+    ),
     PlanStatus.RUNNING: frozenset({PlanStatus.WAITING} | _PLAN_ENDS),
     PlanStatus.WAITING: frozenset({PlanStatus.RUNNING} | _PLAN_ENDS),
     PlanStatus.SUCCEEDED: frozenset(),

@@ -26,9 +26,7 @@ def make_call(tool_action: str = "fake.read", **args: Any) -> ToolCall:
     return ToolCall(tool=tool, action=action, args=args, idempotency_key="k1", correlation_id="c1")
 
 
-def grant_for(
-    call: ToolCall, signer: GrantSigner, clock: FakeClock, *, ttl_s: float = 60
-) -> Grant:
+def grant_for(call: ToolCall, signer: GrantSigner, clock: FakeClock, *, ttl_s: float = 60) -> Grant:
     return signer.issue(
         grant_id="g1",
         tool=call.tool,

@@ -63,9 +63,9 @@ def test_altered_grant_field_is_grant_forged(signer: GrantSigner, clock: FakeClo
 def test_grant_signed_with_another_key_is_grant_forged(clock: FakeClock) -> None:
     call = make_call()
     foreign = grant_for(call, GrantSigner(b"another-key-0123456789"), clock)
-    assert verify_code(GrantSigner(b"test-key-0123456789abcdef"), foreign, call, now=clock.now()) == (
-        "grant_forged"
-    )
+    assert verify_code(
+        GrantSigner(b"test-key-0123456789abcdef"), foreign, call, now=clock.now()
+    ) == ("grant_forged")
 
 
 def test_grant_retargeted_to_another_action_is_forged(

@@ -121,8 +121,15 @@ async def make_control(
     async def no_sleep(_seconds: float) -> None:
         await asyncio.sleep(0)
 
-    control = ControlPlane(db=Database(db_url), config=config, tools=registry,
-                           pack=default_pack(), signer=signer, clock=clock, sleep=no_sleep)
+    control = ControlPlane(
+        db=Database(db_url),
+        config=config,
+        tools=registry,
+        pack=default_pack(),
+        signer=signer,
+        clock=clock,
+        sleep=no_sleep,
+    )
     problems = await control.start()
     assert not problems, problems
     return control

@@ -48,8 +48,9 @@ async def _approval_nonce(control: ControlPlane, plan_id: str) -> str:
 async def test_whole_plan_probe_runs_restart_waits_for_two_approvers_then_verifies(
     control: ControlPlane, service: DemoService
 ) -> None:
-    opened = await control.open_incident(text="checkout-api is down", requester=REQUESTER,
-                                         channel="C1")
+    opened = await control.open_incident(
+        text="checkout-api is down", requester=REQUESTER, channel="C1"
+    )
     view = await control.plan_view(opened.plan_id)
     statuses = {s.key: s.status for s in view.steps}
     assert statuses == {"probe": "succeeded", "restart": "awaiting_approval", "verify": "pending"}
@@ -92,12 +93,23 @@ async def test_whole_plan_probe_runs_restart_waits_for_two_approvers_then_verifi
     assert {s.trace_id for s in spans} == {opened.correlation_id}
 
     events = [e.event for e in await control.audit_trail(opened.plan_id)]
-    for expected in ("incident_opened", "plan_proposed", "approval_requested", "vote_refused",
-                     "vote_recorded", "approval_granted", "grant_issued", "step_succeeded",
-                     "plan_finished"):
+    for expected in (
+        "incident_opened",
+        "plan_proposed",
+        "approval_requested",
+        "vote_refused",
+        "vote_recorded",
+        "approval_granted",
+        "grant_issued",
+        "step_succeeded",
+        "plan_finished",
+    ):
         assert expected in events
-    votes = [e for e in await control.audit_trail(opened.plan_id)
-             if e.event in ("vote_recorded", "vote_refused")]
+    votes = [
+        e
+        for e in await control.audit_trail(opened.plan_id)
+        if e.event in ("vote_recorded", "vote_refused")
+    ]
     assert all(v.nonce == nonce for v in votes)
     assert {v.actor for v in votes} == {REQUESTER, STRANGER, APPROVER_A, APPROVER_B}
 
@@ -107,8 +119,9 @@ async def test_rejection_halts_the_plan_and_says_who(
 ) -> None:
     opened = await control.open_incident(text="checkout-api is down", requester=REQUESTER)
     nonce = await _approval_nonce(control, opened.plan_id)
-    out = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.REJECT,
-                             reason="not during peak")
+    out = await control.vote(
+        nonce=nonce, voter=APPROVER_A, choice=VoteChoice.REJECT, reason="not during peak"
+    )
     assert out.accepted and out.approval_state == "rejected"
     view = await control.plan_view(opened.plan_id)
     assert view.status == "halted" and APPROVER_A in view.status_reason
@@ -134,9 +147,7 @@ async def test_expired_approval_refuses_votes_and_halts(
     assert service.restarts == 0
 
 
-async def test_expiry_job_expires_due_approvals(
-    control: ControlPlane, clock: FakeClock
-) -> None:
+async def test_expiry_job_expires_due_approvals(control: ControlPlane, clock: FakeClock) -> None:
     opened = await control.open_incident(text="checkout-api is down", requester=REQUESTER)
     assert await control.expire_approvals() == 0
     clock.advance(30 * 60 + 1)

@@ -1,0 +1,41 @@
+# opsgate: the verbs people expect. `make test` sets everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test unit lint fmt bench check plan clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## test: lint, types, layering contracts, then the whole test suite (SQLite and PostgreSQL)
+test: lint unit
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: control-plane overhead per approved step, SQLite and PostgreSQL
+bench: $(STAMP)
+	$(BIN)/python -m bench.step_overhead
+
+check: $(STAMP)
+	$(BIN)/opsgate check
+
+clean:
+	rm -rf $(VENV) .opsgate .pytest_cache .mypy_cache .ruff_cache

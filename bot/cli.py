@@ -1,0 +1,119 @@
+"""The ``opsgate`` command line."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.main import build_control, tools_for
+from orchestration.checks import check_all
+from orchestration.config import config_path
+from orchestration.errors import OrchestrationError
+from orchestration.telemetry import configure_logging
+from orchestration.views import PlanPreview
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opsgate", description="ChatOps control plane for incident response."
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $OPSGATE_CONFIG, "
+        "else ./opsgate.yaml when present, else built-in defaults)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate config, runbooks and policies")
+    plan = sub.add_parser("plan", help="print the plan that would be proposed (runs nothing)")
+    plan.add_argument("text", help='incident text, e.g. "checkout-api is down"')
+    plan.add_argument("--requester", default="", help="Slack user id of the requester")
+    return parser
+
+
+def cmd_check(config: Path | None) -> int:
+    """Print every problem with file and line; exit 1 when there is any."""
+    report = check_all(config, tools_for)
+    for problem in report.problems:
+        print(f"error: {problem}")
+    if report.problems:
+        print(f"\n{len(report.problems)} problem(s) found.")
+        return 1
+    assert report.config is not None
+    print(f"config:   {report.config.source} (mode {report.config.mode})")
+    print(
+        f"runbooks: {len(report.runbooks)} in {report.config.runbooks}: "
+        f"{', '.join(sorted(report.runbooks)) or 'none'}"
+    )
+    pack = report.config.policies or "built-in default pack"
+    print(f"policies: {pack}")
+    print(
+        "tools:\n"
+        + "\n".join("  " + line for line in tools_for(report.config).describe().splitlines())
+    )
+    print("ok")
+    return 0
+
+
+def render_plan(preview: PlanPreview) -> str:
+    """A plan preview as text for a terminal."""
+    lines = [
+        f"Plan {preview.plan_hash}  runbook {preview.runbook_id} v{preview.runbook_version}"
+        f"  mode {preview.mode}",
+        f"  {preview.title}",
+        f"  params: {', '.join(f'{k}={v}' for k, v in preview.params.items()) or '-'}",
+        f"  knowledge: {', '.join(f'{k}@{v}' for k, v in preview.knowledge_pins.items())}",
+        f"  forecast ${preview.forecast_usd:.4f} of budget ${preview.budget_usd:.4f}",
+        "",
+    ]
+    for index, step in enumerate(preview.steps, 1):
+        risk = (
+            step.risk if step.risk == step.declared_risk else f"{step.declared_risk}->{step.risk}"
+        )
+        lines.append(f"{index}. {step.title}")
+        lines.append(f"   {step.tool_action} {step.args}")
+        lines.append(f"   risk {risk}; {step.verdict}: {step.reason} [{step.code}]")
+        if step.expect:
+            lines.append(f"   expect {step.expect}")
+        if step.compensate:
+            lines.append(
+                f"   compensate {step.compensate.get('tool')} {step.compensate.get('args')}"
+            )
+    return "\n".join(lines)
+
+
+async def _plan(config: Path | None, text: str, requester: str) -> int:
+    control = build_control(config_path=config)
+    try:
+        problems = await control.start()
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        preview = control.preview(text, requester=requester)
+    except OrchestrationError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await control.close()
+    print(render_plan(preview))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``opsgate`` console script."""
+    args = _parser().parse_args(argv)
+    configure_logging(json=None)
+    config = args.config or config_path()
+    try:
+        if args.command == "check":
+            return cmd_check(config)
+        if args.command == "plan":
+            return asyncio.run(_plan(config, args.text, args.requester))
+    except OrchestrationError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
