@@ -143,6 +143,12 @@ def _validate_params(runbook: Runbook, params: Mapping[str, str]) -> dict[str, s
 def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
     """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
     clean = _validate_params(runbook, params)
+    missing = sorted(_needed_params(runbook) - set(clean))
+    if missing:
+        raise OrchestrationError(
+            f"runbook {runbook.id} needs parameter {missing[0]!r}, which the text did not give",
+            code="param_invalid",
+        )
     steps = []
     for spec in runbook.steps:
         args = fill(spec.args, clean)

@@ -55,6 +55,15 @@ class ParamSpec(BaseModel):
     pattern: str = DEFAULT_PARAM_PATTERN
     description: str = ""
 
+    @field_validator("pattern")
+    @classmethod
+    def _compile(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+        return value
+
 
 class CompensateSpec(BaseModel):
     """The call that undoes a step."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
@@ -36,6 +36,7 @@ from orchestration.runtime import Runtime
 from policies import Decision, Verdict
 
 NONCE_BYTES = 24  # 192 random bits
+_OPEN = [S.PENDING.value, S.AWAITING_APPROVAL.value, S.RUNNING.value]
 
 
 @dataclass(frozen=True)
@@ -165,17 +166,21 @@ def next_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Next:
     ctx = ctx_for(plan, base, role=Role.AUDITOR)
     if is_final(plan) or not check_fresh(session, ctx, plan):
         return Next()
-    steps = steps_of(session, plan.id)
-    step = next((s for s in steps if s.status in (S.PENDING, S.AWAITING_APPROVAL, S.RUNNING)), None)
+    step = session.exec(
+        select(Step)
+        .where(Step.plan_id == plan.id, col(Step.status).in_(_OPEN))
+        .order_by(col(Step.position))
+        .limit(1)
+    ).first()
     if step is None:
-        _finish_plan(session, ctx, plan, steps)
+        _finish_plan(session, ctx, plan, steps_of(session, plan.id))
         return Next()
     if step.status != S.PENDING.value:
         return Next(waiting=True)
     gated = _gate_budget(session, ctx, rt, plan, step)
     if gated is not None:
         return gated
-    return _apply_decision(session, ctx, rt, plan, step, steps=steps)
+    return _apply_decision(session, ctx, rt, plan, step)
 
 
 def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Next | None:
@@ -217,9 +222,7 @@ def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step
     return None
 
 
-def _apply_decision(
-    session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step, *, steps: list[Step]
-) -> Next:
+def _apply_decision(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Next:
     """Evaluate policy for ``step`` and act on the verdict."""
     decision = rt.decide(step, plan)
     _record_decision(step, decision)
@@ -256,7 +259,7 @@ def _apply_decision(
         )
         return Next(waiting=True)
     if decision.code == "shadow_mode":
-        _shadow(session, ctx, rt, plan, steps)
+        _shadow(session, ctx, rt, plan, steps_of(session, plan.id))
         return Next()
     set_step(step, S.DENIED)
     step.error_code = decision.code

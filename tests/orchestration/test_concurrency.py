@@ -41,7 +41,8 @@ async def test_simultaneous_final_votes_run_the_step_once(
         nonce = next(e.nonce for e in trail if e.event == "approval_requested")
         assert nonce is not None
         first = await planes[0].vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
-        assert first.accepted and first.approvals == 1
+        assert first.accepted
+        assert first.approvals == 1
 
         finals = APPROVERS[2:]
         outcomes = await asyncio.gather(
@@ -57,7 +58,8 @@ async def test_simultaneous_final_votes_run_the_step_once(
         assert service.restarts == 1
         view = await planes[0].plan_view(opened.plan_id)
         restart = next(s for s in view.steps if s.key == "restart")
-        assert restart.status == "succeeded" and restart.attempts == 1
+        assert restart.status == "succeeded"
+        assert restart.attempts == 1
         grants = [
             e
             for e in await planes[0].audit_trail(opened.plan_id)
@@ -86,7 +88,8 @@ async def test_two_votes_that_both_complete_quorum_are_serialised(
             a.vote(nonce=nonce, voter="UAPP2", choice=VoteChoice.APPROVE),
             b.vote(nonce=nonce, voter="UAPP3", choice=VoteChoice.APPROVE),
         )
-        assert one.accepted and two.accepted
+        assert one.accepted
+        assert two.accepted
         assert service.restarts == 1
         view = await a.plan_view(opened.plan_id)
         assert view.status == "succeeded"

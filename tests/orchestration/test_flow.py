@@ -57,22 +57,29 @@ async def test_whole_plan_probe_runs_restart_waits_for_two_approvers_then_verifi
     assert view.status == "waiting"
     assert service.restarts == 0
     probe = view.steps[0]
-    assert probe.result is not None and probe.result["status"] == 503
+    assert probe.result is not None
+    assert probe.result["status"] == 503
 
     nonce = await _approval_nonce(control, opened.plan_id)
     own = await control.vote(nonce=nonce, voter=REQUESTER, choice=VoteChoice.APPROVE)
-    assert not own.accepted and own.code == "requester_cannot_approve"
+    assert not own.accepted
+    assert own.code == "requester_cannot_approve"
     stranger = await control.vote(nonce=nonce, voter=STRANGER, choice=VoteChoice.APPROVE)
-    assert not stranger.accepted and stranger.code == "not_an_approver"
+    assert not stranger.accepted
+    assert stranger.code == "not_an_approver"
 
     first = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
-    assert first.accepted and first.approvals == 1 and first.quorum == 2
+    assert first.accepted
+    assert first.approvals == 1
+    assert first.quorum == 2
     assert service.restarts == 0
     again = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
-    assert not again.accepted and again.code == "already_voted"
+    assert not again.accepted
+    assert again.code == "already_voted"
 
     second = await control.vote(nonce=nonce, voter=APPROVER_B, choice=VoteChoice.APPROVE)
-    assert second.accepted and second.approval_state == "approved"
+    assert second.accepted
+    assert second.approval_state == "approved"
     assert service.restarts == 1
 
     view = await control.plan_view(opened.plan_id)
@@ -80,16 +87,20 @@ async def test_whole_plan_probe_runs_restart_waits_for_two_approvers_then_verifi
     assert view.status == "succeeded"
 
     late = await control.vote(nonce=nonce, voter=APPROVER_B, choice=VoteChoice.APPROVE)
-    assert not late.accepted and late.code == "approval_decided"
+    assert not late.accepted
+    assert late.code == "approval_decided"
     assert service.restarts == 1
 
     costs = await control.costs(opened.plan_id)
-    assert len(costs) == 3 and all(c.usd > 0 for c in costs)
+    assert len(costs) == 3
+    assert all(c.usd > 0 for c in costs)
     assert view.spent_usd == pytest.approx(sum(c.usd for c in costs))
 
     spans = await control.spans(opened.plan_id)
     kinds = sorted(s.kind for s in spans)
-    assert kinds.count("step") == 3 and kinds.count("tool_call") == 3 and "plan" in kinds
+    assert kinds.count("step") == 3
+    assert kinds.count("tool_call") == 3
+    assert "plan" in kinds
     assert {s.trace_id for s in spans} == {opened.correlation_id}
 
     events = [e.event for e in await control.audit_trail(opened.plan_id)]
@@ -122,16 +133,19 @@ async def test_rejection_halts_the_plan_and_says_who(
     out = await control.vote(
         nonce=nonce, voter=APPROVER_A, choice=VoteChoice.REJECT, reason="not during peak"
     )
-    assert out.accepted and out.approval_state == "rejected"
+    assert out.accepted
+    assert out.approval_state == "rejected"
     view = await control.plan_view(opened.plan_id)
-    assert view.status == "halted" and APPROVER_A in view.status_reason
+    assert view.status == "halted"
+    assert APPROVER_A in view.status_reason
     assert [s.status for s in view.steps] == ["succeeded", "rejected", "skipped"]
     assert service.restarts == 0
 
 
 async def test_unknown_nonce_is_refused_and_audited(control: ControlPlane) -> None:
     out = await control.vote(nonce="forged", voter=APPROVER_A, choice=VoteChoice.APPROVE)
-    assert not out.accepted and out.code == "nonce_unknown"
+    assert not out.accepted
+    assert out.code == "nonce_unknown"
 
 
 async def test_expired_approval_refuses_votes_and_halts(
@@ -141,7 +155,8 @@ async def test_expired_approval_refuses_votes_and_halts(
     nonce = await _approval_nonce(control, opened.plan_id)
     clock.advance(31 * 60)
     out = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
-    assert not out.accepted and out.code == "approval_expired"
+    assert not out.accepted
+    assert out.code == "approval_expired"
     view = await control.plan_view(opened.plan_id)
     assert view.status == "halted"
     assert service.restarts == 0
