@@ -1,5 +1,6 @@
 """The small base every adapter builds on: specs, calls, results, grants and the Tool protocol."""
 
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from adapters.errors import ArgsInvalid, ErrorCode, GrantError, UnknownAction
 from common import Risk, args_hash
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActionSpec:
     """What one action of a tool does, which arguments it takes and how risky it is."""
 
@@ -26,7 +27,7 @@ class ActionSpec:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolSpec:
     """A tool's name, its actions and what one call costs."""
 
@@ -58,7 +59,7 @@ class ToolSpec:
             ) from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCall:
     """One request to run ``tool.action`` with ``args``."""
 
@@ -89,7 +90,7 @@ class ToolResult(BaseModel):
     error_code: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Grant:
     """Permission to run one tool action with one exact set of arguments until ``expires_at``."""
 
@@ -135,15 +136,15 @@ class GrantSigner:
         """A grant for ``tool.action`` with the arguments hashing to ``args_hash``."""
         if expires_at.tzinfo is None:
             raise ValueError("grant expiry must be timezone-aware")
-        unsigned = Grant(grant_id, tool, action, args_hash, expires_at.astimezone(UTC), "")
-        return Grant(
-            unsigned.grant_id,
-            unsigned.tool,
-            unsigned.action,
-            unsigned.args_hash,
-            unsigned.expires_at,
-            self._sign(unsigned),
+        unsigned = Grant(
+            grant_id=grant_id,
+            tool=tool,
+            action=action,
+            args_hash=args_hash,
+            expires_at=expires_at.astimezone(UTC),
+            signature="",
         )
+        return dataclasses.replace(unsigned, signature=self._sign(unsigned))
 
     def verify(self, grant: Grant | None, call: ToolCall, *, now: datetime) -> None:
         """Return if ``grant`` covers ``call`` at ``now``; else raise :class:`GrantError`."""

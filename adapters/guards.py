@@ -204,8 +204,8 @@ class CircuitBreakerGuard(ToolWrapper):
         if state is BreakerState.OPEN:
             wait = self._reset_after_s - (self._clock.monotonic() - self._opened_at)
             raise CircuitOpen(
-                f"{call.tool_action} refused: {self.spec.name} failed {self._threshold} times in "
-                f"a row; calls resume with a probe in {max(wait, 0):.0f} s"
+                f"{call.tool_action} refused: {self.spec.name} kept failing, so calls are paused; "
+                f"a probe call is let through in {max(wait, 0):.0f} s"
             )
         if state is BreakerState.HALF_OPEN:
             if self._probe_in_flight:
@@ -237,7 +237,7 @@ class CircuitBreakerGuard(ToolWrapper):
         log.info(
             "circuit_breaker_changed",
             tool=self.spec.name,
-            event=str(event),
+            trigger=str(event),
             before=str(before),
             after=str(self._state),
         )

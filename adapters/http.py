@@ -1,5 +1,6 @@
 """The ``http`` tool: GET and POST to allow-listed hosts, bounded in time and body size."""
 
+import codecs
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -166,7 +167,7 @@ class HttpTool:
             ) as response:
                 raw, truncated = await self._read_capped(response)
                 status = response.status
-                charset = response.charset or "utf-8"
+                charset = _known_charset(response.charset)
                 is_json = response.content_type.endswith("json")
         except TimeoutError as exc:
             raise ToolTimeout(
@@ -224,6 +225,14 @@ def _normalise_pattern(pattern: str) -> str:
             "without scheme, port or path"
         )
     return f"*.{bare}" if cleaned.startswith("*.") else bare
+
+
+def _known_charset(charset: str | None) -> str:
+    # A server may announce an encoding Python does not know; fall back rather than fail.
+    try:
+        return codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        return "utf-8"
 
 
 def _parse_json(text: str) -> Any:

@@ -59,6 +59,7 @@ class FakeTool:
     def __init__(
         self,
         name: str = "fake",
+        *,
         actions: Mapping[str, ActionSpec] | None = None,
         responses: Iterable[Response] | Responder | None = None,
     ) -> None:
@@ -99,7 +100,9 @@ class FakeTool:
 class NoopTool:
     """A Tool that succeeds instantly with one shared result; for benchmarks."""
 
-    def __init__(self, name: str = "noop", actions: Mapping[str, ActionSpec] | None = None) -> None:
+    def __init__(
+        self, name: str = "noop", *, actions: Mapping[str, ActionSpec] | None = None
+    ) -> None:
         """Build the tool; ``actions`` defaults to :func:`default_actions`."""
         self._spec = ToolSpec(name=name, actions=dict(actions or default_actions()))
         self._result = ToolResult(

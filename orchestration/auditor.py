@@ -121,7 +121,7 @@ def check_budget(
         return BudgetCheck(BudgetVerdict.OK)
     usd_ratio = spent_usd / budget_usd if budget_usd > 0 else 0.0
     token_ratio = spent_tokens / budget_tokens if budget_tokens > 0 else 0.0
-    if max(usd_ratio, token_ratio) >= soft_ratio:
+    if max(usd_ratio, token_ratio) >= soft_ratio - 1e-9:  # 0.04/0.05 is 0.7999999999999999
         return BudgetCheck(
             BudgetVerdict.SOFT,
             f"{max(usd_ratio, token_ratio):.0%} of the plan budget is spent "

@@ -178,7 +178,7 @@ def test_tool_spec_refuses_compensation_naming_no_action() -> None:
 
 
 def test_tool_spec_refuses_dotted_names_and_mismatched_keys() -> None:
-    with pytest.raises(ValueError, match="no '.'"):
+    with pytest.raises(ValueError, match=r"no '\.'"):
         ToolSpec(name="a.b", actions={})
     with pytest.raises(ValueError, match="must equal its name"):
         ToolSpec(name="svc", actions={"reboot": RESTART})

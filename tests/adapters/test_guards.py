@@ -132,7 +132,7 @@ async def test_grant_guard_refuses_invalid_args_before_calling_tool(
 
 async def test_timeout_guard_cancels_slow_call_with_tool_timeout() -> None:
     slow = GatedTool()
-    with pytest.raises(ToolTimeout, match="0.05 s"):
+    with pytest.raises(ToolTimeout, match=r"0\.05 s"):
         await TimeoutGuard(slow, seconds=0.05).invoke(make_call(), None)
     assert slow.started.is_set()
 
@@ -217,7 +217,10 @@ async def test_breaker_failed_probe_reopens(clock: FakeClock) -> None:
 async def test_breaker_lets_only_one_probe_through_while_half_open(clock: FakeClock) -> None:
     gated = GatedTool()
     guard = breaker(gated, clock)
+    gated.release.set()
     await trip(guard, gated)
+    gated.release.clear()
+    gated.started.clear()
     clock.advance(10)
     probe = asyncio.create_task(guard.invoke(make_call(), None))
     await gated.started.wait()

@@ -32,9 +32,7 @@ def runbook_doc(key: str, **body: Any) -> Document:
     return Document("runbook", key, body or {"title": key}, source=f"{key}.yaml")
 
 
-def syncing(
-    clock: FakeClock, kind: str, *docs: Document
-) -> Callable[[Session], dict[str, int]]:
+def syncing(clock: FakeClock, kind: str, *docs: Document) -> Callable[[Session], dict[str, int]]:
     def work(session: Session) -> dict[str, int]:
         return sync_documents(session, kind=kind, documents=list(docs), now=clock.now())
 
@@ -85,9 +83,7 @@ async def test_changed_content_adds_the_next_version(db: Database, clock: FakeCl
     assert rows[-1][1] == {"step": "verify"}
 
 
-async def test_removed_document_gets_one_tombstone_version(
-    db: Database, clock: FakeClock
-) -> None:
+async def test_removed_document_gets_one_tombstone_version(db: Database, clock: FakeClock) -> None:
     await db.run(syncing(clock, "runbook", runbook_doc("a"), runbook_doc("gone")))
     versions = await db.run(syncing(clock, "runbook", runbook_doc("a")))
     assert versions == {"runbook:a": 1}

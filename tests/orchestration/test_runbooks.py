@@ -95,6 +95,14 @@ def test_invalid_regex_is_reported_with_the_pattern(tmp_path: Path) -> None:
     assert "restart (?P<service>[a-z]+" in problem.message
 
 
+def test_invalid_param_pattern_is_reported_on_its_line(tmp_path: Path) -> None:
+    text = VALID.replace("steps:\n", "params:\n  service: {pattern: '^(unclosed$'}\nsteps:\n")
+    problem = only_problem(write(tmp_path, text))
+    assert problem.where == "params.service.pattern"
+    assert problem.line == line_of(text, "^(unclosed$")
+    assert "invalid regular expression" in problem.message
+
+
 def test_invalid_regex_in_a_flow_list_is_reported_on_the_patterns_line(tmp_path: Path) -> None:
     text = VALID.replace(
         "  patterns:\n    - '(?P<service>[a-z][a-z0-9-]+) is down'\n"
