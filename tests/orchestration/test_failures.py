@@ -124,7 +124,8 @@ async def test_policy_denies_a_destructive_step_and_escalates(
     assert view.steps[0].error_code == "recursive_delete"
     assert fake.calls == []
     kinds = await cp.db.run(lambda s: [m.kind for m in s.exec(select(OutboxMessage))])
-    assert "escalation" in kinds and "step_denied" in kinds
+    assert "escalation" in kinds
+    assert "step_denied" in kinds
 
 
 async def test_failed_step_runs_its_compensation_then_escalates(
@@ -173,7 +174,8 @@ async def test_failed_step_runs_its_compensation_then_escalates(
     assert [c.action for c in fake.calls] == ["read", "write", "undo"]
     assert view.status == "failed"
     events = [e.event for e in await cp.audit_trail(opened.plan_id)]
-    assert "compensation_planned" in events and "plan_escalated" in events
+    assert "compensation_planned" in events
+    assert "plan_escalated" in events
 
 
 async def test_idempotent_step_is_retried_with_a_new_idempotency_key_each_attempt(
@@ -217,7 +219,8 @@ async def test_non_idempotent_step_is_never_retried(
     await cp.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
     view = await cp.plan_view(opened.plan_id)
     assert len(fake.calls) == 1
-    assert view.steps[0].status == "failed" and view.steps[0].error_code == "tool_timeout"
+    assert view.steps[0].status == "failed"
+    assert view.steps[0].error_code == "tool_timeout"
     assert view.status == "failed"
 
 
@@ -257,7 +260,8 @@ async def test_soft_budget_asks_humans_and_hard_budget_stops(
     planes.append(cp)
     opened = await cp.open_incident(text="fakefix", requester=REQUESTER)
     view = await cp.plan_view(opened.plan_id)
-    assert view.status == "waiting" and len(fake.calls) == 1
+    assert view.status == "waiting"
+    assert len(fake.calls) == 1
     nonce = await cp.db.run(
         lambda s: s.exec(
             select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested")
@@ -268,7 +272,8 @@ async def test_soft_budget_asks_humans_and_hard_budget_stops(
     assert out.accepted
     view = await cp.plan_view(opened.plan_id)
     assert len(fake.calls) == 2
-    assert view.status == "halted" and "hard budget" in view.status_reason
+    assert view.status == "halted"
+    assert "hard budget" in view.status_reason
 
 
 async def test_no_progress_stops_the_plan_early(
@@ -291,7 +296,8 @@ async def test_no_progress_stops_the_plan_early(
     planes.append(cp)
     opened = await cp.open_incident(text="fakefix", requester=REQUESTER)
     view = await cp.plan_view(opened.plan_id)
-    assert view.status == "halted" and "No progress" in view.status_reason
+    assert view.status == "halted"
+    assert "No progress" in view.status_reason
 
 
 async def test_task_memory_is_pruned_when_the_plan_ends(
