@@ -4,17 +4,57 @@ import re
 import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from common import Risk
-from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
+from common.yamlsrc import (
+    Loc,
+    LocatedYaml,
+    Problem,
+    YamlSyntaxError,
+    describe_loc,
+    load_located,
+    validation_problems,
+)
 from orchestration.auditor import EXPECT_KEYS
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 _ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DEFAULT_PARAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Validation context key: the loader reports cross-field problems itself, with lines.
+_DEFER_CROSS_CHECKS = "defer_cross_checks"
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+    return value
+
+
+def _expect_key(value: str) -> str:
+    if value not in EXPECT_KEYS:
+        raise ValueError(
+            f"unknown expect key {value!r}; use one of {', '.join(sorted(EXPECT_KEYS))}"
+        )
+    return value
+
+
+# Validated per item, so a bad pattern or expect key is reported at its own loc (and line).
+RegexStr = Annotated[str, AfterValidator(_regex)]
+ExpectKey = Annotated[str, AfterValidator(_expect_key)]
 
 
 class MatchSpec(BaseModel):
@@ -22,17 +62,7 @@ class MatchSpec(BaseModel):
 
     model_config = _STRICT
     keywords: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-
-    @field_validator("patterns")
-    @classmethod
-    def _compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        return value
+    patterns: tuple[RegexStr, ...] = ()
 
     @model_validator(mode="after")
     def _something(self) -> "MatchSpec":
@@ -58,11 +88,7 @@ class ParamSpec(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _compile(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
-        return value
+        return _regex(value)
 
 
 class CompensateSpec(BaseModel):
@@ -84,19 +110,9 @@ class StepSpec(BaseModel):
     tool: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     args: dict[str, Any] = Field(default_factory=dict)
     risk: Risk
-    expect: dict[str, Any] | None = None
+    expect: dict[ExpectKey, Any] | None = None
     compensate: CompensateSpec | None = None
     cost_usd: float | None = Field(default=None, ge=0)
-
-    @field_validator("expect")
-    @classmethod
-    def _expect_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        unknown = sorted(set(value or {}) - EXPECT_KEYS)
-        if unknown:
-            raise ValueError(
-                f"unknown expect key {unknown[0]!r}; use one of {', '.join(sorted(EXPECT_KEYS))}"
-            )
-        return value
 
 
 class BudgetSpec(BaseModel):
@@ -121,28 +137,49 @@ class Runbook(BaseModel):
     budget: BudgetSpec | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Runbook":
-        ids = [step.id for step in self.steps]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"step ids must be unique; repeated: {', '.join(dupes)}")
-        known = self.match.group_names() | set(self.params)
-        for index, step in enumerate(self.steps):
-            used = placeholders(step.title) | placeholders(step.args)
-            if step.compensate is not None:
-                used |= placeholders(step.compensate.args) | placeholders(step.compensate.title)
-            unknown = sorted(used - known)
-            if unknown:
-                raise ValueError(
-                    f"steps[{index}] ({step.id}) uses {{{unknown[0]}}}, which no pattern group "
-                    f"or params entry defines; add a named group (?P<{unknown[0]}>...) to a pattern"
-                )
+    def _consistent(self, info: ValidationInfo) -> "Runbook":
+        # Programmatic construction stays safe; the loader defers these checks so it can
+        # report each one on its own line (see cross_field_problems and load_runbook).
+        if isinstance(info.context, Mapping) and info.context.get(_DEFER_CROSS_CHECKS):
+            return self
+        for loc, message in cross_field_problems(self):
+            raise ValueError(f"{describe_loc(loc)}: {message}")
         return self
 
     def param_pattern(self, name: str) -> str:
         """The validation pattern of parameter ``name``."""
         spec = self.params.get(name)
         return spec.pattern if spec else DEFAULT_PARAM_PATTERN
+
+
+def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
+    """Problems spanning several fields, each with the loc of the part to change."""
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, step in enumerate(runbook.steps):
+        if step.id in seen:
+            problems.append(
+                (("steps", index, "id"), f"step ids must be unique; repeated: {step.id}")
+            )
+        seen.add(step.id)
+    known = runbook.match.group_names() | set(runbook.params)
+    for index, step in enumerate(runbook.steps):
+        parts: list[tuple[Loc, Any]] = [(("title",), step.title), (("args",), step.args)]
+        if step.compensate is not None:
+            parts.append((("compensate",), [step.compensate.title, step.compensate.args]))
+        for sub, value in parts:
+            unknown = sorted(placeholders(value) - known)
+            if unknown:
+                problems.append(
+                    (
+                        ("steps", index, *sub),
+                        f"steps[{index}] ({step.id}) uses {{{unknown[0]}}}, which no pattern group "
+                        f"or params entry defines; add a named group (?P<{unknown[0]}>...) "
+                        "to a pattern",
+                    )
+                )
+                break
+    return problems
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -177,21 +214,45 @@ def fill(value: Any, params: Mapping[str, str]) -> Any:
     return value
 
 
-def load_runbook(path: Path) -> tuple[Runbook | None, list[Problem]]:
-    """Parse and validate one runbook file."""
+def _validation_problems(exc: ValidationError, located: LocatedYaml) -> list[Problem]:
+    """Like ``validation_problems``, but a bad mapping key is reported on the key's own line."""
+    problems = validation_problems(exc, located)
+    for index, err in enumerate(exc.errors()):
+        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        if len(loc) >= 2 and loc[-1] == "[key]":
+            old = problems[index]
+            problems[index] = Problem(
+                old.source, located.line_of(loc[:-1]), describe_loc(loc[:-2]), old.message
+            )
+    return problems
+
+
+def _load(path: Path) -> tuple[Runbook | None, list[Problem], LocatedYaml | None]:
     source = str(path)
     try:
         located = load_located(path.read_text(encoding="utf-8"), source=source)
     except OSError as exc:
-        return None, [Problem(source, None, "(file)", f"cannot read: {exc.strerror}")]
+        return None, [Problem(source, None, "(file)", f"cannot read: {exc.strerror}")], None
     except YamlSyntaxError as exc:
-        return None, [Problem(source, exc.line, "(syntax)", exc.message)]
+        return None, [Problem(source, exc.line, "(syntax)", exc.message)], None
     if not isinstance(located.data, dict):
-        return None, [Problem(source, 1, "(document)", "a runbook must be a mapping with id, ...")]
+        problem = Problem(source, 1, "(document)", "a runbook must be a mapping with id, ...")
+        return None, [problem], located
     try:
-        return Runbook.model_validate(located.data), []
+        runbook = Runbook.model_validate(located.data, context={_DEFER_CROSS_CHECKS: True})
     except ValidationError as exc:
-        return None, validation_problems(exc, located)
+        return None, _validation_problems(exc, located), located
+    problems = [
+        Problem(source, located.line_of(loc), describe_loc(loc), message)
+        for loc, message in cross_field_problems(runbook)
+    ]
+    return (None if problems else runbook), problems, located
+
+
+def load_runbook(path: Path) -> tuple[Runbook | None, list[Problem]]:
+    """Parse and validate one runbook file."""
+    runbook, problems, _ = _load(path)
+    return runbook, problems
 
 
 def load_folder(folder: Path) -> tuple[dict[str, Runbook], list[Problem]]:
@@ -202,13 +263,14 @@ def load_folder(folder: Path) -> tuple[dict[str, Runbook], list[Problem]]:
     problems: list[Problem] = []
     paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     for path in paths:
-        runbook, found = load_runbook(path)
+        runbook, found, located = _load(path)
         problems.extend(found)
         if runbook is None:
             continue
         if runbook.id in runbooks:
+            line = located.line_of(("id",)) if located is not None else None
             problems.append(
-                Problem(str(path), 1, "id", f"runbook id {runbook.id!r} is used by another file")
+                Problem(str(path), line, "id", f"runbook id {runbook.id!r} is used by another file")
             )
             continue
         runbooks[runbook.id] = runbook

@@ -60,6 +60,16 @@ def _redact_processor(
     return sanitise(dict(event_dict), max_text=8000)  # type: ignore[no-any-return]
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write (it may be replaced)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, json: bool | None = None, level: int = logging.INFO) -> None:
     """Configure structlog once: JSON when not on a TTY (or when asked), console otherwise."""
     use_json = (not sys.stderr.isatty()) if json is None else json
@@ -78,7 +88,7 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import pytest
-
 from common.yamlsrc import Problem
 from orchestration.runbooks import fill, load_folder, load_runbook, placeholders
 
@@ -113,11 +111,6 @@ def test_invalid_regex_in_a_flow_list_is_reported_on_the_patterns_line(tmp_path:
     assert problem.line == line_of(text, "patterns:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MatchSpec._compile validates the whole patterns tuple, so the problem points "
-    "at the 'patterns:' key line (and repeats the whole list), not the bad pattern's line",
-)
 def test_invalid_regex_is_reported_on_the_bad_patterns_line(tmp_path: Path) -> None:
     text = VALID.replace("'restart (?P<service>[a-z]+)'", "'restart (?P<service>[a-z]+'")
     problem = only_problem(write(tmp_path, text))
@@ -134,11 +127,6 @@ def test_unknown_expect_key_names_the_key_and_the_allowed_ones(tmp_path: Path) -
     assert problem.line in {line_of(text, "expect:"), line_of(text, "statuz")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: StepSpec._expect_keys validates the whole expect mapping, so the problem "
-    "points at the 'expect:' line rather than the line of the unknown key",
-)
 def test_unknown_expect_key_is_reported_on_its_own_line(tmp_path: Path) -> None:
     text = VALID.replace("      ok: true\n", "      statuz: 200\n")
     problem = only_problem(write(tmp_path, text))
@@ -152,12 +140,6 @@ def test_unknown_placeholder_names_the_step_and_the_placeholder(tmp_path: Path) 
     assert "(?P<region>...)" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Runbook._consistent is a model-level validator, so an unknown {placeholder} "
-    "is reported at loc () -> line of the document start / where '(document)', "
-    "not at the step that uses it",
-)
 def test_unknown_placeholder_is_reported_on_the_steps_line(tmp_path: Path) -> None:
     text = VALID.replace("title: Restart {service}", "title: Restart {service} in {region}")
     problem = only_problem(write(tmp_path, text))
@@ -171,11 +153,6 @@ def test_duplicate_step_id_names_the_repeated_id(tmp_path: Path) -> None:
     assert "step ids must be unique; repeated: probe" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Runbook._consistent reports duplicate step ids at loc () -> line of the "
-    "document start / where '(document)', not at the repeated step's id line",
-)
 def test_duplicate_step_id_is_reported_on_the_repeated_steps_line(tmp_path: Path) -> None:
     text = VALID.replace("- id: restart", "- id: probe")
     problem = only_problem(write(tmp_path, text))
@@ -233,11 +210,6 @@ def test_duplicate_runbook_id_across_files_keeps_the_first_and_reports_the_secon
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_folder reports a duplicate runbook id at a hard-coded line 1 instead of "
-    "the line of the file's 'id:' key (wrong whenever the file starts with a comment)",
-)
 def test_duplicate_runbook_id_is_reported_on_the_id_line(tmp_path: Path) -> None:
     write(tmp_path, VALID, "a.yaml")
     write(tmp_path, VALID, "b.yaml")
