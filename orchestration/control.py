@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Role
@@ -35,6 +35,7 @@ from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, Step
 from policies import Pack
 
 log = get_logger("opsgate.control")
+COST_DIMENSIONS = ("plan_id", "role", "tool", "runbook_id", "channel")
 
 
 class ControlPlane:
@@ -518,6 +519,24 @@ class ControlPlane:
                 )
             )
         )
+
+    async def cost_totals(self, by: str) -> dict[str, tuple[float, int]]:
+        """Spend (USD, tokens) grouped by ``plan_id``, ``role``, ``tool``, ``runbook_id`` or
+        ``channel``."""
+        if by not in COST_DIMENSIONS:
+            raise OrchestrationError(
+                f"cannot group costs by {by!r}; use one of {', '.join(COST_DIMENSIONS)}",
+                code="bad_request",
+            )
+        column = getattr(CostEntry, by)
+
+        def work(session: Session) -> dict[str, tuple[float, int]]:
+            rows = session.exec(
+                select(column, func.sum(CostEntry.usd), func.sum(CostEntry.tokens)).group_by(column)
+            )
+            return {str(key): (float(usd or 0), int(tokens or 0)) for key, usd, tokens in rows}
+
+        return await self.db.run(work)
 
     async def close(self) -> None:
         """Release the database and the tools' connections."""

@@ -96,6 +96,14 @@ async def test_whole_plan_probe_runs_restart_waits_for_two_approvers_then_verifi
     assert all(c.usd > 0 for c in costs)
     assert view.spent_usd == pytest.approx(sum(c.usd for c in costs))
 
+    assert await control.cost_totals("runbook_id") == {
+        "web-restart": (pytest.approx(view.spent_usd), 0)
+    }
+    by_tool = await control.cost_totals("tool")
+    assert set(by_tool) == {"http"}
+    assert set(await control.cost_totals("role")) == {"executor"}
+    assert set(await control.cost_totals("channel")) == {"C1"}
+
     spans = await control.spans(opened.plan_id)
     kinds = sorted(s.kind for s in spans)
     assert kinds.count("step") == 3
