@@ -42,6 +42,18 @@ def steps_yaml(*steps: dict[str, Any]) -> str:
     return "\n".join(out).replace("'", '"')
 
 
+async def pending_nonce(cp: ControlPlane, *, besides: str | None = None) -> str:
+    """The nonce of the (newest other) approval card the plan posted."""
+    nonces = await cp.db.run(
+        lambda s: list(
+            s.exec(select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested"))
+        )
+    )
+    found = [n for n in nonces if n is not None and n != besides]
+    assert found, nonces
+    return found[-1]
+
+
 @pytest.fixture
 def fake() -> FakeTool:
     return FakeTool()
@@ -148,23 +160,11 @@ async def test_failed_step_runs_its_compensation_then_escalates(
     )
     planes.append(cp)
     opened = await cp.open_incident(text="fakefix", requester=REQUESTER)
-    nonce = await cp.db.run(
-        lambda s: s.exec(
-            select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested")
-        ).first()
-    )
-    assert nonce is not None
+    nonce = await pending_nonce(cp)
     await cp.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
     view = await cp.plan_view(opened.plan_id)
     assert view.status == "waiting"  # the compensation changes state: it needs its own approval
-    undo_nonce = await cp.db.run(
-        lambda s: s.exec(
-            select(AuditEvent.nonce).where(
-                AuditEvent.event == "approval_requested", AuditEvent.nonce != nonce
-            )
-        ).first()
-    )
-    assert undo_nonce is not None
+    undo_nonce = await pending_nonce(cp, besides=nonce)
     await cp.vote(nonce=undo_nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
     view = await cp.plan_view(opened.plan_id)
     by_key = {s.key: s for s in view.steps}
@@ -210,12 +210,7 @@ async def test_non_idempotent_step_is_never_retried(
     )
     planes.append(cp)
     opened = await cp.open_incident(text="fakefix", requester=REQUESTER)
-    nonce = await cp.db.run(
-        lambda s: s.exec(
-            select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested")
-        ).first()
-    )
-    assert nonce is not None
+    nonce = await pending_nonce(cp)
     await cp.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
     view = await cp.plan_view(opened.plan_id)
     assert len(fake.calls) == 1
@@ -262,12 +257,7 @@ async def test_soft_budget_asks_humans_and_hard_budget_stops(
     view = await cp.plan_view(opened.plan_id)
     assert view.status == "waiting"
     assert len(fake.calls) == 1
-    nonce = await cp.db.run(
-        lambda s: s.exec(
-            select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested")
-        ).first()
-    )
-    assert nonce is not None
+    nonce = await pending_nonce(cp)
     out = await cp.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
     assert out.accepted
     view = await cp.plan_view(opened.plan_id)
