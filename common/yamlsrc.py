@@ -38,34 +38,62 @@ class YamlSyntaxError(ValueError):
         self.message = message
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
-    lines.setdefault(loc, node.start_mark.line + 1)
+def _record(node: yaml.Node, loc: Loc, lines: dict[Loc, int], seen: frozenset[int]) -> None:
+    """Walk ``node`` recording lines; ``seen`` guards against recursive aliases."""
+    if id(node) in seen:
+        return
+    seen = seen | {id(node)}
     if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            child = (*loc, key)
-            lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines)
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in keys and key != "<<":
+                raise _Duplicate(f"duplicate key {key!r}; keep only one of them", line)
+            keys.add(key)
+            lines[(*loc, key)] = line
+            _record(value_node, (*loc, key), lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            child = (*loc, index)
-            lines[child] = item.start_mark.line + 1
-            _walk(item, child, lines)
+            lines[(*loc, index)] = item.start_mark.line + 1
+            _record(item, (*loc, index), lines, seen)
+
+
+class _Duplicate(Exception):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
 
 
 def load_located(text: str, *, source: str) -> LocatedYaml:
-    """Parse one YAML document with line numbers; raises YamlSyntaxError on bad syntax."""
+    """Parse one YAML document with line numbers, parsing once.
+
+    Raises:
+        YamlSyntaxError: on a syntax error, a duplicate key or more than one document.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        node = loader.get_single_node()
+        if node is None:
+            return LocatedYaml(data=None, source=source)
+        lines: dict[Loc, int] = {(): node.start_mark.line + 1}
+        _record(node, (), lines, frozenset())
+        data = loader.construct_document(node)
+    except _Duplicate as exc:
+        raise YamlSyntaxError(exc.message, source=source, line=exc.line) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(f"invalid YAML: {problem}", source=source, line=line) from exc
-    lines: dict[Loc, int] = {}
-    if node is not None:
-        _walk(node, (), lines)
+        raise YamlSyntaxError(
+            f"invalid YAML: {exc.problem or exc}", source=source, line=line
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"invalid YAML: {exc}", source=source, line=None) from exc
+    finally:
+        loader.dispose()
     return LocatedYaml(data=data, source=source, lines=lines)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters.http import HttpConfig
+from adapters.shell import ShellCommand, ShellConfig
 from common import Mode
 from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
 from orchestration.errors import ConfigError
@@ -50,22 +52,17 @@ class ToolLimits(BaseModel):
     breaker_reset_s: float = Field(default=30.0, gt=0)
 
 
-class HttpAdapterConfig(ToolLimits):
-    """The http adapter."""
+class HttpAdapterConfig(HttpConfig, ToolLimits):
+    """The http adapter: its own settings (``adapters.http.HttpConfig``) plus its guards."""
 
     allow_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
-    timeout_s: float = Field(default=10.0, gt=0)
-    max_body_bytes: int = Field(default=65536, ge=1)
     cost_per_call_usd: float = Field(default=0.0001, ge=0)
 
 
-class ShellAdapterConfig(ToolLimits):
-    """The shell adapter: only allow-listed argv templates."""
+class ShellAdapterConfig(ShellConfig, ToolLimits):
+    """The shell adapter: allow-listed argv templates (``adapters.shell``) plus its guards."""
 
-    commands: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    timeout_s: float = Field(default=10.0, gt=0)
-    max_output_bytes: int = Field(default=65536, ge=1)
-    cost_per_call_usd: float = Field(default=0.0, ge=0)
+    commands: dict[str, ShellCommand] = Field(default_factory=dict)
 
 
 class AdaptersConfig(BaseModel):

@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from sqlmodel import Session, col, func, select
 
@@ -107,27 +106,7 @@ class ControlPlane:
         """The plan that would be proposed for ``text``, with who must approve each step."""
         draft = planner.plan(self.snapshot, intake.validate(text))
         plan, steps = self._materialise(draft, requester=requester, incident_id="", channel="")
-        previews = []
-        for step in steps:
-            decision = self.rt.decide(step, plan)
-            previews.append(
-                StepPreview(
-                    key=step.key,
-                    title=step.title,
-                    tool_action=step.tool_action,
-                    args=step.args,
-                    risk=decision.risk.value,
-                    declared_risk=step.declared_risk,
-                    verdict=decision.verdict.value,
-                    code=decision.code,
-                    reason=decision.reason,
-                    quorum=decision.quorum,
-                    exclude_requester=decision.exclude_requester,
-                    expect=step.expect,
-                    compensate=step.compensate,
-                    cost_usd=step.estimate_usd,
-                )
-            )
+        previews = self.preview_steps(plan, steps)
         return PlanPreview(
             runbook_id=draft.runbook_id,
             runbook_version=draft.runbook_version,
@@ -288,7 +267,7 @@ class ControlPlane:
                     "plan_version": plan.version,
                     "plan_hash": plan.plan_hash,
                     "params": plan.params,
-                    "steps": previews,
+                    "steps": [p.model_dump(mode="json") for p in previews],
                     "forecast_usd": plan.forecast_usd,
                     "budget_usd": plan.budget_usd,
                 },
@@ -337,23 +316,30 @@ class ControlPlane:
             await self.advance(plan.id)
         return opened
 
-    def preview_steps(self, plan: Plan, steps: list[Step]) -> list[dict[str, Any]]:
-        """Per step: title, tool, risk and the policy's verdict, for the plan summary."""
-        out = []
+    def preview_steps(self, plan: Plan, steps: list[Step]) -> list[StepPreview]:
+        """Each step with the policy's verdict on it: who must approve and why."""
+        previews = []
         for step in steps:
             decision = self.rt.decide(step, plan)
-            out.append(
-                {
-                    "key": step.key,
-                    "title": step.title,
-                    "tool_action": step.tool_action,
-                    "risk": decision.risk.value,
-                    "verdict": decision.verdict.value,
-                    "quorum": decision.quorum,
-                    "reason": decision.reason,
-                }
+            previews.append(
+                StepPreview(
+                    key=step.key,
+                    title=step.title,
+                    tool_action=step.tool_action,
+                    args=step.args,
+                    risk=decision.risk.value,
+                    declared_risk=step.declared_risk,
+                    verdict=decision.verdict.value,
+                    code=decision.code,
+                    reason=decision.reason,
+                    quorum=decision.quorum,
+                    exclude_requester=decision.exclude_requester,
+                    expect=step.expect,
+                    compensate=step.compensate,
+                    cost_usd=step.estimate_usd,
+                )
             )
-        return out
+        return previews
 
     async def _audit_refusal(
         self, ctx: Ctx, exc: OrchestrationError, *, text: str, channel: str

@@ -5,9 +5,9 @@ Only the composition root and the Executor's owner use this; the Planner never i
 
 from collections.abc import Iterable
 
-from pydantic import ValidationError
-
-from adapters import GrantSigner, HttpTool, ShellCommand, ShellTool, Tool, ToolRegistry, guarded
+from adapters import GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
+from adapters.http import HttpConfig
+from adapters.shell import ShellConfig
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.errors import ConfigError
@@ -37,26 +37,17 @@ def build_registry(
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
 ) -> ToolRegistry:
     """The configured tools (http always, shell when configured, plus ``extra``), guarded."""
-    http_cfg = config.adapters.http
-    http = HttpTool(
-        allow_hosts=http_cfg.allow_hosts,
-        timeout_s=http_cfg.timeout_s,
-        max_body_bytes=http_cfg.max_body_bytes,
-        cost_per_call_usd=http_cfg.cost_per_call_usd,
-    )
     step_timeout = config.execution.step_timeout_s
+    http_cfg = config.adapters.http
+    http = HttpTool.from_config(http_cfg.model_dump(include=set(HttpConfig.model_fields)))
     tools = [_guard(http, http_cfg, timeout_s=step_timeout, signer=signer, clock=clock)]
     shell_cfg = config.adapters.shell
     if shell_cfg is not None:
         try:
-            commands = {n: ShellCommand.model_validate(c) for n, c in shell_cfg.commands.items()}
-            shell = ShellTool(
-                commands=commands,
-                timeout_s=shell_cfg.timeout_s,
-                max_output_bytes=shell_cfg.max_output_bytes,
-                cost_per_call_usd=shell_cfg.cost_per_call_usd,
+            shell = ShellTool.from_config(
+                shell_cfg.model_dump(include=set(ShellConfig.model_fields))
             )
-        except (ValidationError, ValueError) as exc:
+        except ValueError as exc:
             raise ConfigError(f"adapters.shell: {exc}", path=config.source) from exc
         tools.append(_guard(shell, shell_cfg, timeout_s=step_timeout, signer=signer, clock=clock))
     for tool, limits in extra:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from common import Risk
-from policies import _yaml
+from common.yamlsrc import Loc, LocatedYaml, YamlSyntaxError, load_located
 from policies.model import SNAKE_CASE, PackError
 
 RULE_ID = r"^[a-z0-9][a-z0-9_-]*$"
@@ -206,33 +206,34 @@ def _check_path(path: str | os.PathLike[str]) -> tuple[list[PackError], Pack | N
 def _check_text(text: str, *, source: str) -> tuple[list[PackError], Pack | None]:
     """Parse and validate; return the problems (sorted by line) and the pack when valid."""
     try:
-        data, lines = _yaml.parse(text)
-    except _yaml.YamlProblem as exc:
+        located = load_located(text, source=source)
+    except YamlSyntaxError as exc:
         return [PackError(exc.message, path=source, line=exc.line)], None
+    data = located.data
     if not isinstance(data, dict):
         message = "a policy pack is a mapping with at least 'version: 1' - start from default.yaml"
-        return [PackError(message, path=source, line=lines.get(()))], None
+        return [PackError(message, path=source, line=located.line_of(()))], None
     try:
         pack = Pack.model_validate(data)
     except ValidationError as exc:
-        problems = [_to_pack_error(error, lines, source=source) for error in exc.errors()]
+        problems = [_to_pack_error(error, located) for error in exc.errors()]
         problems.sort(key=lambda problem: problem.line or 0)
         return problems, None
     return [], pack
 
 
-def _to_pack_error(error: ErrorDetails, lines: dict[_yaml.Loc, int], *, source: str) -> PackError:
+def _to_pack_error(error: ErrorDetails, located: LocatedYaml) -> PackError:
     """One pydantic error as a PackError with its line, key path and a fix."""
     loc = tuple(error["loc"])
     return PackError(
         _message(error, loc),
-        path=source,
-        line=_yaml.line_for(loc, lines),
+        path=located.source,
+        line=located.line_of(loc),
         location=_dotted(loc),
     )
 
 
-def _message(error: ErrorDetails, loc: _yaml.Loc) -> str:
+def _message(error: ErrorDetails, loc: Loc) -> str:
     """Plain words for a pydantic error, ending with what to change."""
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -247,7 +248,7 @@ def _message(error: ErrorDetails, loc: _yaml.Loc) -> str:
     return f"{error['msg']} (got {got}) - fix the value"
 
 
-def _dotted(loc: _yaml.Loc) -> str:
+def _dotted(loc: Loc) -> str:
     """``("deny", 2, "args_pattern")`` as ``deny[2].args_pattern``."""
     text = ""
     for part in loc:
@@ -255,7 +256,7 @@ def _dotted(loc: _yaml.Loc) -> str:
     return text
 
 
-def _allowed_keys(loc: _yaml.Loc) -> list[str]:
+def _allowed_keys(loc: Loc) -> list[str]:
     """The keys the schema accepts at ``loc`` (a mapping inside the pack)."""
     model: Any = Pack
     for part in loc:

@@ -62,3 +62,20 @@ def test_plan_without_a_match_names_the_closest_runbooks(
     monkeypatch.setenv("OPSGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     assert main(["plan", "the printer jammed"]) == 1
     assert "Closest runbooks" in capsys.readouterr().err
+
+
+def test_check_passes_on_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(REPO / "opsgate.example.yaml"), "check"]) == 0
+    assert "shell.disk_usage" in capsys.readouterr().out
+
+
+def test_check_reports_a_bad_shell_command_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "opsgate.yaml"
+    config.write_text(
+        "adapters:\n  shell:\n    commands:\n"
+        '      x: {argv: ["/bin/echo", "{a}"], risk: lowish, read_only: true, idempotent: true}\n'
+    )
+    assert main(["--config", str(config), "check"]) == 1
+    assert f"{config}:4: adapters.shell.commands.x.risk" in capsys.readouterr().out

@@ -131,7 +131,7 @@ def test_yaml_syntax_error_has_a_line() -> None:
     """Broken YAML is a PackError, not a yaml exception."""
     error = _one_error("version: 1\ndeny: [\n")
     assert error.line is not None
-    assert "not valid YAML" in error.message
+    assert "invalid YAML" in error.message
 
 
 def test_duplicate_yaml_key_is_an_error() -> None:
