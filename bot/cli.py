@@ -29,7 +29,35 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print the plan that would be proposed (runs nothing)")
     plan.add_argument("text", help='incident text, e.g. "checkout-api is down"')
     plan.add_argument("--requester", default="", help="Slack user id of the requester")
+    serve = sub.add_parser("serve", help="run the Slack app (HTTP, or Socket Mode)")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all interfaces
+    serve.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)",
+    )
     return parser
+
+
+def cmd_serve(config: Path | None, *, host: str, port: int, socket_mode: bool) -> int:
+    """Run the production app until interrupted."""
+    from bot.server import serve  # noqa: PLC0415 - the Slack stack loads only for this verb
+    from bot.settings import SettingsError, SlackSettings  # noqa: PLC0415
+
+    try:
+        settings = SlackSettings.from_env(socket_mode=socket_mode)
+    except SettingsError as exc:
+        print(f"config_invalid: {exc}", file=sys.stderr)
+        return 1
+    report = check_all(config, tools_for)
+    if report.problems:
+        for problem in report.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("opsgate did not start: fix the problems above (opsgate check).", file=sys.stderr)
+        return 1
+    asyncio.run(serve(config, settings, host=host, port=port, socket_mode=socket_mode))
+    return 0
 
 
 def cmd_check(config: Path | None) -> int:
@@ -107,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(config)
+        if args.command == "serve":
+            return cmd_serve(config, host=args.host, port=args.port, socket_mode=args.socket_mode)
         if args.command == "plan":
             return asyncio.run(_plan(config, args.text, args.requester))
     except OrchestrationError as exc:

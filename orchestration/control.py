@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
@@ -24,7 +25,15 @@ from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import Executor, Outcome, Ticket
 from orchestration.knowledge import Document, KnowledgeSnapshot, sync_documents
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
-from orchestration.models import AuditEvent, CostEntry, Incident, Plan, Span, Step
+from orchestration.models import (
+    AuditEvent,
+    CostEntry,
+    Incident,
+    Plan,
+    ProcessedRequest,
+    Span,
+    Step,
+)
 from orchestration.records import Ctx, audit, emit
 from orchestration.runbooks import Runbook, load_folder
 from orchestration.runtime import Runtime
@@ -120,6 +129,13 @@ class ControlPlane:
             budget_usd=plan.budget_usd,
             budget_tokens=plan.budget_tokens,
         )
+
+    def matches(self, text: str) -> bool:
+        """True when some runbook recognises ``text`` (and intake accepts it)."""
+        try:
+            return bool(planner.rank(self.snapshot, intake.validate(text)))
+        except OrchestrationError:
+            return False
 
     def _materialise(
         self,
@@ -505,6 +521,50 @@ class ControlPlane:
                 )
             )
         )
+
+    async def open_incident_in(self, channel: str) -> Incident | None:
+        """The newest open incident of ``channel``, if any."""
+        return await self.db.run(
+            lambda s: s.exec(
+                select(Incident)
+                .where(Incident.channel == channel, Incident.status == IncidentStatus.OPEN.value)
+                .order_by(col(Incident.created_at).desc())
+            ).first()
+        )
+
+    async def incident(self, incident_id: str) -> Incident:
+        """One incident; NotFound when it does not exist."""
+        found = await self.db.run(lambda s: s.get(Incident, incident_id))
+        if found is None:
+            raise NotFound(f"no incident {incident_id}")
+        return found
+
+    async def set_thread(self, incident_id: str, thread_ts: str) -> None:
+        """Remember the chat thread of an incident (its root message)."""
+
+        def work(session: Session) -> None:
+            incident = session.get(Incident, incident_id)
+            if incident is not None:
+                incident.thread_ts = thread_ts
+                session.add(incident)
+
+        await self.db.run(work)
+
+    async def first_delivery(self, key: str) -> bool:
+        """True the first time ``key`` (a chat request or event id) is seen; False after."""
+        now = self.clock.now()
+
+        def work(session: Session) -> bool:
+            if session.get(ProcessedRequest, key) is not None:
+                return False
+            session.add(ProcessedRequest(key=key, at=now))
+            session.flush()
+            return True
+
+        try:
+            return await self.db.run(work)
+        except IntegrityError:  # another replica recorded it at the same instant
+            return False
 
     async def cost_totals(self, by: str) -> dict[str, tuple[float, int]]:
         """Spend (USD, tokens) grouped by ``plan_id``, ``role``, ``tool``, ``runbook_id`` or

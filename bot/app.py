@@ -1,0 +1,131 @@
+"""The Slack app: Bolt AsyncApp on one aiohttp server, wired to the control plane.
+
+Routes: ``POST /slack/events`` (events, slash commands, interactivity), ``GET /healthz``,
+``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus).
+"""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import refs as _refs  # noqa: F401 - registers the slack_refs table before start
+from bot.delivery import SlackNotifier
+from bot.listeners import register
+from bot.middleware import correlation
+from bot.refs import Refs
+from bot.settings import SlackSettings
+from bot.surface import Surface
+from bot.tasks import TaskTracker
+from orchestration.control import ControlPlane
+from orchestration.outbox import OutboxRelay
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.app")
+
+EXPIRY_INTERVAL_S = 30
+
+
+@dataclass
+class SlackApp:
+    """Everything ``opsgate serve`` runs: the Bolt app, the web server, the background loops."""
+
+    bolt: AsyncApp
+    web: web.Application
+    surface: Surface
+    client: AsyncWebClient
+
+
+def build_app(
+    control: ControlPlane,
+    settings: SlackSettings,
+    *,
+    relay_idle_s: float = 0.5,
+    expiry_interval_s: float = EXPIRY_INTERVAL_S,
+) -> SlackApp:
+    """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
+    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    bolt = AsyncApp(
+        token=settings.bot_token,
+        signing_secret=settings.signing_secret or None,
+        client=client,
+        request_verification_enabled=bool(settings.signing_secret),
+        raise_error_for_unhandled_request=False,
+    )
+    notifier = SlackNotifier(
+        client=client,
+        control=control,
+        refs=Refs(control.db),
+        rate_per_s=control.config.slack.channel_rate_per_s,
+    )
+    relay = OutboxRelay(db=control.db, notifier=notifier, clock=control.clock)
+    surface = Surface(control=control, config=control.config, tasks=TaskTracker(), relay=relay)
+    bolt.middleware(correlation(control))
+    register(bolt, surface)
+
+    async def events(request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ok = await control.db.ping()
+        return web.json_response(
+            {"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    background: dict[str, Any] = {}
+
+    async def on_startup(_app: web.Application) -> None:
+        problems = await control.start()
+        for problem in problems:
+            log.warning("runbook_problem", problem=str(problem))
+        background["relay"] = asyncio.create_task(
+            relay.run_forever(idle_s=relay_idle_s), name="outbox-relay"
+        )
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            control.expire_approvals,
+            "interval",
+            seconds=expiry_interval_s,
+            id="expire-approvals",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        background["scheduler"] = scheduler
+        log.info("opsgate_started", runbooks=len(control.snapshot.runbooks))
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await surface.tasks.drain()
+        scheduler = background.get("scheduler")
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        task = background.get("relay")
+        if task is not None:
+            await relay.drain()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.session.close() if client.session else None
+        await control.close()
+        log.info("opsgate_stopped")
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return SlackApp(bolt=bolt, web=app, surface=surface, client=client)

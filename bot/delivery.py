@@ -1,0 +1,145 @@
+"""The Notifier the outbox relay calls: renders control-plane events and posts them to Slack.
+
+Order per channel is the relay's job; this module paces each channel at Slack's rate (about
+one message per second), turns Slack's 429 and outages into retries, and records what it
+posted so re-delivery after a crash updates instead of posting twice.
+"""
+
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import render, render_approval_card, render_incident_root
+from bot.refs import Refs
+from orchestration.control import ControlPlane
+from orchestration.models import OutboxMessage
+from orchestration.outbox import DeliveryDropped, DeliveryRetry
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.delivery")
+
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "msg_too_long",
+        "no_text",
+        "user_not_in_channel",
+        "invalid_arguments",
+    }
+)
+
+
+class SlackNotifier:
+    """Delivers outbox messages with a Slack Web API client."""
+
+    def __init__(
+        self, *, client: AsyncWebClient, control: ControlPlane, refs: Refs, rate_per_s: float = 1.0
+    ) -> None:
+        self._client = client
+        self._control = control
+        self._refs = refs
+        self._rate = rate_per_s
+        self._limiters: dict[str, AsyncLimiter] = {}
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        """Post or update the Slack message for one outbox row."""
+        if not message.channel:
+            return  # opened outside Slack (CLI, tests): nothing to post
+        try:
+            await self._deliver(message)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 429:
+                retry_after = exc.response.headers.get("Retry-After", "1")
+                raise DeliveryRetry("rate limited by Slack", after_s=float(retry_after)) from exc
+            if error in PERMANENT:
+                raise DeliveryDropped(f"Slack refused {message.kind}: {error}") from exc
+            raise DeliveryRetry(f"Slack error {status} {error}") from exc
+        except OSError as exc:  # connection refused, DNS, reset: Slack or the network is down
+            raise DeliveryRetry(f"Slack unreachable: {exc}") from exc
+
+    async def _post(self, channel: str, **kwargs: Any) -> str:
+        limiter = self._limiters.setdefault(channel, AsyncLimiter(1, 1 / self._rate))
+        async with limiter:
+            response = await self._client.chat_postMessage(channel=channel, **kwargs)
+        return str(response["ts"])
+
+    async def _thread(self, message: OutboxMessage) -> str:
+        ref = await self._refs.get(f"incident:{message.incident_id}")
+        if ref is None:
+            raise DeliveryRetry("the incident's root message is not posted yet")
+        return ref.ts
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        done = await self._refs.get(f"outbox:{message.id}")
+        if done is not None and message.kind != "approval_updated":
+            return  # posted before a crash; do not post twice
+        payload = dict(message.payload)
+        kind = message.kind
+        if kind == "incident_opened":
+            rendered = render(kind, payload)
+            ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
+            await self._refs.put(
+                f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=payload
+            )
+            assert message.incident_id is not None
+            await self._control.set_thread(message.incident_id, ts)
+        elif kind == "vote_refused":
+            rendered = render(kind, payload)
+            thread = await self._thread(message)
+            await self._client.chat_postEphemeral(
+                channel=message.channel,
+                user=str(payload["voter"]),
+                text=rendered.text,
+                blocks=rendered.blocks,
+                thread_ts=thread,
+            )
+            ts = "ephemeral"
+        elif kind == "approval_requested":
+            rendered = render(kind, payload)
+            thread = await self._thread(message)
+            ts = await self._post(
+                message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
+            )
+            await self._refs.put(
+                f"approval:{payload['approval_id']}",
+                channel=message.channel,
+                ts=ts,
+                payload=payload,
+            )
+        elif kind == "approval_updated":
+            ts = await self._update_card(payload)
+        else:
+            rendered = render(kind, payload)
+            thread = await self._thread(message)
+            ts = await self._post(
+                message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
+            )
+            if kind in ("incident_resolved", "incident_cancelled"):
+                await self._update_root(message, kind.removeprefix("incident_"))
+        await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
+
+    async def _update_card(self, update: dict[str, Any]) -> str:
+        ref = await self._refs.get(f"approval:{update['approval_id']}")
+        if ref is None:
+            return "no-card"  # the card was never posted (cancelled before delivery)
+        rendered = render_approval_card(ref.payload, update)
+        await self._client.chat_update(
+            channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
+        )
+        return ref.ts
+
+    async def _update_root(self, message: OutboxMessage, status: str) -> None:
+        ref = await self._refs.get(f"incident:{message.incident_id}")
+        if ref is None:
+            return
+        rendered = render_incident_root(ref.payload, status)
+        await self._client.chat_update(
+            channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
+        )

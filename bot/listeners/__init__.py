@@ -1,0 +1,14 @@
+"""Bolt listeners, one module per Slack surface: commands, actions, views, events."""
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.listeners import actions, commands, events, views
+from bot.surface import Surface
+
+
+def register(app: AsyncApp, surface: Surface) -> None:
+    """Attach every listener to ``app``."""
+    commands.register(app, surface)
+    actions.register(app, surface)
+    views.register(app, surface)
+    events.register(app, surface)

@@ -1,0 +1,102 @@
+"""``/incident``: open, help, status, resolve, cancel."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks, metrics, strings
+from bot.surface import Surface
+from orchestration.errors import OrchestrationError
+
+COMMAND = "/incident"
+SUBCOMMANDS = ("help", "status", "resolve", "cancel")
+
+
+class SlashCommand(BaseModel):
+    """The fields of Slack's slash-command payload that opsgate uses."""
+
+    model_config = ConfigDict(extra="ignore")
+    command: str
+    text: str = ""
+    user_id: str
+    channel_id: str
+
+
+def register(app: AsyncApp, surface: Surface) -> None:
+    """Attach the ``/incident`` listener."""
+
+    @app.command(COMMAND)
+    async def incident(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ) -> None:
+        cmd = SlashCommand.model_validate(command)
+        text = cmd.text.strip()
+        sub = text.split(" ", 1)[0].lower() if text else "help"
+        if sub == "help":
+            await ack(text=strings.HELP, blocks=blocks.help_blocks())
+            return
+        if sub in SUBCOMMANDS:
+            await ack(text=strings.WORKING)
+            surface.run(_subcommand(surface, client, cmd, sub), name=f"incident-{sub}")
+            return
+        await ack(text=strings.opening(text))
+        metrics.INCIDENTS.labels(source="slash_command").inc()
+        surface.run(
+            open_incident(
+                surface,
+                client,
+                text=text,
+                user=cmd.user_id,
+                channel=cmd.channel_id,
+                correlation_id=str(context.get("correlation_id") or ""),
+            ),
+            name="incident-open",
+        )
+
+
+async def open_incident(
+    surface: Surface,
+    client: AsyncWebClient,
+    *,
+    text: str,
+    user: str,
+    channel: str,
+    correlation_id: str,
+    source: str = "slack",
+) -> None:
+    """Open an incident; a refusal goes back to the person, privately, in plain words."""
+    try:
+        await surface.control.open_incident(
+            text=text,
+            requester=user,
+            channel=channel,
+            source=source,
+            correlation_id=correlation_id or None,
+        )
+    except OrchestrationError as exc:
+        await client.chat_postEphemeral(
+            channel=channel, user=user, text=strings.refused(exc.message)
+        )
+
+
+async def _subcommand(
+    surface: Surface, client: AsyncWebClient, cmd: SlashCommand, sub: str
+) -> None:
+    incident = await surface.control.open_incident_in(cmd.channel_id)
+    if incident is None:
+        await client.chat_postEphemeral(
+            channel=cmd.channel_id, user=cmd.user_id, text=strings.NO_OPEN_INCIDENT
+        )
+        return
+    if sub == "status":
+        view = await surface.control.incident_plan(incident.id)
+        rendered = blocks.status_blocks(view.model_dump(mode="json"))
+        await client.chat_postEphemeral(
+            channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
+        )
+        return
+    await surface.control.close_incident(
+        incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve"
+    )

@@ -1,0 +1,15 @@
+"""A local stand-in for Slack, so opsgate runs and is tested without a Slack account.
+
+- `limits`: Slack's documented Block Kit and message limits as pure checks, reported in Slack's
+  own `invalid_blocks` wording, so nothing passes here that Slack would refuse.
+- `workspace`: the in-memory workspace (users, channels, messages, threads, ephemerals, views,
+  files).
+- `methods`: the Web API methods opsgate uses, as functions over the workspace.
+- `webapi`: `FakeSlack`, an aiohttp server speaking the Web API (`/api/{method}`) for
+  `slack_sdk`'s `AsyncWebClient(base_url=...)`, with fault injection (rate limiting, outages)
+  and a subscriber queue feeding the browser sandbox of `opsgate demo`.
+- `signing`: the requests Slack sends to the app (slash commands, button clicks, modal
+  submissions, events), signed with the app's signing secret.
+
+Errors: Web API refusals are `methods.ApiError`, rendered as Slack's `{"ok": false, ...}` body.
+"""

@@ -1,0 +1,52 @@
+"""Slack settings from the environment, checked before the app starts."""
+
+import os
+from dataclasses import dataclass
+
+SLACK_API_DEFAULT = "https://slack.com/api/"
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or malformed; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Tokens, signing secret and Web API base URL (Slack's usual variable names)."""
+
+    bot_token: str
+    signing_secret: str
+    app_token: str | None
+    api_url: str
+
+    @classmethod
+    def from_env(cls, *, socket_mode: bool = False) -> "SlackSettings":
+        """Read and check ``SLACK_*`` and ``OPSGATE_SLACK_API_URL``."""
+        token = os.environ.get("SLACK_BOT_TOKEN", "")
+        secret = os.environ.get("SLACK_SIGNING_SECRET", "")
+        app_token = os.environ.get("SLACK_APP_TOKEN") or None
+        api_url = os.environ.get("OPSGATE_SLACK_API_URL", SLACK_API_DEFAULT)
+        problems = []
+        if not token.startswith("xoxb-"):
+            problems.append(
+                "SLACK_BOT_TOKEN must be set to the bot token (xoxb-...) from OAuth & Permissions"
+            )
+        if not secret and not socket_mode:
+            problems.append(
+                "SLACK_SIGNING_SECRET must be set (Basic Information > App Credentials)"
+            )
+        if socket_mode and not (app_token or "").startswith("xapp-"):
+            problems.append(
+                "--socket-mode needs SLACK_APP_TOKEN (xapp-..., Basic Information > "
+                "App-Level Tokens, scope connections:write)"
+            )
+        if not api_url.startswith(("http://", "https://")):
+            problems.append("OPSGATE_SLACK_API_URL must be an http(s) URL")
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return cls(
+            bot_token=token,
+            signing_secret=secret,
+            app_token=app_token,
+            api_url=api_url if api_url.endswith("/") else api_url + "/",
+        )

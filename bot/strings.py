@@ -1,0 +1,217 @@
+"""Every user-facing string of the Slack surface, in one place.
+
+Templates use ``str.format`` fields and are mrkdwn: a literal ``<`` is written ``&lt;``. Values
+are escaped for mrkdwn by ``bot.blocks`` before they are formatted in. Emoji are Unicode, not
+``:shortcodes:``, so they render the same in Slack, the local sandbox and notifications.
+"""
+
+from typing import Final
+
+
+def escape(value: object) -> str:
+    """``value`` as text with mrkdwn's control characters (``& < >``) escaped."""
+    try:
+        text = "" if value is None else str(value)
+    except ValueError:  # an int past Python's digit limit
+        text = ELLIPSIS
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _quote(value: object, limit: int = 500) -> str:
+    text = " ".join(escape(value).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    return (cut[:amp] if amp != -1 and ";" not in cut[amp:] else cut) + "…"
+
+
+ELLIPSIS: Final = "…"
+NONE: Final = "—"
+UNKNOWN_USER: Final = "someone"
+LIST_SEP: Final = ", "
+DOT: Final = " · "
+
+# Risk levels (common.Risk values) and their emoji.
+RISK_EMOJI: Final = {"low": "🟢", "medium": "🟡", "high": "🟠", "critical": "🔴"}
+RISK_UNKNOWN_EMOJI: Final = "⚪"
+RISK: Final = "{risk} risk"
+RISK_RAISED: Final = "{risk} risk (declared {declared})"
+
+# Incident root message.
+INCIDENT_HEADER: Final = "Incident: {text}"
+INCIDENT_FALLBACK: Final = "Incident ({status}): {text}"
+INCIDENT_STATUS: Final = {
+    "open": "🔥 Open",
+    "resolved": "✅ Resolved",
+    "cancelled": "🚫 Cancelled",
+}
+FIELD_STATUS: Final = "*Status*\n{status}"
+FIELD_REQUESTER: Final = "*Requester*\n{requester}"
+FIELD_PLAN: Final = "*Plan*\n{title}"
+FIELD_RUNBOOK: Final = "*Runbook*\n`{runbook}`{dot}plan v{version}{dot}hash `{hash}`"
+PARAMS: Final = "*Params:* {params}"
+STEPS_HEADING: Final = "*Steps*"
+NO_STEPS: Final = "_No steps._"
+STEP_LINE: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{risk}{dot}{policy}"
+POLICY_ALLOW: Final = "runs automatically"
+POLICY_APPROVALS: Final = "needs {quorum} approval{plural}{excl}: {reason}"
+POLICY_NOT_REQUESTER: Final = ", not the requester"
+POLICY_DENY: Final = "denied: {reason}"
+POLICY_OTHER: Final = "{verdict}: {reason}"
+MORE_STEPS: Final = "{emoji} …and {count} more steps (see `/incident status`)"
+MORE_STEPS_EMOJI: Final = "➕"
+FORECAST: Final = "💵 Forecast {forecast} of {budget} budget"
+FORECAST_OVER: Final = "⚠️ Forecast {forecast} exceeds the {budget} budget"
+FORECAST_NO_BUDGET: Final = "💵 Forecast {forecast} (no budget set)"
+TRACE: Final = "trace `{trace}`"
+MORE_BLOCKS: Final = "…{count} more blocks not shown"
+
+# Approval cards.
+APPROVAL_STEP_TITLE: Final = "{emoji} *Approval needed: {title}*"
+APPROVAL_DECIDED_TITLE: Final = "{emoji} *Step: {title}*"
+APPROVAL_BUDGET_TITLE: Final = "💰 *Continue past the soft budget?*"
+APPROVAL_FALLBACK_STEP: Final = "Approval needed: {title}"
+APPROVAL_FALLBACK_BUDGET: Final = "Approval needed: continue past the soft budget?"
+FIELD_TOOL: Final = "*Tool and action*\n`{tool}`"
+FIELD_RISK: Final = "*Risk*\n{emoji} {risk}"
+FIELD_QUORUM: Final = "*Approvals*\n{approvals}/{quorum}{excl}"
+QUORUM_NOT_REQUESTER: Final = " (not the requester)"
+FIELD_EXPIRES: Final = "*Expires*\n{when}"
+WHY: Final = "*Why:* {reason}"
+ARGS: Final = "*Args*\n{code}"
+EXPECT: Final = "*Expected outcome*\n{code}"
+COMPENSATION: Final = "*Compensation:* {title}  `{tool}`\n{code}"
+NO_COMPENSATION: Final = "*Compensation:* none declared"
+REQUESTED_BY: Final = "Requested by {requester}{dot}plan v{version}"
+APPROVE_BUTTON: Final = "Approve"
+REJECT_BUTTON: Final = "Reject"
+NO_BUTTONS: Final = "⚠️ This card has no valid approval nonce; it cannot be voted on."
+PROGRESS: Final = "*{approvals}/{quorum} approvals*: {voters}"
+PROGRESS_NOBODY: Final = "*{approvals}/{quorum} approvals* so far"
+REJECT_VOTE: Final = "❌ {voter} rejected{reason}"
+VOTE_REASON: Final = ": {reason}"
+STATE_APPROVED: Final = "✅ *Approved* by {voters}"
+STATE_REJECTED: Final = "❌ *Rejected* by {voter}{reason}"
+STATE_EXPIRED: Final = "⌛ *Expired* before reaching quorum ({approvals}/{quorum})"
+STATE_CANCELLED: Final = "🚫 *Cancelled*{reason}"
+STATE_OTHER: Final = "*{state}*{reason}"
+STATE_FALLBACK: Final = "Approval {state}: {title}"
+BUDGET_TITLE: Final = "continue past the soft budget"
+
+# Votes.
+VOTE_REFUSED: Final = "🚫 {voter}, your vote was not counted: {reason}"
+VOTE_REFUSED_FALLBACK: Final = "Your vote was not counted: {reason}"
+CODE: Final = "code `{code}`"
+
+# Step results.
+STEP_SUCCEEDED: Final = "✅ *{title}* succeeded  `{tool}`"
+STEP_FAILED: Final = "❌ *{title}* failed  `{tool}`"
+COMP_SUCCEEDED: Final = "↩️ Compensation *{title}* succeeded  `{tool}`"
+COMP_FAILED: Final = "❌ Compensation *{title}* failed  `{tool}`"
+STEP_OTHER: Final = "• *{title}* {status}  `{tool}`"
+STEP_FALLBACK: Final = "Step {status}: {title}"
+RESULT: Final = "*Result:* {summary}"
+ERROR: Final = "*Error*{code}: {error}"
+ERROR_CODE: Final = " (`{code}`)"
+NEXT_AFTER_FAILURE: Final = (
+    "Retries are used up ({attempts} attempt{plural}). "
+    "opsgate will run the declared compensation, then escalate to humans."
+)
+NEXT_AFTER_COMP_FAILURE: Final = "The compensation failed: opsgate escalates to humans."
+DURATION: Final = "⏱ {duration}"
+COST: Final = "💵 +{cost}"
+SPENT: Final = "total {spent} of {budget} budget"
+SPENT_NO_BUDGET: Final = "total {spent}"
+ATTEMPTS: Final = "attempts {attempts}"
+
+STEP_DENIED: Final = "⛔ *Policy denied {title}*  `{tool}`\n{reason}"
+STEP_DENIED_FALLBACK: Final = "Policy denied: {title}"
+PLAN_BLOCKED: Final = "⛔ *The plan was blocked before it started*\n{reason}"
+PLAN_BLOCKED_FALLBACK: Final = "Plan blocked: {reason}"
+FORECAST_ONLY: Final = "💵 Forecast {forecast}"
+
+PLAN_STATUS: Final = {
+    "proposed": "📝 Proposed",
+    "running": "▶️ Running",
+    "waiting": "⏳ Waiting for humans",
+    "succeeded": "✅ Succeeded",
+    "failed": "❌ Failed",
+    "halted": "✋ Halted",
+    "stale": "🕰 Stale (knowledge changed)",
+    "cancelled": "🚫 Cancelled",
+    "blocked": "⛔ Blocked",
+    "shadow": "👻 Shadow (nothing executed)",
+}
+PLAN_FINISHED: Final = "*Plan finished: {status}*\n{reason}"
+PLAN_FINISHED_FALLBACK: Final = "Plan finished: {status}"
+
+ESCALATION: Final = "<!here> 🚨 *Humans need to take over.* {reason}"
+ESCALATION_FALLBACK: Final = "<!here> Escalation: humans need to take over. {reason}"
+
+INCIDENT_CLOSED: Final = {
+    "incident_resolved": "✅ *Incident resolved* by {actor}{reason}",
+    "incident_cancelled": "🚫 *Incident cancelled* by {actor}{reason}",
+}
+INCIDENT_CLOSED_FALLBACK: Final = {
+    "incident_resolved": "Incident resolved",
+    "incident_cancelled": "Incident cancelled",
+}
+
+UNKNOWN_KIND: Final = "opsgate event `{kind}`"
+UNKNOWN_KIND_FALLBACK: Final = "opsgate event: {kind}"
+
+# Slash command replies.
+HELP_TITLE: Final = "*opsgate — incident response with approvals*"
+HELP_COMMANDS: Final = (
+    ("/incident <text>", "open an incident and propose a plan"),
+    ("/incident help", "show this help"),
+    ("/incident status", "show the plan's progress in this incident's thread"),
+    ("/incident resolve [reason]", "mark the incident resolved"),
+    ("/incident cancel [reason]", "cancel the incident and stop its plan"),
+)
+HELP_LINE: Final = "`{command}` — {what}"
+HELP: Final = "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel"
+UNKNOWN_SUB: Final = "🤔 `/incident {sub}` is not a command. Try one of these:"
+UNKNOWN_SUB_FALLBACK: Final = "Unknown /incident command: {sub}"
+
+STATUS_HEADER: Final = "Plan status"
+STATUS_SUMMARY: Final = "*{status}*{dot}runbook `{runbook}`{dot}plan v{version}{dot}{spent}"
+STATUS_REASON: Final = "_{reason}_"
+STATUS_STEP: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{status}{detail}"
+STATUS_FALLBACK: Final = "Plan {status}: {done}/{total} steps done"
+STEP_STATUS_EMOJI: Final = {
+    "pending": "⏳",
+    "awaiting_approval": "🙋",
+    "running": "▶️",
+    "succeeded": "✅",
+    "failed": "❌",
+    "denied": "⛔",
+    "rejected": "✋",
+    "skipped": "⏭",
+    "compensated": "↩️",
+}
+STEP_STATUS_UNKNOWN_EMOJI: Final = "•"
+
+REJECT_MODAL_TITLE: Final = "Reject step"
+REJECT_MODAL_SUBMIT: Final = "Reject"
+REJECT_MODAL_CLOSE: Final = "Cancel"
+REJECT_MODAL_INTRO: Final = "The plan halts once you reject. Say why, for the audit trail."
+REJECT_MODAL_LABEL: Final = "Reason"
+REJECT_MODAL_PLACEHOLDER: Final = "e.g. wrong service, do it after the deploy"
+
+# Immediate slash-command acknowledgements (plain mrkdwn text, ephemeral).
+WORKING: Final = "⏳ On it…"
+NO_OPEN_INCIDENT: Final = (
+    "There is no open incident in this channel. Open one with `/incident &lt;text&gt;`."
+)
+
+
+def opening(text: str) -> str:
+    """The instant reply to ``/incident <text>`` while the plan is being made."""
+    return f"🔥 Opening an incident: {_quote(text)}. The plan follows in this channel."
+
+
+def refused(message: str) -> str:
+    """Why opsgate did not open an incident, in the control plane's words."""
+    return f"🚫 opsgate did not open an incident: {_quote(message, 1000)}"
