@@ -10,8 +10,6 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -20,6 +18,7 @@ from bot.delivery import SlackNotifier
 from bot.listeners import register
 from bot.middleware import correlation
 from bot.refs import Refs
+from bot.routes import add_routes
 from bot.settings import SlackSettings
 from bot.surface import Surface
 from bot.tasks import TaskTracker
@@ -52,7 +51,6 @@ def build_app(
     """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
     client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
     bolt = AsyncApp(
-        token=settings.bot_token,
         signing_secret=settings.signing_secret or None,
         client=client,
         request_verification_enabled=bool(settings.signing_secret),
@@ -69,27 +67,8 @@ def build_app(
     bolt.middleware(correlation(control))
     register(bolt, surface)
 
-    async def events(request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_request: web.Request) -> web.Response:
-        ok = await control.db.ping()
-        return web.json_response(
-            {"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503
-        )
-
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application()
-    app.router.add_post("/slack/events", events)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_routes(app, bolt=bolt, control=control, settings=settings)
     background: dict[str, Any] = {}
 
     async def on_startup(_app: web.Application) -> None:

@@ -48,9 +48,10 @@ def correlation(control: ControlPlane) -> Callable[..., Awaitable[BoltResponse |
             log.info("slack_retry_ignored", event_id=event_id, retry=retry)
             metrics.SLACK_REQUESTS.labels(kind=kind, outcome="duplicate").inc()
             return BoltResponse(status=200, body="")
-        response = await next()
+        response = await next()  # Bolt middleware chains may return None
         metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
-        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(response.status)).inc()
+        status = response.status if response is not None else 200
+        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)).inc()
         return response
 
     return middleware

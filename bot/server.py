@@ -32,7 +32,7 @@ async def serve(
         )
 
         socket = AsyncSocketModeHandler(slack.bolt, settings.app_token)
-        await socket.connect_async()
+        await socket.connect_async()  # type: ignore[no-untyped-call]
         log.info("socket_mode_connected")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,5 +41,5 @@ async def serve(
     await stop.wait()
     log.info("shutting_down")
     if socket is not None:
-        await socket.close_async()
+        await socket.close_async()  # type: ignore[no-untyped-call]
     await runner.cleanup()

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters import GrantSigner, ToolRegistry
-from common import FakeClock
+from common import Clock
 from orchestration.config import OpsgateConfig
 from orchestration.control import ControlPlane
 from orchestration.db import Database
@@ -110,7 +110,7 @@ def make_config(runbooks: Path, **overrides: Any) -> OpsgateConfig:
 async def make_control(
     db_url: str,
     config: OpsgateConfig,
-    clock: FakeClock,
+    clock: Clock,
     *,
     tools: ToolRegistry | None = None,
     signer: GrantSigner | None = None,

@@ -1,0 +1,60 @@
+"""HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics."""
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
+
+from bot import metrics as slack_metrics
+from bot.settings import SlackSettings
+from orchestration.control import ControlPlane
+
+
+def signature_ok(verifier: SignatureVerifier, request: web.Request, body: str) -> bool:
+    """True when the request carries a valid, fresh Slack signature."""
+    try:
+        return verifier.is_valid(
+            body,
+            request.headers.get("X-Slack-Request-Timestamp", ""),
+            request.headers.get("X-Slack-Signature", ""),
+        )
+    except ValueError:  # a missing or non-numeric timestamp
+        return False
+
+
+def add_routes(
+    app: web.Application, *, bolt: AsyncApp, control: ControlPlane, settings: SlackSettings
+) -> None:
+    """``POST /slack/events``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+    verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
+
+    async def events(request: web.Request) -> web.Response:
+        # The signature is checked before the body is trusted: forged or stale -> 401.
+        body = await request.text()
+        if verifier is not None and not signature_ok(verifier, request, body):
+            slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="401").inc()
+            return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # signed but not a Slack payload we can parse
+            slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="400").inc()
+            return web.json_response({"error": "malformed request body"}, status=400)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ok = await control.db.ping()
+        return web.json_response(
+            {"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,235 @@
+"""Signed Slack requests through the real aiohttp app, against a fake Slack Web API."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.ids import ActionId, BlockId
+from bot.sandbox import signing
+from tests.bot.scenario import (
+    APPROVER_A,
+    APPROVER_B,
+    CHANNEL,
+    REQUESTER,
+    SECRET,
+    STRANGER,
+    Stack,
+)
+
+
+@pytest.fixture
+async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with Stack(db_url=db_url, tmp_path=tmp_path) as running:
+        yield running
+
+
+async def open_checkout(stack: Stack) -> None:
+    status, _ = await stack.command("checkout-api is down")
+    assert status == 200
+    await stack.settle()
+
+
+async def test_slash_command_opens_incident_runs_probe_and_waits_for_approval(
+    stack: Stack,
+) -> None:
+    status, body = await stack.command("checkout-api is down")
+    assert status == 200
+    assert "checkout-api is down" in body
+    await stack.settle()
+    root = stack.root()
+    assert "checkout-api is down" in root.text
+    assert "Restart an unhealthy web service" in str(root.blocks)
+    thread = stack.texts()
+    assert "Probe checkout-api health" in thread
+    assert "503" in thread
+    card = stack.card("Restart checkout-api")
+    values = [
+        e["value"] for b in card.blocks or [] if b.get("type") == "actions" for e in b["elements"]
+    ]
+    assert len(values) == 2 and values[0] == values[1] and len(values[0]) >= 32
+    assert stack.service.restarts == 0
+
+
+async def test_two_distinct_approvers_run_the_restart_once_and_refusals_are_ephemeral(
+    stack: Stack,
+) -> None:
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    for user in (REQUESTER, STRANGER):
+        status, _ = await stack.click(card, ActionId.APPROVE.value, user=user)
+        assert status == 200
+    await stack.settle()
+    requester_msgs = " ".join(e.text for e in stack.slack.ephemerals(REQUESTER))
+    stranger_msgs = " ".join(e.text for e in stack.slack.ephemerals(STRANGER))
+    assert "two other people" in requester_msgs or "requested" in requester_msgs
+    assert "approvers" in stranger_msgs
+
+    await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=APPROVER_A)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=APPROVER_A)
+    await stack.settle()
+    card = stack.card("Restart checkout-api")
+    assert "1/2" in str(card.blocks)
+    assert stack.service.restarts == 0
+    assert "already counted" in " ".join(e.text for e in stack.slack.ephemerals(APPROVER_A))
+
+    await stack.click(card, ActionId.APPROVE.value, user=APPROVER_B)
+    await stack.settle()
+    assert stack.service.restarts == 1
+    card = stack.card("Restart checkout-api")
+    assert not any(b.get("type") == "actions" for b in card.blocks or [])
+    thread = stack.texts()
+    assert "Verify checkout-api is healthy" in thread
+    assert "$" in thread  # cost deltas and running totals are threaded
+
+
+async def test_five_simultaneous_final_clicks_run_the_step_exactly_once(stack: Stack) -> None:
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    await stack.click(card, ActionId.APPROVE.value, user=APPROVER_A)
+    await stack.settle()
+    card = stack.card("Restart checkout-api")
+    results = await asyncio.gather(
+        *(
+            stack.click(card, ActionId.APPROVE.value, user=user)
+            for user in (APPROVER_B, "UAPP3", "UAPP4", "UAPP5", "UAPP6")
+        )
+    )
+    assert all(status == 200 for status, _ in results)
+    await stack.settle()
+    assert stack.service.restarts == 1
+
+
+async def test_rejection_with_a_reason_halts_the_plan_and_says_who(stack: Stack) -> None:
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    status, _ = await stack.click(card, ActionId.REJECT.value, user=APPROVER_A)
+    assert status == 200
+    await stack.settle()
+    view = list(stack.slack.workspace.views.values())[-1]
+    body = signing.view_submission_body(
+        user_id=APPROVER_A,
+        view=view,
+        values={
+            BlockId.REJECT_REASON.value: {
+                ActionId.REJECT_REASON_INPUT.value: {
+                    "type": "plain_text_input",
+                    "value": "peak traffic",
+                }
+            }
+        },
+    )
+    status, _ = await stack.post(body)
+    assert status == 200
+    await stack.settle()
+    assert stack.service.restarts == 0
+    thread = stack.texts()
+    assert APPROVER_A in thread
+    assert "peak traffic" in thread
+    card = stack.card("Restart checkout-api")
+    assert not any(b.get("type") == "actions" for b in card.blocks or [])
+
+
+async def test_restart_between_two_votes_loses_nothing(stack: Stack) -> None:
+    await open_checkout(stack)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=APPROVER_A)
+    await stack.settle()
+    await stack.shutdown()
+    await stack.boot()
+    await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=APPROVER_B)
+    await stack.settle()
+    assert stack.service.restarts == 1
+    assert "Verify checkout-api is healthy" in stack.texts()
+    assert len(stack.roots()) == 1
+
+
+async def test_burst_of_60_slash_commands_is_acked_within_3_seconds_each(stack: Stack) -> None:
+    async def timed(i: int) -> float:
+        started = time.perf_counter()
+        status, _ = await stack.command(f"svc-{i} is down", channel=f"C{i:04d}")
+        assert status == 200
+        return time.perf_counter() - started
+
+    latencies = await asyncio.gather(*(timed(i) for i in range(60)))
+    assert max(latencies) < 3.0, sorted(latencies)[-5:]
+    await stack.settle(timeout_s=60)
+    assert sum(len(stack.roots(f"C{i:04d}")) for i in range(60)) == 60
+
+
+async def test_forged_stale_and_unsigned_requests_get_401_and_malformed_gets_4xx(
+    stack: Stack,
+) -> None:
+    body = signing.slash_command_body(
+        command="/incident", text="checkout-api is down", user_id=REQUESTER, channel_id=CHANNEL
+    )
+    forged = signing.sign(body, secret="not-the-secret")
+    assert (await stack.post(body, headers=forged, signed=False))[0] == 401
+    stale = signing.sign(body, secret=SECRET, timestamp=int(time.time()) - 600)
+    assert (await stack.post(body, headers=stale, signed=False))[0] == 401
+    assert (await stack.post(body, signed=False))[0] == 401
+    status, _ = await stack.post("payload=%7Bnot-json")
+    assert 400 <= status < 500
+    await stack.settle()
+    assert stack.slack.calls_to("chat.postMessage") == []
+
+
+async def test_slack_retries_of_one_event_open_one_incident(stack: Stack) -> None:
+    event = {
+        "type": "app_mention",
+        "user": REQUESTER,
+        "channel": CHANNEL,
+        "text": "<@UBOT> checkout-api is down",
+        "ts": "1700000000.000100",
+    }
+    body = signing.event_body(event=event, event_id="Ev0001")
+    assert (await stack.post(body))[0] == 200
+    retry = signing.retry_headers(1)
+    assert (await stack.post(body, headers=retry))[0] == 200
+    await stack.settle()
+    assert len(stack.roots()) == 1
+
+
+async def test_help_status_unknown_resolve(stack: Stack) -> None:
+    status, body = await stack.command("help")
+    assert status == 200 and "/incident status" in body
+    status, _ = await stack.command("status")
+    await stack.settle()
+    assert "no open incident" in " ".join(e.text.lower() for e in stack.slack.ephemerals(REQUESTER))
+    await open_checkout(stack)
+    await stack.command("status")
+    await stack.settle()
+    assert "Restart checkout-api" in str([e.blocks for e in stack.slack.ephemerals(REQUESTER)])
+    await stack.command("resolve")
+    await stack.settle()
+    assert "resolved" in stack.texts().lower()
+    assert await stack.control.open_incident_in(CHANNEL) is None
+
+
+async def test_slack_rate_limits_and_outages_delay_but_lose_nothing(stack: Stack) -> None:
+    stack.slack.fail_next("chat.postMessage", 2, status=429, retry_after=0)
+    await open_checkout(stack)
+    assert "Probe checkout-api health" in stack.texts()
+    stack.slack.outage(True)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=APPROVER_A)
+    await asyncio.sleep(0.3)
+    stack.slack.outage(False)
+    # the click itself reached opsgate; its card update waited for Slack to come back
+    deadline = time.monotonic() + 10
+    while "1/2" not in str(stack.card("Restart checkout-api").blocks):
+        assert time.monotonic() < deadline, "card never updated after the outage"
+        await stack.app.surface.relay.drain()  # type: ignore[union-attr]
+        await asyncio.sleep(0.1)
+
+
+async def test_health_ready_and_metrics(stack: Stack) -> None:
+    assert stack.http is not None and stack.server is not None
+    for path, expected in (
+        ("/healthz", "ok"),
+        ("/readyz", "ready"),
+        ("/metrics", "opsgate_slack_requests_total"),
+    ):
+        async with stack.http.get(stack.server.make_url(path)) as resp:
+            assert resp.status == 200
+            assert expected in await resp.text()
