@@ -156,9 +156,8 @@ class Stack:
             if (
                 any(b.get("type") == "actions" for b in message.blocks or [])
                 or "approv" in message.text.lower()
-            ):
-                if title_part in str(message.blocks) or title_part in message.text:
-                    return message
+            ) and (title_part in str(message.blocks) or title_part in message.text):
+                return message
         raise LookupError(f"no approval card for {title_part!r}")
 
     def texts(self, channel: str = CHANNEL) -> str:

@@ -49,7 +49,9 @@ async def test_slash_command_opens_incident_runs_probe_and_waits_for_approval(
     values = [
         e["value"] for b in card.blocks or [] if b.get("type") == "actions" for e in b["elements"]
     ]
-    assert len(values) == 2 and values[0] == values[1] and len(values[0]) >= 32
+    assert len(values) == 2
+    assert values[0] == values[1]
+    assert len(values[0]) >= 32
     assert stack.service.restarts == 0
 
 
@@ -193,7 +195,8 @@ async def test_slack_retries_of_one_event_open_one_incident(stack: Stack) -> Non
 
 async def test_help_status_unknown_resolve(stack: Stack) -> None:
     status, body = await stack.command("help")
-    assert status == 200 and "/incident status" in body
+    assert status == 200
+    assert "/incident status" in body
     status, _ = await stack.command("status")
     await stack.settle()
     assert "no open incident" in " ".join(e.text.lower() for e in stack.slack.ephemerals(REQUESTER))
@@ -224,7 +227,8 @@ async def test_slack_rate_limits_and_outages_delay_but_lose_nothing(stack: Stack
 
 
 async def test_health_ready_and_metrics(stack: Stack) -> None:
-    assert stack.http is not None and stack.server is not None
+    assert stack.http is not None
+    assert stack.server is not None
     for path, expected in (
         ("/healthz", "ok"),
         ("/readyz", "ready"),
