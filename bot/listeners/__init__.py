@@ -2,8 +2,16 @@
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.ids import ActionId, CallbackId
 from bot.listeners import actions, commands, events, views
 from bot.surface import Surface
+
+LISTENED = {
+    "commands": (commands.COMMAND,),
+    "events": events.EVENTS,
+    "actions": (ActionId.APPROVE.value, ActionId.REJECT.value),
+    "views": (CallbackId.REJECT_REASON.value,),
+}
 
 
 def register(app: AsyncApp, surface: Surface) -> None:

@@ -39,7 +39,12 @@ def register(app: AsyncApp, surface: Surface) -> None:
             return
         if sub in SUBCOMMANDS:
             await ack(text=strings.WORKING)
-            surface.run(_subcommand(surface, client, cmd, sub), name=f"incident-{sub}")
+            reason = text.split(" ", 1)[1].strip() if " " in text else ""
+            surface.run(_subcommand(surface, client, cmd, sub, reason), name=f"incident-{sub}")
+            return
+        if " " not in text and not surface.control.matches(text):
+            usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
+            await ack(text=usage.text, blocks=usage.blocks)
             return
         await ack(text=strings.opening(text))
         metrics.INCIDENTS.labels(source="slash_command").inc()
@@ -82,7 +87,7 @@ async def open_incident(
 
 
 async def _subcommand(
-    surface: Surface, client: AsyncWebClient, cmd: SlashCommand, sub: str
+    surface: Surface, client: AsyncWebClient, cmd: SlashCommand, sub: str, reason: str
 ) -> None:
     incident = await surface.control.open_incident_in(cmd.channel_id)
     if incident is None:
@@ -98,5 +103,5 @@ async def _subcommand(
         )
         return
     await surface.control.close_incident(
-        incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve"
+        incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve", reason=reason
     )

@@ -11,6 +11,7 @@ from bot.listeners.commands import open_incident
 from bot.surface import Surface
 
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
+EVENTS = ("app_mention", "message")
 
 
 def register(app: AsyncApp, surface: Surface) -> None:

@@ -197,6 +197,10 @@ async def test_help_status_unknown_resolve(stack: Stack) -> None:
     status, body = await stack.command("help")
     assert status == 200
     assert "/incident status" in body
+    status, body = await stack.command("statuss")
+    assert status == 200
+    assert "is not a command" in body
+    assert "/incident status" in body
     status, _ = await stack.command("status")
     await stack.settle()
     assert "no open incident" in " ".join(e.text.lower() for e in stack.slack.ephemerals(REQUESTER))
@@ -204,9 +208,10 @@ async def test_help_status_unknown_resolve(stack: Stack) -> None:
     await stack.command("status")
     await stack.settle()
     assert "Restart checkout-api" in str([e.blocks for e in stack.slack.ephemerals(REQUESTER)])
-    await stack.command("resolve")
+    await stack.command("resolve service restarted by hand")
     await stack.settle()
     assert "resolved" in stack.texts().lower()
+    assert "restarted by hand" in stack.texts()
     assert await stack.control.open_incident_in(CHANNEL) is None
 
 
