@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test unit lint fmt bench check plan clean
+.PHONY: install test unit lint fmt bench bench-ack check plan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,14 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: control-plane overhead per approved step, SQLite and PostgreSQL
+## bench: control-plane overhead per approved step (SQLite and PostgreSQL), then Slack ack latency
 bench: $(STAMP)
 	$(BIN)/python -m bench.step_overhead
+	$(BIN)/python -m bench.slack_ack
+
+## bench-ack: Slack ack p99 under a burst of 60 slash commands, against a bare Bolt app
+bench-ack: $(STAMP)
+	$(BIN)/python -m bench.slack_ack
 
 check: $(STAMP)
 	$(BIN)/opsgate check

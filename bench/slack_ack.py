@@ -12,9 +12,10 @@ would share a CPU):
     burst opens one real incident per command, whose probe step runs against a local demo
     service while the rest of the burst is still being acked.
 Both answer on 127.0.0.1 and call a local fake Slack Web API. Requests are signed before the
-clock starts; latency is the time to the full HTTP response. Bursts alternate (baseline,
-opsgate) for several rounds after one warm-up burst each; between opsgate bursts the bench
-waits, off the clock, until the background work and the outbox have settled.
+clock starts and the heap is collected before each burst (off the clock); latency is the time
+to the full HTTP response. Bursts alternate (baseline, opsgate) for several rounds after one
+warm-up burst each; between opsgate bursts the bench waits, off the clock, until the
+background work and the outbox have settled.
 Figures: p50, p90, p99 and max per app, and the opsgate/baseline ratio for p50 and p99.
 
 Run: ``make bench-ack`` or ``python -m bench.slack_ack [--rounds 5] [--burst 60]``.
@@ -22,6 +23,7 @@ Run: ``make bench-ack`` or ``python -m bench.slack_ack [--rounds 5] [--burst 60]
 
 import argparse
 import asyncio
+import gc
 import logging
 import math
 import os
@@ -195,6 +197,9 @@ class Burst:
     async def fire(self, url: str) -> list[float]:
         """Latency (ms) of each request of one burst, to the full response."""
         prepared = [(body.encode(), headers) for body, headers in self.requests()]
+        # A full collection now, off the clock, so that a gen-2 pause owed to earlier garbage
+        # (tens of ms on this heap) does not land in whichever app's burst happens to be next.
+        gc.collect()
         start = asyncio.Event()
 
         async def one(data: bytes, headers: dict[str, str]) -> float:
