@@ -225,33 +225,31 @@ class ControlPlane:
         """
         ctx = self._ctx(correlation_id, actor=requester, role=Role.HUMAN)
         bind_context(correlation_id=ctx.correlation_id, actor=requester)
-        try:
+
+        # Planning is CPU work: it runs in the database worker with the commit, so a burst of
+        # incidents never holds the event loop (and Slack's acks) behind it.
+        def work(session: Session) -> Opened:
             clean = intake.validate(text)
             draft = planner.plan(self.snapshot, clean)
-        except OrchestrationError as exc:
-            await self._audit_refusal(ctx, exc, text=text, channel=channel)
-            raise
-        incident_id = uuid.uuid4().hex
-        plan, steps = self._materialise(
-            draft,
-            requester=requester,
-            incident_id=incident_id,
-            channel=channel,
-            correlation_id=ctx.correlation_id,
-        )
-        incident = Incident(
-            id=incident_id,
-            text=clean,
-            requester=requester,
-            channel=channel,
-            status=IncidentStatus.OPEN.value,
-            source=source,
-            correlation_id=ctx.correlation_id,
-            created_at=ctx.now,
-        )
-        previews = self.preview_steps(plan, steps)
-
-        def work(session: Session) -> Opened:
+            incident_id = uuid.uuid4().hex
+            plan, steps = self._materialise(
+                draft,
+                requester=requester,
+                incident_id=incident_id,
+                channel=channel,
+                correlation_id=ctx.correlation_id,
+            )
+            incident = Incident(
+                id=incident_id,
+                text=clean,
+                requester=requester,
+                channel=channel,
+                status=IncidentStatus.OPEN.value,
+                source=source,
+                correlation_id=ctx.correlation_id,
+                created_at=ctx.now,
+            )
+            previews = self.preview_steps(plan, steps)
             session.add(incident)
             session.add(plan)
             session.add_all(steps)
@@ -320,16 +318,20 @@ class ControlPlane:
                 correlation_id=ctx.correlation_id,
             )
 
-        opened = await self.db.run(work)
+        try:
+            opened = await self.db.run(work)
+        except OrchestrationError as exc:
+            await self._audit_refusal(ctx, exc, text=text, channel=channel)
+            raise
         log.info(
             "incident_opened",
-            incident_id=incident_id,
-            plan_id=plan.id,
-            plan_hash=plan.plan_hash,
+            incident_id=opened.incident_id,
+            plan_id=opened.plan_id,
+            plan_hash=opened.plan_hash,
             correlation_id=ctx.correlation_id,
         )
         if run and opened.status != PlanStatus.BLOCKED.value:
-            await self.advance(plan.id)
+            await self.advance(opened.plan_id)
         return opened
 
     def preview_steps(self, plan: Plan, steps: list[Step]) -> list[StepPreview]:
