@@ -69,7 +69,7 @@ def build_app(
     register(bolt, surface)
 
     app = web.Application()
-    add_routes(app, bolt=bolt, control=control, settings=settings)
+    add_routes(app, bolt=bolt, control=control, settings=settings, surface=surface)
     background: dict[str, Any] = {}
 
     async def on_startup(_app: web.Application) -> None:

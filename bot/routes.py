@@ -1,5 +1,7 @@
 """HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics."""
 
+import os
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -7,7 +9,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics as slack_metrics
+from bot.alerts import alert_handler
 from bot.settings import SlackSettings
+from bot.surface import Surface
 from orchestration.control import ControlPlane
 
 
@@ -24,9 +28,15 @@ def signature_ok(verifier: SignatureVerifier, request: web.Request, body: str) -
 
 
 def add_routes(
-    app: web.Application, *, bolt: AsyncApp, control: ControlPlane, settings: SlackSettings
+    app: web.Application,
+    *,
+    bolt: AsyncApp,
+    control: ControlPlane,
+    settings: SlackSettings,
+    surface: Surface,
 ) -> None:
-    """``POST /slack/events``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+    """``POST /slack/events``, ``/alerts/alertmanager``, ``GET /healthz``, ``/readyz``,
+    ``/metrics``."""
     verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
 
     async def events(request: web.Request) -> web.Response:
@@ -58,3 +68,12 @@ def add_routes(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post(
+        "/alerts/alertmanager",
+        alert_handler(
+            control,
+            channel=control.config.slack.alert_channel,
+            token=os.environ.get("OPSGATE_ALERT_TOKEN") or None,
+            run=surface.run,
+        ),
+    )

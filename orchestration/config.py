@@ -79,6 +79,7 @@ class SlackConfig(BaseModel):
     model_config = _STRICT
     incident_channels: list[str] = Field(default_factory=list)
     ops_channel: str | None = None
+    alert_channel: str | None = None  # where Alertmanager alerts open incidents
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel
 
 
