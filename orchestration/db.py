@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
@@ -41,6 +41,25 @@ def _normalise(url: str) -> str:
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+_APPEND_KEY = "opsgate_append"
+
+
+def append_row(session: Session, table: Table, row: dict[str, Any]) -> None:
+    """Queue an insert-only row; it is written with one multi-row INSERT before the commit.
+
+    Audit events, spans and outbox messages are never read back in the unit of work that
+    writes them, so batching them skips the ORM's per-object cost on the hot path.
+    """
+    pending: dict[Table, list[dict[str, Any]]] = session.info.setdefault(_APPEND_KEY, {})
+    pending.setdefault(table, []).append(row)
+
+
+def _flush_appends(session: Session) -> None:
+    pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPEND_KEY, {})
+    for table, rows in pending.items():
+        session.connection().execute(insert(table), rows)
 
 
 class Database:
@@ -116,7 +135,9 @@ class Database:
 
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            return work(session)
+            result = work(session)
+            _flush_appends(session)
+            return result
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -8,14 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table
 from sqlmodel import Session
 
 from common import Role
+from orchestration.db import append_row
 from orchestration.enums import SpanKind
 from orchestration.models import AuditEvent, OutboxMessage, Span
 from orchestration.telemetry import get_logger, sanitise
 
 log = get_logger("opsgate.audit")
+_AUDIT: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+_SPANS: Table = Span.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -44,32 +49,22 @@ def audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit event (and log it as one line)."""
-    row = AuditEvent(
-        at=ctx.now,
-        event=event,
-        actor=actor or ctx.actor,
-        role=(role or ctx.role).value,
-        correlation_id=ctx.correlation_id,
-        incident_id=ctx.incident_id,
-        plan_id=ctx.plan_id,
-        step_id=step_id,
-        nonce=nonce,
-        code=code,
-        detail=sanitise(detail or {}),
-    )
-    session.add(row)
-    log.info(
-        event,
-        actor=row.actor,
-        role=row.role,
-        correlation_id=row.correlation_id,
-        incident_id=row.incident_id,
-        plan_id=row.plan_id,
-        step_id=step_id,
-        nonce=nonce,
-        code=code,
-        **row.detail,
-    )
+    row = {
+        "at": ctx.now,
+        "event": event,
+        "actor": actor or ctx.actor,
+        "role": (role or ctx.role).value,
+        "correlation_id": ctx.correlation_id,
+        "incident_id": ctx.incident_id,
+        "plan_id": ctx.plan_id,
+        "step_id": step_id,
+        "nonce": nonce,
+        "code": code,
+        "detail": sanitise(detail or {}),
+    }
+    append_row(session, _AUDIT, row)
+    fields = {k: v for k, v in row.items() if k not in ("at", "event", "detail")}
+    log.info(event, **fields, **row["detail"])
 
 
 def emit(
@@ -81,16 +76,22 @@ def emit(
     step_id: str | None = None,
 ) -> None:
     """Queue one message for the chat surface (delivered later, in order)."""
-    session.add(
-        OutboxMessage(
-            kind=kind,
-            channel=ctx.channel,
-            incident_id=ctx.incident_id,
-            plan_id=ctx.plan_id,
-            step_id=step_id,
-            payload=sanitise({**payload, "correlation_id": ctx.correlation_id}),
-            created_at=ctx.now,
-        )
+    append_row(
+        session,
+        _OUTBOX,
+        {
+            "kind": kind,
+            "channel": ctx.channel,
+            "incident_id": ctx.incident_id,
+            "plan_id": ctx.plan_id,
+            "step_id": step_id,
+            "payload": sanitise({**payload, "correlation_id": ctx.correlation_id}),
+            "created_at": ctx.now,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "delivered_at": None,
+            "last_error": None,
+        },
     )
 
 
@@ -111,20 +112,22 @@ def span(
     """Record one span; returns its id."""
     sid = span_id or uuid.uuid4().hex[:16]
     duration = (ended_at - started_at).total_seconds() * 1000 if ended_at else 0.0
-    session.add(
-        Span(
-            id=sid,
-            trace_id=ctx.correlation_id,
-            parent_id=parent_id,
-            kind=kind.value,
-            name=name,
-            plan_id=ctx.plan_id,
-            step_id=step_id,
-            started_at=started_at,
-            ended_at=ended_at,
-            duration_ms=duration,
-            status=status,
-            attributes=sanitise(attributes or {}),
-        )
+    append_row(
+        session,
+        _SPANS,
+        {
+            "id": sid,
+            "trace_id": ctx.correlation_id,
+            "parent_id": parent_id,
+            "kind": kind.value,
+            "name": name,
+            "plan_id": ctx.plan_id,
+            "step_id": step_id,
+            "started_at": started_at,
+            "ended_at": ended_at,
+            "duration_ms": duration,
+            "status": status,
+            "attributes": sanitise(attributes or {}),
+        },
     )
     return sid
