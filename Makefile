@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test unit lint fmt bench bench-ack check plan clean
+## demo: the whole incident flow locally, Slack sandbox in the browser
+demo: $(STAMP)
+	$(BIN)/opsgate demo
+
+.PHONY: demo install test unit lint fmt bench bench-ack check plan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

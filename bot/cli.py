@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print the plan that would be proposed (runs nothing)")
     plan.add_argument("text", help='incident text, e.g. "checkout-api is down"')
     plan.add_argument("--requester", default="", help="Slack user id of the requester")
+    demo = sub.add_parser("demo", help="the whole flow locally: Slack sandbox in the browser")
+    demo.add_argument("--port", type=int, default=8080, help="sandbox page port (default 8080)")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    demo.add_argument(
+        "--break-after",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="when the demo service starts failing (default 20)",
+    )
     serve = sub.add_parser("serve", help="run the Slack app (HTTP, or Socket Mode)")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all interfaces
@@ -130,11 +141,21 @@ async def _plan(config: Path | None, text: str, requester: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsgate`` console script."""
     args = _parser().parse_args(argv)
-    configure_logging(json=None)
+    # The demo speaks to a newcomer: only warnings reach the terminal.
+    configure_logging(json=None, level=logging.WARNING if args.command == "demo" else logging.INFO)
     config = args.config or config_path()
     try:
         if args.command == "check":
             return cmd_check(config)
+        if args.command == "demo":
+            from bot.demo.runner import run_demo  # noqa: PLC0415 - loaded only for this verb
+
+            asyncio.run(
+                run_demo(
+                    port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after
+                )
+            )
+            return 0
         if args.command == "serve":
             return cmd_serve(config, host=args.host, port=args.port, socket_mode=args.socket_mode)
         if args.command == "plan":

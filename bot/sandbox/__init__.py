@@ -10,6 +10,9 @@
   and a subscriber queue feeding the browser sandbox of `opsgate demo`.
 - `signing`: the requests Slack sends to the app (slash commands, button clicks, modal
   submissions, events), signed with the app's signing secret.
+- `ui`: `Sandbox`, the browser Slack client of `opsgate demo`: routes on `FakeSlack.app` serving
+  a Slack-like page (`static/`) that acts as chosen personas, sending the bot the signed
+  requests Slack would send and showing what Slack would show, live over Server-Sent Events.
 
 Errors: Web API refusals are `methods.ApiError`, rendered as Slack's `{"ok": false, ...}` body.
 """

@@ -55,6 +55,7 @@ class FakeSlack:
         self._channel_burst = 1
         self._buckets: dict[str, tuple[float, float]] = {}
         self._subscribers: list[asyncio.Queue[dict[str, Any]]] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._runner: web.AppRunner | None = None
         self._root_url = "http://127.0.0.1/"
         self.app = web.Application()
@@ -126,6 +127,18 @@ class FakeSlack:
         """Stop feeding `queue`."""
         self._subscribers.remove(queue)
 
+    def listen(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call `callback` synchronously with every event, before any subscriber queue sees it.
+
+        Events of `views.open` and `views.push` carry the call's `trigger_id`, so a listener can
+        tell whose click opened the view.
+        """
+        self._listeners.append(callback)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Announce `event` to listeners and subscribers (the browser sandbox's own changes)."""
+        self._publish(event)
+
     # -- inspection ----------------------------------------------------------------------------
 
     def messages(self, channel: str) -> list[Message]:
@@ -147,6 +160,8 @@ class FakeSlack:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _publish(self, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            listener(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -176,7 +191,14 @@ class FakeSlack:
             raise ApiError("invalid_auth")
         if method == "chat.postMessage" and args.get("channel"):
             self._take_channel_slot(str(args["channel"]))
-        ctx = Context(self.workspace, self._root_url, self._publish, self.warnings)
+        publish = self._publish
+        if method in ("views.open", "views.push"):
+            trigger_id = str(args.get("trigger_id") or "")
+
+            def publish(event: dict[str, Any]) -> None:
+                self._publish({**event, "trigger_id": trigger_id})
+
+        ctx = Context(self.workspace, self._root_url, publish, self.warnings)
         return handler(ctx, args)
 
     def _take_fault(self, method: str) -> None:
