@@ -317,3 +317,25 @@ class TaskMemory(SQLModel, table=True):
     key: str = Field(primary_key=True)
     value: dict[str, Any] = _json(dict)
     updated_at: datetime = _ts()
+
+
+class CacheCounter(SQLModel, table=True):
+    """Cache hits and misses of one read-only tool action on one UTC day."""
+
+    __tablename__ = "cache_counters"
+    day: str = Field(primary_key=True)  # YYYY-MM-DD (UTC)
+    tool_action: str = Field(primary_key=True)
+    hits: int = 0
+    misses: int = 0
+
+
+class DigestRun(SQLModel, table=True):
+    """One daily digest per channel and day: the row is the claim that makes it exactly-once."""
+
+    __tablename__ = "digest_runs"
+    channel: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  # the day the digest reports on (YYYY-MM-DD, local tz)
+    claimed_by: str
+    claimed_at: datetime = _ts()
+    posted_at: datetime | None = _ts(nullable=True)
+    error: str | None = None
