@@ -1,7 +1,8 @@
 """The Slack app: Bolt AsyncApp on one aiohttp server, wired to the control plane.
 
 Routes: ``POST /slack/events`` (events, slash commands, interactivity), ``GET /healthz``,
-``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus).
+``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus). Scheduled jobs: approval
+expiry, and the daily digest when a digest channel is configured.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import refs as _refs  # noqa: F401 - registers the slack_refs table before start
 from bot.delivery import SlackNotifier
+from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
 from bot.middleware import correlation
 from bot.refs import Refs
@@ -40,6 +42,7 @@ class SlackApp:
     web: web.Application
     surface: Surface
     client: AsyncWebClient
+    digest: DigestPoster
 
 
 def build_app(
@@ -67,6 +70,7 @@ def build_app(
     surface = Surface(control=control, config=control.config, tasks=TaskTracker(), relay=relay)
     bolt.middleware(correlation(control))
     register(bolt, surface)
+    digest = DigestPoster(control=control, client=client)
 
     app = web.Application()
     add_routes(app, bolt=bolt, control=control, settings=settings, surface=surface)
@@ -88,7 +92,15 @@ def build_app(
             max_instances=1,
             coalesce=True,
         )
+        jobs = schedule_digest(scheduler, digest)
         scheduler.start()
+        if jobs:
+            log.info(
+                "digest_scheduled",
+                channel=digest.channel,
+                at=digest.config.time,
+                timezone=digest.config.timezone,
+            )
         background["scheduler"] = scheduler
         # Long-lived start-up objects leave the GC's generations: full collections on a busy
         # heap otherwise pause the event loop for tens of milliseconds (measured in bench/).
@@ -111,4 +123,4 @@ def build_app(
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    return SlackApp(bolt=bolt, web=app, surface=surface, client=client)
+    return SlackApp(bolt=bolt, web=app, surface=surface, client=client, digest=digest)

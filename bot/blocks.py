@@ -265,6 +265,13 @@ def _done(text: str, blocks: list[Block]) -> Rendered:
     )
 
 
+# The helpers under public names, for the other renderers (``bot.digest``).
+section = _section
+context = _context
+header = _header
+finish = _done
+
+
 # --- incident root ------------------------------------------------------------------------
 
 

@@ -3,13 +3,18 @@
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from bot.main import build_control, tools_for
+from common import SystemClock
 from orchestration.checks import check_all
-from orchestration.config import config_path
+from orchestration.config import config_path, load_config
+from orchestration.db import Database
+from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
 from orchestration.telemetry import configure_logging
 from orchestration.views import PlanPreview
@@ -48,7 +53,83 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)",
     )
+    digest = sub.add_parser(
+        "digest", help="the daily cost and operations digest: print it, or post it once"
+    )
+    digest.add_argument(
+        "--dry-run", action="store_true", help="print the digest; post nothing, claim nothing"
+    )
+    digest.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the day to report (default: yesterday in digest.timezone)",
+    )
     return parser
+
+
+async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
+    """The plain-text digest of ``day`` read from the database; changes nothing."""
+    from bot.digest import digest_text  # noqa: PLC0415 - rendering loads only for this verb
+
+    settings = load_config(config).digest
+    tz = settings.tz
+    db = Database()
+    try:
+        await db.start()
+        when = day or previous_day(SystemClock().now(), tz)
+        digest = await db.run(lambda session: build_digest(session, day=when, tz=tz))
+    finally:
+        await db.close()
+    return digest_text(digest)
+
+
+async def _post_digest(config: Path | None, day: date | None) -> int:
+    """Post the digest once (honouring the claim), as the scheduled job would."""
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
+
+    from bot.digest_job import DigestPoster  # noqa: PLC0415 - the Slack stack loads only here
+    from bot.settings import SLACK_API_DEFAULT  # noqa: PLC0415
+
+    token = os.environ.get("SLACK_BOT_TOKEN", "")
+    if not token.startswith("xoxb-"):
+        print(
+            "config_invalid: SLACK_BOT_TOKEN must be set to the bot token (xoxb-...)",
+            file=sys.stderr,
+        )
+        return 1
+    control = build_control(config_path=config)
+    client = AsyncWebClient(
+        token=token, base_url=os.environ.get("OPSGATE_SLACK_API_URL", SLACK_API_DEFAULT)
+    )
+    poster = DigestPoster(control=control, client=client)
+    if poster.channel is None:
+        print("no digest channel: set digest.channel or slack.ops_channel", file=sys.stderr)
+        return 1
+    try:
+        await control.db.start()
+        when = day or previous_day(control.clock.now(), poster.config.tz)
+        posted = await poster.post(when)
+    finally:
+        if client.session is not None:
+            await client.session.close()
+        await control.close()
+    if posted:
+        print(f"posted the digest of {when.isoformat()} to {poster.channel}")
+        return 0
+    print(
+        f"not posted: the digest of {when.isoformat()} for {poster.channel} was already posted "
+        "or is being posted by another replica (or posting failed; see the log)"
+    )
+    return 0
+
+
+def cmd_digest(config: Path | None, *, dry_run: bool, day: date | None) -> int:
+    """Print the digest (``--dry-run``), or post it once."""
+    if dry_run:
+        print(asyncio.run(digest_dry_run(config, day)))
+        return 0
+    return asyncio.run(_post_digest(config, day))
 
 
 def cmd_serve(config: Path | None, *, host: str, port: int, socket_mode: bool) -> int:
@@ -138,32 +219,38 @@ async def _plan(config: Path | None, text: str, requester: str) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from bot.demo.runner import run_demo  # noqa: PLC0415 - loaded only for this verb
+
+    asyncio.run(
+        run_demo(port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after)
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsgate`` console script."""
     args = _parser().parse_args(argv)
     # The demo speaks to a newcomer: only warnings reach the terminal.
     configure_logging(json=None, level=logging.WARNING if args.command == "demo" else logging.INFO)
     config = args.config or config_path()
+    verbs: dict[str, Callable[[], int]] = {
+        "check": lambda: cmd_check(config),
+        "demo": lambda: _demo(args),
+        "serve": lambda: cmd_serve(
+            config, host=args.host, port=args.port, socket_mode=args.socket_mode
+        ),
+        "plan": lambda: asyncio.run(_plan(config, args.text, args.requester)),
+        "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
+    }
+    verb = verbs.get(args.command)
+    if verb is None:
+        return 2
     try:
-        if args.command == "check":
-            return cmd_check(config)
-        if args.command == "demo":
-            from bot.demo.runner import run_demo  # noqa: PLC0415 - loaded only for this verb
-
-            asyncio.run(
-                run_demo(
-                    port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after
-                )
-            )
-            return 0
-        if args.command == "serve":
-            return cmd_serve(config, host=args.host, port=args.port, socket_mode=args.socket_mode)
-        if args.command == "plan":
-            return asyncio.run(_plan(config, args.text, args.requester))
+        return verb()
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1
-    return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics as slack_metrics
 from bot.alerts import alert_handler
+from bot.ops_collector import OpsCollector
 from bot.settings import SlackSettings
 from bot.surface import Surface
 from orchestration.control import ControlPlane
@@ -38,6 +39,7 @@ def add_routes(
     """``POST /slack/events``, ``/alerts/alertmanager``, ``GET /healthz``, ``/readyz``,
     ``/metrics``."""
     verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
+    ops = OpsCollector.over(control.db, clock=control.clock)
 
     async def events(request: web.Request) -> web.Response:
         # The signature is checked before the body is trusted: forged or stale -> 401.
@@ -62,7 +64,11 @@ def add_routes(
         )
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Process-wide Slack metrics, then this control plane's operational gauges (their own
+        # registry: several apps in one process must not collide in the global one).
+        await ops.refresh()
+        body = generate_latest() + generate_latest(ops.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)

@@ -169,9 +169,10 @@ HELP_COMMANDS: Final = (
     ("/incident status", "show the plan's progress in this incident's thread"),
     ("/incident resolve [reason]", "mark the incident resolved"),
     ("/incident cancel [reason]", "cancel the incident and stop its plan"),
+    ("/incident metrics", "operational metrics of the last 24 hours and 7 days (only you see it)"),
 )
 HELP_LINE: Final = "`{command}` — {what}"
-HELP: Final = "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel"
+HELP: Final = "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel, metrics"
 UNKNOWN_SUB: Final = "🤔 `/incident {sub}` is not a command. Try one of these:"
 UNKNOWN_SUB_FALLBACK: Final = "Unknown /incident command: {sub}"
 
@@ -199,6 +200,68 @@ REJECT_MODAL_CLOSE: Final = "Cancel"
 REJECT_MODAL_INTRO: Final = "The plan halts once you reject. Say why, for the audit trail."
 REJECT_MODAL_LABEL: Final = "Reason"
 REJECT_MODAL_PLACEHOLDER: Final = "e.g. wrong service, do it after the deploy"
+
+# Daily digest and /incident metrics.
+NA: Final = "n/a"
+DIGEST_HEADER: Final = "📊 opsgate daily digest · {day}"
+DIGEST_FALLBACK: Final = (
+    "opsgate digest for {day}: spent {spend}; {plans} plan{plural} finished; "
+    "action success {success}"
+)
+DIGEST_SPEND: Final = (
+    "*Spend* {usd}{dot}{tokens} tokens{dot}{opened} incident{plural} opened, {resolved} resolved"
+)
+DIGEST_VS_WEEK: Final = "7-day average {avg}/day{dot}{change}"
+DIGEST_NO_AVERAGE: Final = "no spend in the 7 days"
+DIGEST_CHANGE: Final = "{sign}{pct:.0f}% vs average"
+FIELD_BY: Final = "*{what}*\n{lines}"
+BY_ROLE: Final = "By role"
+BY_TOOL: Final = "By tool"
+BY_RUNBOOK: Final = "By runbook"
+BY_CHANNEL: Final = "By channel"
+WEEK_BY_ROLE: Final = "7 days by role"
+WEEK_BY_TOOL: Final = "7 days by tool"
+WEEK_BY_RUNBOOK: Final = "7 days by runbook"
+AMOUNT_LINE: Final = "`{key}` {usd} ({share})"
+AMOUNT_MORE: Final = "…and {count} more"
+NO_SPEND: Final = "_no spend_"
+TREND_HEADING: Final = "*7-day trend*{dot}{total} in 7 days"
+COSTLIEST_HEADING: Final = "*Costliest plans*"
+COSTLY_LINE: Final = "{n}. {usd}{dot}`{runbook}`{dot}{status}{dot}_{text}_ (plan `{plan}`)"
+NO_PLANS: Final = "_No plan spent anything._"
+BUDGET_HEADING: Final = "*Budget*{dot}⚠️ {warnings} warning{wplural}{dot}⛔ {stops} stop{splural}"
+BUDGET_KIND: Final = {
+    "warning": "⚠️ soft limit",
+    "stop": "⛔ hard limit",
+    "blocked": "⛔ blocked by forecast",
+}
+BUDGET_LINE: Final = "{kind}{dot}`{runbook}` plan `{plan}`: {reason}"
+BUDGET_NONE: Final = "_No budget warnings or stops._"
+OPS_HEADING: Final = "*Operations*"
+OPS_MTTR: Final = "*Mean time to resolve*\n{value} ({count} resolved)"
+OPS_SUCCESS: Final = "*Action success*\n{value} ({ok}/{total} actions)"
+OPS_ESCALATION: Final = "*Human escalation*\n{value} ({count}/{total} plans)"
+OPS_COST_PER: Final = "*Cost per successful action*\n{value}"
+OPS_FALSE_POSITIVE: Final = "*False positives*\n{value} ({count}/{total} changes)"
+OPS_LEAD_TIME: Final = "*Change lead time*\n{value} ({total} plans)"
+OPS_CACHE: Final = "*Cache hit rate*\n{value} ({hits}/{lookups} lookups)"
+OPS_SPEND: Final = "*Spend*\n{usd}{dot}{tokens} tokens"
+DIGEST_FOOTER: Final = (
+    "{start} → {end} ({tz}){dot}outcome figures count plans that finished in the window"
+    "{dot}n/a: nothing to measure"
+)
+METRICS_FOOTER: Final = (
+    "Outcome figures count plans that finished in the window{dot}n/a: nothing to measure"
+)
+DIGEST_CHART_TITLE: Final = "Spend by tool, 7 days to {day}"
+DIGEST_CHART_COMMENT: Final = "📈 Spend by tool, 7 days to {day}"
+METRICS_HEADER: Final = "📈 opsgate metrics"
+METRICS_WINDOW: Final = "*{label}*{dot}{start} → {end}"
+METRICS_DAY: Final = "Last 24 hours"
+METRICS_WEEK: Final = "Last 7 days"
+METRICS_FALLBACK: Final = (
+    "opsgate metrics, last 24 h: spent {spend}, action success {success}, MTTR {mttr}"
+)
 
 # Immediate slash-command acknowledgements (plain mrkdwn text, ephemeral).
 WORKING: Final = "⏳ On it…"

@@ -4,9 +4,12 @@
 Relative paths inside the file are resolved against the file's folder.
 """
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -17,6 +20,7 @@ from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_pr
 from orchestration.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid")
+_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 
 
 class BudgetConfig(BaseModel):
@@ -27,6 +31,7 @@ class BudgetConfig(BaseModel):
     plan_tokens: int = Field(default=2000, ge=0)
     soft_ratio: float = Field(default=0.8, gt=0, le=1)
     soft_wait_minutes: int = Field(default=10, ge=1)
+    channel_daily_usd: float | None = Field(default=None, ge=0)  # per-channel cap per UTC day
 
 
 class ExecutionConfig(BaseModel):
@@ -50,6 +55,7 @@ class ToolLimits(BaseModel):
     rate_max_wait_s: float = Field(default=5.0, ge=0)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
+    cache_ttl_s: float = Field(default=0.0, ge=0)  # read-only results reused this long; 0 = off
 
 
 class HttpAdapterConfig(HttpConfig, ToolLimits):
@@ -57,6 +63,7 @@ class HttpAdapterConfig(HttpConfig, ToolLimits):
 
     allow_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
     cost_per_call_usd: float = Field(default=0.0001, ge=0)
+    cache_ttl_s: float = Field(default=15.0, ge=0)
 
 
 class ShellAdapterConfig(ShellConfig, ToolLimits):
@@ -83,6 +90,49 @@ class SlackConfig(BaseModel):
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel
 
 
+class DigestConfig(BaseModel):
+    """The daily cost and operations digest posted to the ops channel."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    channel: str | None = None  # default: slack.ops_channel; no channel, no digest
+    time: str = "09:00"  # local wall-clock time, HH:MM
+    timezone: str = "UTC"  # IANA name, e.g. Europe/Paris
+    claim_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    retry_minutes: int = Field(default=5, ge=1, le=24 * 60)
+    misfire_grace_s: int = Field(default=3600, ge=1)
+    chart: bool = True
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _hhmm(cls, value: object) -> str:
+        if isinstance(value, int):  # YAML 1.1 reads an unquoted 9:05 as the number 545
+            raise ValueError('quote the time of day, like time: "09:05"')
+        match = _HHMM.fullmatch(str(value))
+        if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+            raise ValueError(f"{value!r} is not a time of day like 09:00 (HH:MM)")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone like Europe/Paris") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def at(self) -> dt.time:
+        """The local time of day the digest is posted."""
+        return dt.time.fromisoformat(self.time)
+
+
 class OpsgateConfig(BaseModel):
     """The whole configuration."""
 
@@ -97,6 +147,7 @@ class OpsgateConfig(BaseModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    digest: DigestConfig = Field(default_factory=DigestConfig)
     source: str = Field(default="(built-in defaults)", exclude=True)
 
     @field_validator("approvers")
@@ -106,6 +157,12 @@ class OpsgateConfig(BaseModel):
             if not item or not item[0].isalpha() or not item.isalnum():
                 raise ValueError(f"{item!r} is not a Slack user or user-group id (like U0123)")
         return value
+
+    def digest_channel(self) -> str | None:
+        """Where the daily digest goes: ``digest.channel``, else ``slack.ops_channel``."""
+        if not self.digest.enabled:
+            return None
+        return self.digest.channel or self.slack.ops_channel
 
     def approver_ids(self) -> frozenset[str]:
         """Configured approvers with user groups expanded to their members."""

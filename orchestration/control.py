@@ -18,6 +18,7 @@ from common import Clock, Role
 from common.yamlsrc import Problem
 from orchestration import intake, planner
 from orchestration.approvals import cast_vote, expire_due
+from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.config import OpsgateConfig
 from orchestration.db import Database
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
@@ -59,6 +60,7 @@ class ControlPlane:
         signer: GrantSigner,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cache_ttls: Mapping[str, float] | None = None,
     ) -> None:
         self.db = db
         self.config = config
@@ -70,6 +72,7 @@ class ControlPlane:
             signer=signer,
             clock=clock,
             approvers=config.approver_ids(),
+            cache_ttls=dict(cache_ttls or {}),
         )
         ex = config.execution
         self.executor = Executor(
@@ -145,8 +148,13 @@ class ControlPlane:
         incident_id: str,
         channel: str,
         correlation_id: str = "",
+        history: Mapping[str, float] | None = None,
     ) -> tuple[Plan, list[Step]]:
-        """Rows for a draft; tool metadata decides read-only, idempotent and the floor of risk."""
+        """Rows for a draft; tool metadata decides read-only, idempotent and the floor of risk.
+
+        A step's forecast is the runbook's ``cost_usd`` when given, else the average of past
+        runs of the same tool action (``history``), else the tool's configured cost per call.
+        """
         budgets = self.config.budgets
         plan = Plan(
             id=uuid.uuid4().hex,
@@ -173,7 +181,9 @@ class ControlPlane:
         for position, item in enumerate(draft.steps):
             tool, spec = self.rt.tools.action(item.tool_action)
             risk = item.risk.at_least(spec.risk)
-            estimate = item.cost_usd if item.cost_usd is not None else tool.spec.cost_per_call_usd
+            estimate = item.cost_usd
+            if estimate is None:
+                estimate = (history or {}).get(item.tool_action, tool.spec.cost_per_call_usd)
             steps.append(
                 Step(
                     id=uuid.uuid4().hex,
@@ -238,6 +248,7 @@ class ControlPlane:
                 incident_id=incident_id,
                 channel=channel,
                 correlation_id=ctx.correlation_id,
+                history=past_step_costs(session, (s.tool_action for s in draft.steps)),
             )
             incident = Incident(
                 id=incident_id,
@@ -287,18 +298,23 @@ class ControlPlane:
                 },
             )
             reason = ""
-            if plan.budget_usd > 0 and plan.forecast_usd > plan.budget_usd:
-                reason = (
-                    f"Blocked before it started: the forecast cost ${plan.forecast_usd:.4f} "
-                    f"exceeds the plan budget ${plan.budget_usd:.4f}."
-                )
+            refusal = forecast_refusal(
+                forecast_usd=plan.forecast_usd,
+                budget_usd=plan.budget_usd,
+                channel_spent_usd=channel_spent_today(session, channel, ctx.now)
+                if channel
+                else 0.0,
+                channel_cap_usd=self.config.budgets.channel_daily_usd,
+            )
+            if refusal is not None:
+                code, reason = refusal
                 plan.status = PlanStatus.BLOCKED.value
                 plan.status_reason = reason
                 audit(
                     session,
                     pctx,
                     "plan_blocked",
-                    code="budget_forecast",
+                    code=code,
                     role=Role.AUDITOR,
                     detail={"forecast_usd": plan.forecast_usd, "budget_usd": plan.budget_usd},
                 )
@@ -306,7 +322,7 @@ class ControlPlane:
                     session,
                     pctx,
                     "plan_blocked",
-                    {"reason": reason, "forecast_usd": plan.forecast_usd},
+                    {"reason": reason, "forecast_usd": plan.forecast_usd, "code": code},
                 )
             return Opened(
                 incident_id=incident_id,

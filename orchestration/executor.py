@@ -38,6 +38,7 @@ class Ticket:
     grant: Grant
     correlation_id: str
     first_attempt: int = 1
+    cached: ToolResult | None = None  # a fresh cached result of the same read: the first attempt
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Attempt:
     error_code: str | None = None
     cost_usd: float = 0.0
     tokens: int = 0
+    cached: bool = False
 
 
 @dataclass
@@ -119,6 +121,20 @@ class Executor:
                 correlation_id=ticket.correlation_id,
             )
             started = self._clock.now()
+            if number == ticket.first_attempt and ticket.cached is not None:
+                self._record(
+                    outcome,
+                    ticket,
+                    call=call,
+                    started=started,
+                    result=ticket.cached,
+                    error=None,
+                    number=number,
+                    cached=True,
+                )
+                if not outcome.check.ok:
+                    raise _Retry  # a stale cached answer: ask the tool itself
+                return
             try:
                 result = await tool.invoke(call, ticket.grant)
             except AdapterError as exc:
@@ -168,6 +184,7 @@ class Executor:
         started: datetime,
         result: ToolResult | None,
         error: AdapterError | None,
+        cached: bool = False,
     ) -> None:
         ended = self._clock.now()
         if result is not None:
@@ -187,9 +204,12 @@ class Executor:
                 started_at=started,
                 ended_at=ended,
                 ok=result is not None and outcome.check.ok,
-                summary=result.summary if result is not None else (error.message if error else ""),
+                summary=(("cache hit: " if cached else "") + result.summary)
+                if result is not None
+                else (error.message if error else ""),
                 error_code=error.code if error else None,
-                cost_usd=result.cost_usd if result is not None else 0.0,
-                tokens=result.tokens if result is not None else 0,
+                cost_usd=result.cost_usd if result is not None and not cached else 0.0,
+                tokens=result.tokens if result is not None and not cached else 0,
+                cached=cached,
             )
         )

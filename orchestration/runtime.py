@@ -1,6 +1,7 @@
 """What units of work need besides the session: config-derived settings and collaborators."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from adapters import GrantSigner, ToolRegistry
 from common import Clock, Mode, Risk, Role
@@ -19,6 +20,7 @@ class Runtime:
     signer: GrantSigner
     clock: Clock
     approvers: frozenset[str]
+    cache_ttls: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> Mode:
@@ -29,6 +31,18 @@ class Runtime:
     def approval_ttl_minutes(self) -> int:
         """How long an approval stays open: the config's value, unless the pack says longer."""
         return self.config.approval_ttl_minutes
+
+    def cache_ttl_s(self, tool_action: str) -> float:
+        """How long a read-only result of ``tool_action`` may be reused (0: never).
+
+        ``cache_ttls`` (per tool, given by the composition root) wins over the config's
+        ``adapters.<tool>.cache_ttl_s``.
+        """
+        tool = tool_action.split(".", 1)[0]
+        if tool in self.cache_ttls:
+            return float(self.cache_ttls[tool])
+        limits = getattr(self.config.adapters, tool, None)
+        return float(getattr(limits, "cache_ttl_s", 0.0) or 0.0)
 
     def decide(
         self, step: Step, plan: Plan, *, role: Role = Role.EXECUTOR, mode: Mode | None = None

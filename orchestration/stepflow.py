@@ -7,7 +7,7 @@ Executor reported, lets the Auditor judge it, and plans compensation when it fai
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +15,9 @@ from sqlmodel import Session, col, select
 
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
+from orchestration import cache
 from orchestration.auditor import BudgetVerdict, check_budget
+from orchestration.budgets import channel_spent_today
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
 from orchestration.executor import Outcome, Ticket
@@ -81,7 +83,12 @@ def start_step(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) 
         role=Role.EXECUTOR,
         detail={"tool": step.tool_action, "title": step.title},
     )
-    return ticket_for(step, grant, plan)
+    ticket = ticket_for(step, grant, plan)
+    if step.read_only and rt.cache_ttl_s(step.tool_action) > 0:
+        cached = cache.lookup(session, key=step.args_hash, now=ctx.now)
+        if cached is not None:
+            ticket = replace(ticket, cached=cached)
+    return ticket
 
 
 def open_approval(
@@ -111,7 +118,10 @@ def open_approval(
         state=ApprovalState.PENDING.value,
         reason=reason,
         created_at=ctx.now,
-        expires_at=ctx.now + timedelta(minutes=rt.approval_ttl_minutes),
+        expires_at=ctx.now
+        + timedelta(
+            minutes=rt.approval_ttl_minutes if step else rt.config.budgets.soft_wait_minutes
+        ),
     )
     session.add(approval)
     audit(
@@ -184,7 +194,23 @@ def next_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Next:
 
 
 def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Next | None:
-    """Stop at the hard limit, ask humans past the soft one; None lets the step through."""
+    """Stop at the hard limit or the channel's daily cap, ask humans past the soft threshold;
+    None lets the step through."""
+    cap = rt.config.budgets.channel_daily_usd
+    if cap is not None and plan.channel:
+        spent = channel_spent_today(session, plan.channel, ctx.now)
+        if spent + step.estimate_usd > cap:
+            end_plan(
+                session,
+                ctx,
+                plan,
+                PlanStatus.HALTED,
+                code="channel_daily_cap",
+                escalate=True,
+                reason=f"This channel's daily cap is reached: ${spent:.4f} spent today, the "
+                f"next step forecasts ${step.estimate_usd:.4f}, cap ${cap:.4f}.",
+            )
+            return Next()
     budget = check_budget(
         spent_usd=plan.spent_usd,
         spent_tokens=plan.spent_tokens,
@@ -452,6 +478,7 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
         },
         step_id=step.id,
     )
+    _account_cache(session, ctx, rt, step, outcome)
     if ok:
         _mark_compensated(session, step)
         return
@@ -478,6 +505,30 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
         )
         return
     _plan_compensation(session, ctx, rt, plan, step)
+
+
+def _account_cache(session: Session, ctx: Ctx, rt: Runtime, step: Step, outcome: Outcome) -> None:
+    """Count the hit or miss of a cached read and keep its fresh answer; clear after writes."""
+    tool = step.tool_action.split(".", 1)[0]
+    if not step.read_only:
+        if outcome.succeeded:
+            cache.invalidate_tool(session, tool)
+        return
+    ttl = rt.cache_ttl_s(step.tool_action)
+    if ttl <= 0 or not outcome.attempts:
+        return
+    hit = outcome.attempts[0].cached
+    cache.count(session, now=ctx.now, tool_action=step.tool_action, hit=hit)
+    live = [a for a in outcome.attempts if not a.cached]
+    if live and outcome.result is not None and outcome.result.ok:
+        cache.store(
+            session,
+            key=step.args_hash,
+            tool_action=step.tool_action,
+            result=outcome.result,
+            now=ctx.now,
+            ttl_s=ttl,
+        )
 
 
 def _summary(outcome: Outcome) -> str:

@@ -1,14 +1,18 @@
-"""``/incident``: open, help, status, resolve, cancel."""
+"""``/incident``: open, help, status, resolve, cancel, metrics."""
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
 
 from bot import blocks, metrics, strings
+from bot.digest import metrics_blocks
 from bot.surface import Surface
 from orchestration.errors import OrchestrationError
+from orchestration.opsmetrics import OpsReport, ops_report
 
 COMMAND = "/incident"
 SUBCOMMANDS = ("help", "status", "resolve", "cancel")
@@ -36,6 +40,10 @@ def register(app: AsyncApp, surface: Surface) -> None:
         sub = text.split(" ", 1)[0].lower() if text else "help"
         if sub == "help":
             await ack(text=strings.HELP, blocks=blocks.help_blocks())
+            return
+        if sub == "metrics":
+            await ack(text=strings.WORKING)
+            surface.run(_metrics(surface, client, cmd), name="incident-metrics")
             return
         if sub in SUBCOMMANDS:
             await ack(text=strings.WORKING)
@@ -104,4 +112,21 @@ async def _subcommand(
         return
     await surface.control.close_incident(
         incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve", reason=reason
+    )
+
+
+async def _metrics(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:
+    """The operational figures of the last 24 hours and 7 days, to the asker only."""
+    end = surface.control.clock.now()
+
+    def work(session: Session) -> tuple[OpsReport, OpsReport]:
+        return (
+            ops_report(session, end - timedelta(hours=24), end),
+            ops_report(session, end - timedelta(days=7), end),
+        )
+
+    day, week = await surface.control.db.run(work)
+    rendered = metrics_blocks(day, week)
+    await client.chat_postEphemeral(
+        channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
     )

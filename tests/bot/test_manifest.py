@@ -43,7 +43,13 @@ def test_manifest_is_http_mode_with_least_privilege_scopes() -> None:
     }
     assert all(u.endswith("/slack/events") for u in urls)
     scopes = set(data["oauth_config"]["scopes"]["bot"])
-    assert scopes == {"commands", "chat:write", "app_mentions:read", "channels:history"}
+    assert scopes == {
+        "commands",
+        "chat:write",
+        "app_mentions:read",
+        "channels:history",
+        "files:write",  # the digest's chart
+    }
     assert data["settings"]["socket_mode_enabled"] is False
     assert data["display_information"]["name"]
     assert data["features"]["bot_user"]["display_name"]

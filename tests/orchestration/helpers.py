@@ -114,6 +114,7 @@ async def make_control(
     *,
     tools: ToolRegistry | None = None,
     signer: GrantSigner | None = None,
+    cache_ttls: dict[str, float] | None = None,
 ) -> ControlPlane:
     signer = signer or GrantSigner(b"k" * 32)
     registry = tools or build_registry(config, signer=signer, clock=clock)
@@ -129,6 +130,7 @@ async def make_control(
         signer=signer,
         clock=clock,
         sleep=no_sleep,
+        cache_ttls=cache_ttls,
     )
     problems = await control.start()
     assert not problems, problems

@@ -1,100 +1,19 @@
 """Failure paths of a plan: shadow mode, denials, compensation, retries, budgets, no progress."""
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
 
-from adapters import AdapterError, GrantSigner, ToolResult, ToolTimeout
+from adapters import AdapterError, ToolTimeout
 from adapters.testing import FakeTool
 from common import FakeClock
-from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.control import ControlPlane
 from orchestration.enums import VoteChoice
 from orchestration.errors import InputRejected, NoMatch
 from orchestration.models import AuditEvent, OutboxMessage, TaskMemory
-from orchestration.toolbox import build_registry
-from tests.orchestration.helpers import APPROVER_A, REQUESTER, make_config, make_control
-
-FAKE_RUNBOOK = """
-id: fake-fix
-version: 1
-title: Fix the fake thing
-match:
-  keywords: ["fakefix"]
-steps:
-{steps}
-"""
-
-
-def steps_yaml(*steps: dict[str, Any]) -> str:
-    out = []
-    for index, step in enumerate(steps):
-        out.append(
-            f"  - id: s{index}\n    title: step {index}\n    tool: {step['tool']}\n"
-            f"    args: {step.get('args', {})!r}\n    risk: {step.get('risk', 'low')}"
-        )
-        for key in ("expect", "compensate"):
-            if key in step:
-                out.append(f"    {key}: {step[key]!r}")
-    return "\n".join(out).replace("'", '"')
-
-
-async def pending_nonce(cp: ControlPlane, *, besides: str | None = None) -> str:
-    """The nonce of the (newest other) approval card the plan posted."""
-    nonces = await cp.db.run(
-        lambda s: list(
-            s.exec(select(AuditEvent.nonce).where(AuditEvent.event == "approval_requested"))
-        )
-    )
-    found = [n for n in nonces if n is not None and n != besides]
-    assert found, nonces
-    return found[-1]
-
-
-@pytest.fixture
-def fake() -> FakeTool:
-    return FakeTool()
-
-
-async def control_with(
-    db_url: str,
-    tmp_path: Path,
-    clock: FakeClock,
-    fake: FakeTool,
-    *steps: dict[str, Any],
-    **config: Any,
-) -> ControlPlane:
-    folder = tmp_path / "rb"
-    folder.mkdir(exist_ok=True)
-    (folder / "fake.yaml").write_text(FAKE_RUNBOOK.format(steps=steps_yaml(*steps)))
-    cfg: OpsgateConfig = make_config(folder, **config)
-    signer = GrantSigner(b"s" * 32)
-    tools = build_registry(
-        cfg, signer=signer, clock=clock, extra=[(fake, ToolLimits(rate_per_s=1000, burst=1000))]
-    )
-    return await make_control(db_url, cfg, clock, tools=tools, signer=signer)
-
-
-@pytest.fixture
-async def planes() -> AsyncIterator[list[ControlPlane]]:
-    made: list[ControlPlane] = []
-    yield made
-    for plane in made:
-        await plane.close()
-
-
-def result(ok: bool = True, cost: float = 0.0, **output: Any) -> ToolResult:
-    return ToolResult(
-        ok=ok,
-        status=output.pop("status", None),
-        output=output,
-        summary="scripted",
-        duration_ms=1.0,
-        cost_usd=cost,
-    )
+from tests.orchestration.fakeplans import control_with, pending_nonce, result
+from tests.orchestration.helpers import APPROVER_A, REQUESTER
 
 
 async def test_shadow_mode_executes_nothing_and_records_what_it_would_do(

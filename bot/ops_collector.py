@@ -1,0 +1,127 @@
+"""The operational metrics at ``GET /metrics``: a Prometheus collector over the last 24 hours.
+
+``collect()`` is synchronous (prometheus-client calls it while rendering), so the scrape handler
+first awaits :meth:`OpsCollector.refresh`, which recomputes the :class:`OpsReport` in a database
+worker at most once per ``ttl_s``; scrapes in between cost nothing. A figure with nothing to
+measure has no sample (Prometheus' way of saying "unknown"), rather than a misleading 0.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from common import Clock
+from orchestration.db import Database
+from orchestration.opsmetrics import OpsReport, ops_report
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.metrics")
+
+WINDOW = timedelta(hours=24)
+CACHE_TTL_S = 30.0
+
+GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("opsgate_mttr_seconds", "mttr_s", "Mean time to resolve incidents resolved in the last 24 h"),
+    (
+        "opsgate_action_success_ratio",
+        "action_success_rate",
+        "Executed actions that succeeded and were not compensated, last 24 h",
+    ),
+    (
+        "opsgate_escalation_ratio",
+        "escalation_rate",
+        "Finished plans that asked humans or escalated, last 24 h",
+    ),
+    (
+        "opsgate_cost_per_successful_action_usd",
+        "cost_per_successful_action_usd",
+        "Spend of finished plans per successful action, last 24 h",
+    ),
+    (
+        "opsgate_false_positive_ratio",
+        "false_positive_rate",
+        "State-changing actions rejected or compensated, last 24 h",
+    ),
+    (
+        "opsgate_change_lead_time_seconds",
+        "change_lead_time_s",
+        "Mean time from plan created to final state, last 24 h",
+    ),
+    ("opsgate_cache_hit_ratio", "cache_hit_rate", "Read-only tool cache hit ratio, last UTC day"),
+)
+SPEND = "opsgate_spend_usd"
+
+
+class OpsCollector(Collector):
+    """Serves the last cached report; :meth:`refresh` keeps it at most ``ttl_s`` old."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[OpsReport]],
+        *,
+        clock: Clock,
+        ttl_s: float = CACHE_TTL_S,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._report: OpsReport | None = None
+        self._at: float | None = None
+        self._lock = asyncio.Lock()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    @classmethod
+    def over(cls, db: Database, *, clock: Clock, ttl_s: float = CACHE_TTL_S) -> "OpsCollector":
+        """A collector of the last 24 hours of ``db``."""
+
+        async def fetch() -> OpsReport:
+            end = clock.now()
+            return await db.run(lambda session: ops_report(session, end - WINDOW, end))
+
+        return cls(fetch, clock=clock, ttl_s=ttl_s)
+
+    @property
+    def report(self) -> OpsReport | None:
+        """The cached report, if any."""
+        return self._report
+
+    async def refresh(self) -> None:
+        """Recompute the report when the cached one is older than ``ttl_s``."""
+        async with self._lock:
+            now = self._clock.monotonic()
+            if self._at is not None and now - self._at < self._ttl_s:
+                return
+            try:
+                self._report = await self._fetch()
+            except Exception as exc:  # a scrape must not fail because the database is down
+                log.warning("ops_metrics_failed", error=repr(exc))
+                self._report = None
+            self._at = now
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauges of the cached report."""
+        report = self._report
+        for name, field, doc in GAUGES:
+            gauge = GaugeMetricFamily(name, doc)
+            value = getattr(report, field) if report is not None else None
+            if value is not None:
+                gauge.add_metric([], float(value))
+            yield gauge
+        spend = GaugeMetricFamily(
+            SPEND, "Spend in USD over the last 24 h by dimension", labels=["dimension", "key"]
+        )
+        if report is not None:
+            spend.add_metric(["total", "total"], report.spend.usd)
+            for dimension, amounts in (
+                ("role", report.by_role),
+                ("tool", report.by_tool),
+                ("runbook", report.by_runbook),
+                ("channel", report.by_channel),
+            ):
+                for amount in amounts:
+                    spend.add_metric([dimension, amount.key], amount.usd)
+        yield spend

@@ -1,0 +1,60 @@
+"""Budget figures read from the store: past step costs for forecasts, a channel's spend today.
+
+The decisions themselves are the Auditor's pure functions (``orchestration.auditor``).
+"""
+
+from collections.abc import Iterable
+from datetime import datetime, time
+
+from sqlmodel import Session, col, func, select
+
+from orchestration.enums import StepStatus
+from orchestration.models import CostEntry, Step
+
+
+def past_step_costs(session: Session, tool_actions: Iterable[str]) -> dict[str, float]:
+    """Average cost of finished steps per tool action: what past runs say a step costs."""
+    names = sorted(set(tool_actions))
+    if not names:
+        return {}
+    rows = session.exec(
+        select(Step.tool_action, func.avg(Step.cost_usd))
+        .where(
+            col(Step.tool_action).in_(names),
+            col(Step.status).in_([StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]),
+        )
+        .group_by(col(Step.tool_action))
+    )
+    return {name: float(avg) for name, avg in rows if avg is not None}
+
+
+def channel_spent_today(session: Session, channel: str, now: datetime) -> float:
+    """USD spent by plans of ``channel`` since 00:00 UTC today."""
+    start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+    total = session.exec(
+        select(func.sum(CostEntry.usd)).where(
+            CostEntry.channel == channel, col(CostEntry.at) >= start
+        )
+    ).one()
+    return float(total or 0.0)
+
+
+def forecast_refusal(
+    *,
+    forecast_usd: float,
+    budget_usd: float,
+    channel_spent_usd: float,
+    channel_cap_usd: float | None,
+) -> tuple[str, str] | None:
+    """(code, reason) when a plan must be blocked before it starts, else None."""
+    if budget_usd > 0 and forecast_usd > budget_usd:
+        return "budget_forecast", (
+            f"Blocked before it started: the forecast cost ${forecast_usd:.4f} exceeds the plan "
+            f"budget ${budget_usd:.4f}."
+        )
+    if channel_cap_usd is not None and channel_spent_usd + forecast_usd > channel_cap_usd:
+        return "channel_daily_cap", (
+            f"Blocked before it started: this channel spent ${channel_spent_usd:.4f} today and "
+            f"the forecast is ${forecast_usd:.4f}, over the daily cap ${channel_cap_usd:.4f}."
+        )
+    return None

@@ -1,0 +1,433 @@
+"""Operational metrics over a time window: spend, budgets, cache and outcome figures.
+
+Pure query functions over a ``Session``; :func:`ops_report` gathers them into a frozen
+:class:`OpsReport` for the window ``[start, end)`` (aware UTC datetimes). The digest, the
+``/metrics`` endpoint and ``/incident metrics`` all read the same report.
+
+Which rows a figure counts (the *cohort*):
+
+- **Spend** counts cost entries whose ``at`` falls in the window.
+- **Outcome figures** (action success, escalation, cost per successful action, false
+  positives, lead time) count the plans that reached a final state in the window
+  (``finished_at`` in the window), shadow plans excepted: they change nothing and are measured
+  by the shadow comparison instead. A plan is counted once, when its outcome is known; a plan
+  still waiting for humans is not counted yet.
+- **Budget warnings and stops** count audit events in the window.
+- **MTTR** counts incidents *resolved* in the window (cancelled ones are not resolutions).
+- **Cache** counts the UTC days (``cache_counters.day``) whose midnight falls in the window:
+  the counters are kept per UTC day, so a local day or a rolling 24 hours is approximated by
+  the one UTC day that starts inside it.
+
+A ratio whose denominator is zero is ``None`` (rendered "n/a"), never 0.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, func, select
+
+from orchestration.enums import (
+    ApprovalPurpose,
+    IncidentStatus,
+    PlanStatus,
+    StepKind,
+    StepStatus,
+)
+from orchestration.models import Approval, AuditEvent, CacheCounter, CostEntry, Incident, Plan, Step
+
+TOP_PLANS = 5
+MAX_BUDGET_EVENTS = 20
+DIMENSIONS = ("role", "tool", "runbook_id", "channel")
+
+_EXECUTED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED)
+_CHANGE_DECIDED = (*_EXECUTED, StepStatus.REJECTED)
+_CHANGE_FALSE_POSITIVE = (StepStatus.REJECTED, StepStatus.COMPENSATED)
+
+_FROZEN = ConfigDict(frozen=True)
+
+
+class Amount(BaseModel):
+    """Spend under one key of a dimension (or the total)."""
+
+    model_config = _FROZEN
+    key: str
+    usd: float = 0.0
+    tokens: int = 0
+
+
+class DaySpend(BaseModel):
+    """One day of the spend trend, with its breakdowns (largest first)."""
+
+    model_config = _FROZEN
+    day: date
+    usd: float = 0.0
+    tokens: int = 0
+    by_role: tuple[Amount, ...] = ()
+    by_tool: tuple[Amount, ...] = ()
+    by_runbook: tuple[Amount, ...] = ()
+
+
+class CostlyPlan(BaseModel):
+    """A plan among the costliest of the window."""
+
+    model_config = _FROZEN
+    plan_id: str
+    runbook_id: str
+    incident_text: str
+    status: str
+    usd: float
+    tokens: int
+
+
+class BudgetEvent(BaseModel):
+    """A budget warning (soft limit asked humans) or stop (hard limit, or blocked by forecast)."""
+
+    model_config = _FROZEN
+    at: datetime
+    kind: str  # "warning" | "stop" | "blocked"
+    plan_id: str
+    runbook_id: str
+    reason: str
+
+
+class OpsReport(BaseModel):
+    """Every figure of one window; see the module docstring for which rows each counts."""
+
+    model_config = _FROZEN
+    start: datetime
+    end: datetime
+
+    spend: Amount
+    by_role: tuple[Amount, ...] = ()
+    by_tool: tuple[Amount, ...] = ()
+    by_runbook: tuple[Amount, ...] = ()
+    by_channel: tuple[Amount, ...] = ()
+    trend: tuple[DaySpend, ...] = ()
+    costliest: tuple[CostlyPlan, ...] = ()
+    budget_warnings: tuple[BudgetEvent, ...] = ()
+    budget_stops: tuple[BudgetEvent, ...] = ()
+    budget_warning_count: int = 0
+    budget_stop_count: int = 0
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    incidents_opened: int = 0
+    incidents_resolved: int = 0
+    plans_finished: int = 0
+    plans_succeeded: int = 0
+    plans_escalated: int = 0
+    actions_executed: int = 0
+    actions_succeeded: int = 0
+    changes_decided: int = 0
+    changes_false_positive: int = 0
+    finished_plans_usd: float = 0.0
+
+    cache_hit_rate: float | None = None
+    mttr_s: float | None = None
+    action_success_rate: float | None = None
+    escalation_rate: float | None = None
+    cost_per_successful_action_usd: float | None = None
+    false_positive_rate: float | None = None
+    change_lead_time_s: float | None = None
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the denominator is zero."""
+    return numerator / denominator if denominator else None
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The arithmetic mean, or None for no values."""
+    return sum(values) / len(values) if values else None
+
+
+def _in_window(column: Any, start: datetime, end: datetime) -> tuple[Any, Any]:
+    return column >= start, column < end
+
+
+def _sorted(totals: dict[str, list[float]]) -> tuple[Amount, ...]:
+    amounts = [Amount(key=k, usd=v[0], tokens=int(v[1])) for k, v in totals.items()]
+    return tuple(sorted(amounts, key=lambda a: (-a.usd, -a.tokens, a.key)))
+
+
+def _grouped_spend(
+    session: Session, start: datetime, end: datetime, dims: Sequence[str]
+) -> tuple[Amount, dict[str, tuple[Amount, ...]]]:
+    """Total spend and spend by each of ``dims`` in one grouped query."""
+    columns = [getattr(CostEntry, d) for d in dims]
+    rows = session.connection().execute(
+        sa_select(*columns, func.sum(CostEntry.usd), func.sum(CostEntry.tokens))
+        .where(*_in_window(CostEntry.at, start, end))
+        .group_by(*columns)
+    )
+    per_dim: dict[str, dict[str, list[float]]] = {d: defaultdict(lambda: [0.0, 0]) for d in dims}
+    total_usd, total_tokens = 0.0, 0
+    for row in rows:
+        *keys, usd, tokens = row
+        usd, tokens = float(usd or 0), int(tokens or 0)
+        total_usd += usd
+        total_tokens += tokens
+        for dim, key in zip(dims, keys, strict=True):
+            acc = per_dim[dim][str(key)]
+            acc[0] += usd
+            acc[1] += tokens
+    return (
+        Amount(key="total", usd=total_usd, tokens=total_tokens),
+        {d: _sorted(per_dim[d]) for d in dims},
+    )
+
+
+def spend_by_day(
+    session: Session, days: Iterable[tuple[date, datetime, datetime]]
+) -> tuple[DaySpend, ...]:
+    """Spend per day, each day given as ``(day, start, end)`` (local days have local bounds)."""
+    out = []
+    for day, start, end in days:
+        total, dims = _grouped_spend(session, start, end, ("role", "tool", "runbook_id"))
+        out.append(
+            DaySpend(
+                day=day,
+                usd=total.usd,
+                tokens=total.tokens,
+                by_role=dims["role"],
+                by_tool=dims["tool"],
+                by_runbook=dims["runbook_id"],
+            )
+        )
+    return tuple(out)
+
+
+def costliest_plans(
+    session: Session, start: datetime, end: datetime, *, limit: int = TOP_PLANS
+) -> tuple[CostlyPlan, ...]:
+    """The plans that spent most in the window (ties by plan id), with runbook and incident."""
+    usd = func.sum(CostEntry.usd)
+    rows = session.exec(
+        select(CostEntry.plan_id, usd, func.sum(CostEntry.tokens))
+        .where(*_in_window(CostEntry.at, start, end))
+        .group_by(CostEntry.plan_id)
+        .order_by(usd.desc(), col(CostEntry.plan_id))
+        .limit(limit)
+    ).all()
+    out = []
+    for plan_id, spent, tokens in rows:
+        found = session.exec(
+            select(Plan, Incident)
+            .join(Incident, col(Incident.id) == col(Plan.incident_id), isouter=True)
+            .where(Plan.id == plan_id)
+        ).first()
+        plan, incident = found if found else (None, None)
+        out.append(
+            CostlyPlan(
+                plan_id=plan_id,
+                runbook_id=plan.runbook_id if plan else "",
+                incident_text=incident.text if incident else "",
+                status=plan.status if plan else "",
+                usd=float(spent or 0),
+                tokens=int(tokens or 0),
+            )
+        )
+    return tuple(out)
+
+
+def budget_events(
+    session: Session, start: datetime, end: datetime
+) -> tuple[list[BudgetEvent], list[BudgetEvent]]:
+    """Warnings and stops in the window, oldest first.
+
+    Warning: an ``approval_requested`` audit event whose ``detail.purpose`` is ``budget`` (the
+    soft limit asked humans to continue). Stop: a ``plan_finished`` event with code
+    ``budget_exceeded`` (the hard limit halted the plan), or a ``plan_blocked`` event with code
+    ``budget_forecast`` (the forecast exceeded the budget before the plan started).
+    """
+    rows = session.exec(
+        select(AuditEvent, Plan.runbook_id)
+        .join(Plan, col(Plan.id) == col(AuditEvent.plan_id), isouter=True)
+        .where(
+            col(AuditEvent.event).in_(("approval_requested", "plan_finished", "plan_blocked")),
+            *_in_window(AuditEvent.at, start, end),
+        )
+        .order_by(col(AuditEvent.at), col(AuditEvent.id))
+    ).all()
+    warnings: list[BudgetEvent] = []
+    stops: list[BudgetEvent] = []
+    for event, runbook_id in rows:
+        detail = event.detail or {}
+        kind = None
+        if event.event == "approval_requested":
+            if detail.get("purpose") == ApprovalPurpose.BUDGET.value:
+                kind = "warning"
+        elif event.event == "plan_finished" and event.code == "budget_exceeded":
+            kind = "stop"
+        elif event.event == "plan_blocked" and event.code == "budget_forecast":
+            kind = "blocked"
+        if kind is None:
+            continue
+        reason = str(detail.get("reason") or "")
+        if kind == "blocked":
+            reason = (
+                f"forecast ${float(detail.get('forecast_usd') or 0):.4f} > "
+                f"budget ${float(detail.get('budget_usd') or 0):.4f}"
+            )
+        item = BudgetEvent(
+            at=event.at,
+            kind=kind,
+            plan_id=event.plan_id or "",
+            runbook_id=runbook_id or "",
+            reason=reason,
+        )
+        (warnings if kind == "warning" else stops).append(item)
+    return warnings, stops
+
+
+def utc_days(start: datetime, end: datetime) -> list[str]:
+    """The UTC days (``YYYY-MM-DD``) whose midnight falls in ``[start, end)``."""
+    first = datetime.combine(start.date(), datetime.min.time(), tzinfo=start.tzinfo)
+    if first < start:
+        first += timedelta(days=1)
+    days = []
+    while first < end:
+        days.append(first.date().isoformat())
+        first += timedelta(days=1)
+    return days
+
+
+def cache_counts(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """Cache (hits, misses) over the UTC days of the window (see :func:`utc_days`)."""
+    days = utc_days(start, end)
+    if not days:
+        return 0, 0
+    row = session.exec(
+        select(func.sum(CacheCounter.hits), func.sum(CacheCounter.misses)).where(
+            col(CacheCounter.day).in_(days)
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def resolve_times(session: Session, start: datetime, end: datetime) -> list[float]:
+    """Seconds from opening to resolution of each incident resolved in the window."""
+    rows = session.exec(
+        select(Incident.created_at, Incident.resolved_at).where(
+            Incident.status == IncidentStatus.RESOLVED.value,
+            *_in_window(Incident.resolved_at, start, end),
+        )
+    ).all()
+    return [(resolved - created).total_seconds() for created, resolved in rows if resolved]
+
+
+def ops_report(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    *,
+    trend_days: Sequence[tuple[date, datetime, datetime]] = (),
+) -> OpsReport:
+    """Every figure of the window ``[start, end)``.
+
+    Formulas (cohorts as in the module docstring; "action" = a runbook step, compensations are
+    the remedy, not actions of their own):
+
+    - ``cache_hit_rate`` = hits / (hits + misses).
+    - ``mttr_s`` = mean(resolved_at - created_at) over incidents resolved in the window.
+    - ``action_success_rate`` = succeeded actions / executed actions, where executed means
+      status succeeded, failed or compensated (it ran; a compensated step ran and was undone,
+      so it does not count as a success).
+    - ``escalation_rate`` = plans that asked humans (any approval record, step or budget) or
+      escalated (a ``plan_escalated`` audit event) / plans finished.
+    - ``cost_per_successful_action_usd`` = spend of the finished plans (all their cost
+      entries, whenever spent) / succeeded actions of those plans.
+    - ``false_positive_rate`` = state-changing (not read-only) actions that a human rejected or
+      that were compensated / state-changing actions that were decided (rejected, or ran:
+      succeeded, failed, compensated). Policy denials never reached a human or a tool and are
+      not counted.
+    - ``change_lead_time_s`` = mean(finished_at - created_at) over plans finished.
+    """
+    total, dims = _grouped_spend(session, start, end, DIMENSIONS)
+    warnings, stops = budget_events(session, start, end)
+    hits, misses = cache_counts(session, start, end)
+    resolve_s = resolve_times(session, start, end)
+    opened = session.exec(
+        select(func.count())
+        .select_from(Incident)
+        .where(*_in_window(Incident.created_at, start, end))
+    ).one()
+
+    cohort = (
+        select(Plan.id)
+        .where(*_in_window(Plan.finished_at, start, end))
+        .where(Plan.status != PlanStatus.SHADOW.value)
+    )
+    plans = session.exec(
+        select(Plan.id, Plan.status, Plan.created_at, Plan.finished_at).where(
+            col(Plan.id).in_(cohort)
+        )
+    ).all()
+    steps = session.exec(
+        select(Step.status, Step.read_only).where(
+            col(Step.plan_id).in_(cohort), Step.kind == StepKind.RUNBOOK.value
+        )
+    ).all()
+    asked = set(session.exec(select(Approval.plan_id).where(col(Approval.plan_id).in_(cohort))))
+    asked |= {
+        pid
+        for pid in session.exec(
+            select(AuditEvent.plan_id).where(
+                AuditEvent.event == "plan_escalated", col(AuditEvent.plan_id).in_(cohort)
+            )
+        )
+        if pid
+    }
+    cohort_usd = float(
+        session.exec(
+            select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(
+                col(CostEntry.plan_id).in_(cohort)
+            )
+        ).one()
+    )
+
+    executed = sum(1 for status, _ in steps if status in _EXECUTED)
+    succeeded = sum(1 for status, _ in steps if status == StepStatus.SUCCEEDED)
+    changes = [status for status, read_only in steps if not read_only]
+    decided = sum(1 for status in changes if status in _CHANGE_DECIDED)
+    false_pos = sum(1 for status in changes if status in _CHANGE_FALSE_POSITIVE)
+    lead = [(fin - created).total_seconds() for _, _, created, fin in plans if fin is not None]
+
+    return OpsReport(
+        start=start,
+        end=end,
+        spend=total,
+        by_role=dims["role"],
+        by_tool=dims["tool"],
+        by_runbook=dims["runbook_id"],
+        by_channel=dims["channel"],
+        trend=spend_by_day(session, trend_days),
+        costliest=costliest_plans(session, start, end),
+        budget_warnings=tuple(warnings[-MAX_BUDGET_EVENTS:]),
+        budget_stops=tuple(stops[-MAX_BUDGET_EVENTS:]),
+        budget_warning_count=len(warnings),
+        budget_stop_count=len(stops),
+        cache_hits=hits,
+        cache_misses=misses,
+        incidents_opened=int(opened),
+        incidents_resolved=len(resolve_s),
+        plans_finished=len(plans),
+        plans_succeeded=sum(1 for _, status, _, _ in plans if status == PlanStatus.SUCCEEDED),
+        plans_escalated=len(asked),
+        actions_executed=executed,
+        actions_succeeded=succeeded,
+        changes_decided=decided,
+        changes_false_positive=false_pos,
+        finished_plans_usd=cohort_usd,
+        cache_hit_rate=ratio(hits, hits + misses),
+        mttr_s=mean(resolve_s),
+        action_success_rate=ratio(succeeded, executed),
+        escalation_rate=ratio(len(asked), len(plans)),
+        cost_per_successful_action_usd=ratio(cohort_usd, succeeded),
+        false_positive_rate=ratio(false_pos, decided),
+        change_lead_time_s=mean(lead),
+    )

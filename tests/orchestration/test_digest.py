@@ -1,0 +1,154 @@
+"""The digest's claim: one winner per channel and day, take-over of failed or abandoned claims."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from common import FakeClock
+from orchestration.config import OpsgateConfig
+from orchestration.db import Database
+from orchestration.digest import (
+    claim,
+    day_window,
+    digest_run,
+    due_day,
+    mark_failed,
+    mark_posted,
+    previous_day,
+)
+from tests.orchestration.history import TZ
+
+DAY = date(2026, 1, 5)
+CHANNEL = "C0OPS"
+STALE = timedelta(minutes=10)
+
+
+@pytest.fixture
+async def dbs(db_url: str) -> AsyncIterator[tuple[Database, Database]]:
+    """Two replicas' databases: two engines on one database."""
+    first, second = Database(db_url), Database(db_url)
+    await first.start()
+    await second.start()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def try_claim(db: Database, replica: str, now: datetime, day: date = DAY) -> bool:
+    return await db.run(
+        lambda s: claim(s, channel=CHANNEL, day=day, replica_id=replica, now=now, stale_after=STALE)
+    )
+
+
+def test_day_window_follows_the_local_calendar_including_dst() -> None:
+    assert day_window(DAY, TZ) == (
+        datetime(2026, 1, 4, 23, tzinfo=UTC),
+        datetime(2026, 1, 5, 23, tzinfo=UTC),
+    )
+    start, end = day_window(date(2026, 3, 29), TZ)  # clocks go forward: a 23-hour day
+    assert end - start == timedelta(hours=23)
+
+
+def test_due_day_is_yesterday_once_the_local_time_is_reached() -> None:
+    nine = time(9, 0)
+    assert due_day(datetime(2026, 1, 6, 7, 59, tzinfo=UTC), at=nine, tz=TZ) is None  # 08:59 Paris
+    assert due_day(datetime(2026, 1, 6, 8, 0, tzinfo=UTC), at=nine, tz=TZ) == DAY
+    assert previous_day(datetime(2026, 1, 5, 23, 30, tzinfo=UTC), TZ) == DAY  # 00:30 on the 6th
+
+
+async def test_one_of_two_replicas_racing_the_same_day_wins(
+    dbs: tuple[Database, Database], clock: FakeClock
+) -> None:
+    a, b = dbs
+    for offset in range(5):
+        day = DAY + timedelta(days=offset)
+        won = await asyncio.gather(
+            try_claim(a, "A", clock.now(), day), try_claim(b, "B", clock.now(), day)
+        )
+        assert sorted(won) == [False, True]
+    # Other channels and days are independent claims.
+    assert await try_claim(a, "A", clock.now(), DAY - timedelta(days=1))
+
+
+async def test_a_losing_claim_leaves_the_transaction_usable(dbs: tuple[Database, Database]) -> None:
+    a, _ = dbs
+    now = datetime(2026, 1, 6, 8, tzinfo=UTC)
+
+    def work(session: Session) -> tuple[bool, bool, str]:
+        first = claim(session, channel=CHANNEL, day=DAY, replica_id="A", now=now, stale_after=STALE)
+        second = claim(
+            session, channel=CHANNEL, day=DAY, replica_id="B", now=now, stale_after=STALE
+        )
+        row = digest_run(session, channel=CHANNEL, day=DAY)
+        assert row is not None
+        return first, second, row.claimed_by
+
+    assert await a.run(work) == (True, False, "A")
+
+
+async def test_an_abandoned_claim_is_taken_over_after_the_timeout(
+    dbs: tuple[Database, Database], clock: FakeClock
+) -> None:
+    a, b = dbs
+    assert await try_claim(a, "A", clock.now())  # then A crashes before posting
+    clock.advance(9 * 60)
+    assert not await try_claim(b, "B", clock.now())  # A may still be posting
+    clock.advance(61)
+    assert await try_claim(b, "B", clock.now())
+    # A wakes up late: the claim is B's now, A cannot mark it.
+    assert not await a.run(
+        lambda s: mark_posted(s, channel=CHANNEL, day=DAY, replica_id="A", now=clock.now())
+    )
+    assert await b.run(
+        lambda s: mark_posted(s, channel=CHANNEL, day=DAY, replica_id="B", now=clock.now())
+    )
+    row = await b.run(lambda s: digest_run(s, channel=CHANNEL, day=DAY))
+    assert row is not None
+    assert (row.claimed_by, row.posted_at, row.error) == ("B", clock.now(), None)
+
+
+async def test_a_failed_post_is_retried_at_once_and_a_posted_one_never(
+    dbs: tuple[Database, Database], clock: FakeClock
+) -> None:
+    a, b = dbs
+    assert await try_claim(a, "A", clock.now())
+    assert await a.run(
+        lambda s: mark_failed(s, channel=CHANNEL, day=DAY, replica_id="A", error="ratelimited")
+    )
+    assert await try_claim(b, "B", clock.now())  # the error frees it for the next run
+    assert not await try_claim(a, "A", clock.now())  # one take-over at a time
+    await b.run(lambda s: mark_posted(s, channel=CHANNEL, day=DAY, replica_id="B", now=clock.now()))
+    clock.advance(86_400)
+    assert not await try_claim(a, "A", clock.now())
+    assert not await try_claim(b, "B", clock.now())
+    # A failure to mark after posting does not reopen it either.
+    assert not await a.run(
+        lambda s: mark_failed(s, channel=CHANNEL, day=DAY, replica_id="B", error="late")
+    )
+
+
+def test_digest_config_checks_time_and_zone_and_falls_back_to_the_ops_channel() -> None:
+    config = OpsgateConfig.model_validate(
+        {"slack": {"ops_channel": "C0OPS"}, "digest": {"time": "9:05", "timezone": "Europe/Paris"}}
+    )
+    assert config.digest_channel() == "C0OPS"
+    assert (config.digest.time, config.digest.at, str(config.digest.tz)) == (
+        "09:05",
+        time(9, 5),
+        "Europe/Paris",
+    )
+    assert OpsgateConfig().digest_channel() is None  # no channel, no digest
+    off = {"slack": {"ops_channel": "C0OPS"}, "digest": {"enabled": False}}
+    assert OpsgateConfig.model_validate(off).digest_channel() is None
+    for bad in (
+        {"time": "25:00"},
+        {"time": "09:00:30"},
+        {"time": 545},
+        {"timezone": "Mars/Olympus"},
+    ):
+        with pytest.raises(ValidationError):
+            OpsgateConfig.model_validate({"digest": bad})
