@@ -80,6 +80,11 @@ def _fmt(values: list[Any]) -> str:
     return str(values[0]) if len(values) == 1 else " or ".join(str(v) for v in values)
 
 
+# Money adds up in floats (3 x 0.0001 is 0.00030000000000000003): compare with a tolerance far
+# below any price opsgate records.
+EPSILON_USD = 1e-9
+
+
 class BudgetVerdict(StrEnum):
     """What the budget allows next."""
 
@@ -107,7 +112,7 @@ def check_budget(
     soft_acknowledged: bool,
 ) -> BudgetCheck:
     """Whether a plan that spent ``spent_*`` may run a step forecast at ``next_usd``."""
-    if budget_usd > 0 and spent_usd + next_usd > budget_usd:
+    if budget_usd > 0 and spent_usd + next_usd > budget_usd + EPSILON_USD:
         return BudgetCheck(
             BudgetVerdict.HARD,
             f"hard budget reached: spent ${spent_usd:.4f} + next step ${next_usd:.4f} "

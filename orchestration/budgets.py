@@ -8,6 +8,7 @@ from datetime import datetime, time
 
 from sqlmodel import Session, col, func, select
 
+from orchestration.auditor import EPSILON_USD
 from orchestration.enums import StepStatus
 from orchestration.models import CostEntry, Step
 
@@ -47,12 +48,15 @@ def forecast_refusal(
     channel_cap_usd: float | None,
 ) -> tuple[str, str] | None:
     """(code, reason) when a plan must be blocked before it starts, else None."""
-    if budget_usd > 0 and forecast_usd > budget_usd:
+    if budget_usd > 0 and forecast_usd > budget_usd + EPSILON_USD:
         return "budget_forecast", (
             f"Blocked before it started: the forecast cost ${forecast_usd:.4f} exceeds the plan "
             f"budget ${budget_usd:.4f}."
         )
-    if channel_cap_usd is not None and channel_spent_usd + forecast_usd > channel_cap_usd:
+    if (
+        channel_cap_usd is not None
+        and channel_spent_usd + forecast_usd > channel_cap_usd + EPSILON_USD
+    ):
         return "channel_daily_cap", (
             f"Blocked before it started: this channel spent ${channel_spent_usd:.4f} today and "
             f"the forecast is ${forecast_usd:.4f}, over the daily cap ${channel_cap_usd:.4f}."

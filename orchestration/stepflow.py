@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
 from orchestration import cache
-from orchestration.auditor import BudgetVerdict, check_budget
+from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
@@ -199,7 +199,7 @@ def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step
     cap = rt.config.budgets.channel_daily_usd
     if cap is not None and plan.channel:
         spent = channel_spent_today(session, plan.channel, ctx.now)
-        if spent + step.estimate_usd > cap:
+        if spent + step.estimate_usd > cap + EPSILON_USD:
             end_plan(
                 session,
                 ctx,

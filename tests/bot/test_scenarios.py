@@ -242,3 +242,22 @@ async def test_health_ready_and_metrics(stack: Stack) -> None:
         async with stack.http.get(stack.server.make_url(path)) as resp:
             assert resp.status == 200
             assert expected in await resp.text()
+
+
+async def test_soft_budget_card_in_the_thread_asks_to_continue(db_url: str, tmp_path: Path) -> None:
+    """Past the soft threshold the Auditor posts a card with nonce buttons; approving goes on."""
+    async with Stack(
+        db_url=db_url, tmp_path=tmp_path, budgets={"plan_usd": 0.0003, "soft_ratio": 0.5}
+    ) as stack:
+        await open_checkout(stack)
+        for user in (APPROVER_A, APPROVER_B):
+            await stack.click(stack.card("Restart checkout-api"), ActionId.APPROVE.value, user=user)
+            await stack.settle()
+        assert stack.service.restarts == 1
+        budget_card = stack.card("budget")
+        assert "Verify checkout-api is healthy" not in stack.texts().split("budget")[-1]
+        await stack.click(budget_card, ActionId.APPROVE.value, user=APPROVER_A)
+        await stack.settle()
+        assert "Verify checkout-api is healthy" in stack.texts()
+        view = await stack.control.incident_plan((await stack.control.open_incident_in(CHANNEL)).id)  # type: ignore[union-attr]
+        assert view.status == "succeeded"
