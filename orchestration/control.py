@@ -393,21 +393,35 @@ class ControlPlane:
 
     # --- execution ---------------------------------------------------------------------
 
-    async def advance(self, plan_id: str) -> None:
-        """Run the plan's steps until one waits for humans or the plan ends."""
-        while True:
-            nxt = await self.db.run(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
-            if nxt.ticket is None:
-                return
-            await self._execute(nxt.ticket)
+    async def advance(self, plan_id: str, *, ticket: Ticket | None = None) -> None:
+        """Run the plan's steps until one waits for humans or the plan ends.
 
-    async def _execute(self, ticket: Ticket) -> None:
+        Recording a step's result and deciding the next step share one transaction, so a plan
+        of automatic steps costs one commit per step after the first.
+        """
+        if ticket is None:
+            ticket = (
+                await self.db.run(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
+            ).ticket
+        while ticket is not None:
+            done = ticket
+            outcome = await self._run(done)
+
+            def finish_then_next(
+                session: Session, done: Ticket = done, outcome: Outcome = outcome
+            ) -> Ticket | None:
+                finish_step(session, self._ctx(), self.rt, done.step_id, outcome)
+                session.flush()
+                return next_action(session, self._ctx(), self.rt, plan_id).ticket
+
+            ticket = await self.db.run(finish_then_next)
+
+    async def _run(self, ticket: Ticket) -> Outcome:
         bind_context(correlation_id=ticket.correlation_id, step_id=ticket.step_id)
         try:
-            outcome = await self.executor.run(ticket)
+            return await self.executor.run(ticket)
         except AdapterError as exc:  # e.g. the tool vanished from the registry
-            outcome = Outcome(error_code=exc.code, error=exc.message)
-        await self.db.run(lambda s: finish_step(s, self._ctx(), self.rt, ticket.step_id, outcome))
+            return Outcome(error_code=exc.code, error=exc.message)
 
     async def vote(
         self, *, nonce: str, voter: str, choice: VoteChoice, reason: str = ""
@@ -424,11 +438,10 @@ class ControlPlane:
                 reason=reason,
             )
         )
-        if result.ticket is not None:
-            await self._execute(result.ticket)
-        plan_id = result.resume_plan or (result.outcome.plan_id if result.ticket else None)
-        if plan_id is not None:
-            await self.advance(plan_id)
+        if result.ticket is not None and result.outcome.plan_id is not None:
+            await self.advance(result.outcome.plan_id, ticket=result.ticket)
+        elif result.resume_plan is not None:
+            await self.advance(result.resume_plan)
         return result.outcome
 
     async def expire_approvals(self) -> int:
