@@ -8,10 +8,10 @@ counted per UTC day and tool action.
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete
 
 from adapters import ToolResult
+from orchestration.db import upsert
 from orchestration.models import CacheCounter, CacheEntry
 
 
@@ -50,15 +50,17 @@ def invalidate_tool(session: Session, tool: str) -> None:
 
 def count(session: Session, *, now: datetime, tool_action: str, hit: bool) -> None:
     """Add one hit or miss to today's counter of ``tool_action`` (an atomic upsert)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = CacheCounter.__table__  # type: ignore[attr-defined]
     column = "hits" if hit else "misses"
-    statement = insert(table).values(
-        day=now.date().isoformat(), tool_action=tool_action, hits=int(hit), misses=int(not hit)
+    upsert(
+        session,
+        table,
+        {
+            "day": now.date().isoformat(),
+            "tool_action": tool_action,
+            "hits": int(hit),
+            "misses": int(not hit),
+        },
+        keys=["day", "tool_action"],
+        update={column: getattr(table.c, column) + 1},
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=["day", "tool_action"],
-        set_={column: getattr(table.c, column) + 1},
-    )
-    session.connection().execute(statement)

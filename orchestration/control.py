@@ -20,7 +20,7 @@ from orchestration import intake, planner
 from orchestration.approvals import cast_vote, expire_due
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.config import OpsgateConfig
-from orchestration.db import Database
+from orchestration.db import Database, flush_appends
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import Executor, Outcome, Ticket
@@ -412,6 +412,7 @@ class ControlPlane:
             ) -> Ticket | None:
                 finish_step(session, self._ctx(), self.rt, done.step_id, outcome)
                 session.flush()
+                flush_appends(session)  # the next step's budget checks read these costs
                 return next_action(session, self._ctx(), self.rt, plan_id).ticket
 
             ticket = await self.db.run(finish_then_next)

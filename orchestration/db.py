@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, event, insert, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
@@ -56,10 +57,30 @@ def append_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     pending.setdefault(table, []).append(row)
 
 
-def _flush_appends(session: Session) -> None:
+def flush_appends(session: Session) -> None:
+    """Write the queued insert-only rows now (before reading them back in the same unit)."""
     pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPEND_KEY, {})
     for table, rows in pending.items():
         session.connection().execute(insert(table), rows)
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    values: dict[str, Any],
+    *,
+    keys: list[str],
+    update: dict[str, Any] | None = None,
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE: one atomic statement on SQLite and PostgreSQL.
+
+    ``update`` gives the SET clause (default: every non-key value of ``values``).
+    """
+    dialect = session.get_bind().dialect.name
+    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = build(table).values(**values)
+    changes = update if update is not None else {k: v for k, v in values.items() if k not in keys}
+    session.connection().execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
 
 
 class Database:
@@ -136,7 +157,7 @@ class Database:
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             result = work(session)
-            _flush_appends(session)
+            flush_appends(session)
             return result
 
     async def ping(self) -> bool:

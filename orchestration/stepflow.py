@@ -18,6 +18,7 @@ from common import Mode, Risk, Role, args_hash
 from orchestration import cache
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
+from orchestration.db import append_row, upsert
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
 from orchestration.executor import Outcome, Ticket
@@ -392,20 +393,22 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
     plan.no_progress = 0 if ok else plan.no_progress + 1
     session.add(plan)
     tool = step.tool_action.split(".", 1)[0]
-    session.add(
-        CostEntry(
-            at=ctx.now,
-            incident_id=plan.incident_id,
-            plan_id=plan.id,
-            step_id=step.id,
-            role=Role.EXECUTOR.value,
-            tool=tool,
-            runbook_id=plan.runbook_id,
-            channel=plan.channel,
-            usd=cost,
-            tokens=tokens,
-            duration_ms=step.duration_ms,
-        )
+    append_row(
+        session,
+        CostEntry.__table__,  # type: ignore[attr-defined]
+        {
+            "at": ctx.now,
+            "incident_id": plan.incident_id,
+            "plan_id": plan.id,
+            "step_id": step.id,
+            "role": Role.EXECUTOR.value,
+            "tool": tool,
+            "runbook_id": plan.runbook_id,
+            "channel": plan.channel,
+            "usd": cost,
+            "tokens": tokens,
+            "duration_ms": step.duration_ms,
+        },
     )
     step_span = span(
         session,
@@ -442,13 +445,16 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
                 "cost_usd": attempt.cost_usd,
             },
         )
-    session.merge(
-        TaskMemory(
-            plan_id=plan.id,
-            key=step.key,
-            updated_at=ctx.now,
-            value={"status": step.status, "summary": _summary(outcome)},
-        )
+    upsert(
+        session,
+        TaskMemory.__table__,  # type: ignore[attr-defined]
+        {
+            "plan_id": plan.id,
+            "key": step.key,
+            "updated_at": ctx.now,
+            "value": {"status": step.status, "summary": _summary(outcome)},
+        },
+        keys=["plan_id", "key"],
     )
     audit(
         session,
