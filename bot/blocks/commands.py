@@ -1,0 +1,127 @@
+"""Slash-command replies (help, usage, status) and the rejection-reason modal."""
+
+from typing import Any, Final
+
+from slack_sdk.models.blocks import (
+    Block,
+    InputBlock,
+    PlainTextInputElement,
+    PlainTextObject,
+)
+from slack_sdk.models.views import View
+
+from bot import strings as s
+from bot.blocks.layout import finish, header, packed, section
+from bot.blocks.model import Payload, Rendered, as_float, mappings
+from bot.blocks.text import MAX_REJECT_REASON, esc, esc_reason, one_line, usd
+from bot.ids import ActionId, BlockId, CallbackId
+from bot.strings import escape
+from orchestration.enums import StepStatus
+
+
+def _help_lines() -> str:
+    return "\n".join(
+        s.HELP_LINE.format(command=escape(command), what=what) for command, what in s.HELP_COMMANDS
+    )
+
+
+def help_text() -> Rendered:
+    """``/incident help``: every subcommand, one line each (ephemeral)."""
+    return finish(s.HELP, [section(s.HELP_TITLE), section(_help_lines())])
+
+
+def help_blocks() -> list[dict[str, Any]]:
+    """The blocks of :func:`help_text` (its fallback text is ``strings.HELP``)."""
+    return help_text().blocks
+
+
+def usage_for_unknown(sub: str) -> Rendered:
+    """The reply to ``/incident <sub>`` when ``sub`` is no command (ephemeral)."""
+    shown = esc(one_line(sub, 100), 200)
+    blocks: list[Block] = [section(s.UNKNOWN_SUB.format(sub=shown)), section(_help_lines())]
+    return finish(s.UNKNOWN_SUB_FALLBACK.format(sub=shown), blocks)
+
+
+_DONE_STEP_STATES: Final = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.DENIED, StepStatus.REJECTED}
+    | {StepStatus.SKIPPED, StepStatus.COMPENSATED}
+)
+
+
+def _status_line(step: Payload, n: int) -> str:
+    status = str(step.get("status") or "")
+    error = step.get("error")
+    detail = s.VOTE_REASON.format(reason=esc_reason(error, 300)) if error else ""
+    return s.STATUS_STEP.format(
+        emoji=s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI),
+        n=n,
+        title=esc(step.get("title"), 200),
+        tool=esc(step.get("tool_action"), 100),
+        dot=s.DOT,
+        status=esc(status.replace("_", " ") or None, 40),
+        detail=detail,
+    )
+
+
+def status_blocks(plan_view: Payload) -> Rendered:
+    """``/incident status``: a plan's steps with status, its spend vs budget, status and reason.
+
+    ``plan_view`` is ``PlanView.model_dump(mode="json")``.
+    """
+    status = str(plan_view.get("status") or "")
+    label = s.PLAN_STATUS.get(status) or esc(status, 60)
+    budget = as_float(plan_view.get("budget_usd"))
+    spent = usd(plan_view.get("spent_usd"))
+    summary = s.STATUS_SUMMARY.format(
+        status=label,
+        dot=s.DOT,
+        runbook=esc(plan_view.get("runbook_id"), 200),
+        version=esc(plan_view.get("version"), 20),
+        spent=s.SPENT.format(spent=spent, budget=usd(budget))
+        if budget
+        else s.SPENT_NO_BUDGET.format(spent=spent),
+    )
+    reason = plan_view.get("status_reason")
+    if reason:
+        summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason))
+    steps = mappings(plan_view.get("steps"))
+    lines = [_status_line(step, n) for n, step in enumerate(steps, start=1)] or [s.NO_STEPS]
+    blocks: list[Block] = [
+        header(s.STATUS_HEADER),
+        section(summary),
+        *packed(
+            lines,
+            heading=s.STEPS_HEADING,
+            more=lambda count: s.MORE_STEPS.format(emoji=s.MORE_STEPS_EMOJI, count=count),
+        ),
+    ]
+    done = sum(1 for step in steps if step.get("status") in _DONE_STEP_STATES)
+    text = s.STATUS_FALLBACK.format(status=label, done=done, total=len(steps))
+    return finish(text, blocks)
+
+
+def reject_modal(nonce: str) -> dict[str, Any]:
+    """The optional rejection-reason modal; ``private_metadata`` carries the approval nonce."""
+    view = View(
+        type="modal",
+        callback_id=CallbackId.REJECT_REASON,
+        private_metadata=nonce,
+        title=PlainTextObject(text=s.REJECT_MODAL_TITLE),
+        submit=PlainTextObject(text=s.REJECT_MODAL_SUBMIT),
+        close=PlainTextObject(text=s.REJECT_MODAL_CLOSE),
+        blocks=[
+            section(s.REJECT_MODAL_INTRO),
+            InputBlock(
+                block_id=BlockId.REJECT_REASON,
+                label=PlainTextObject(text=s.REJECT_MODAL_LABEL),
+                optional=True,
+                element=PlainTextInputElement(
+                    action_id=ActionId.REJECT_REASON_INPUT,
+                    multiline=True,
+                    max_length=MAX_REJECT_REASON,
+                    placeholder=PlainTextObject(text=s.REJECT_MODAL_PLACEHOLDER),
+                ),
+            ),
+        ],
+    )
+    return view.to_dict()

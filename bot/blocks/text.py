@@ -1,0 +1,142 @@
+"""Slack's text limits and the mrkdwn text helpers: escape, clip, mention, dates, money, time."""
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+from bot import strings as s
+from bot.blocks.model import Payload, as_float
+from bot.strings import escape
+
+MAX_BLOCKS: Final = 50
+
+MAX_SECTION_TEXT: Final = 3000
+
+MAX_FIELD_TEXT: Final = 2000
+
+MAX_FIELDS: Final = 10
+
+MAX_HEADER_TEXT: Final = 150
+
+MAX_CONTEXT_TEXT: Final = 2000
+
+MAX_CONTEXT_ELEMENTS: Final = 10
+
+MAX_BUTTON_VALUE: Final = 2000
+
+MAX_FALLBACK_TEXT: Final = 3000
+
+MAX_LINE: Final = 500  # one step line; keeps a 200-step plan readable
+
+MAX_CODE: Final = 2400  # args / expect code blocks inside one section
+
+MAX_REASON: Final = 1000
+
+MAX_STEP_SECTIONS: Final = 8
+
+MAX_REJECT_REASON: Final = 1000
+
+_USER_ID: Final = re.compile(r"[UW][A-Z0-9]{1,30}")
+
+_ESCAPED_MENTION: Final = re.compile(r"&lt;@([UW][A-Z0-9]{1,30})&gt;")
+
+
+def fit(text: str, limit: int) -> str:
+    """Clip mrkdwn ``text`` to ``limit`` characters without splitting an entity or a ``<...>``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(s.ELLIPSIS)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    lt = cut.rfind("<")
+    if lt > cut.rfind(">"):
+        cut = cut[:lt]
+    return cut + s.ELLIPSIS
+
+
+def esc(value: object, limit: int = MAX_REASON) -> str:
+    """Escaped and clipped user text; an empty value becomes a dash."""
+    return fit(escape(value), limit) or s.NONE
+
+
+def esc_reason(value: object, limit: int = MAX_REASON) -> str:
+    """Like :func:`esc`, but user mentions (``<@U123>``) written by the control plane survive."""
+    return fit(_ESCAPED_MENTION.sub(r"<@\1>", escape(value)), limit) or s.NONE
+
+
+def one_line(value: object, limit: int) -> str:
+    """Plain text (for ``plain_text`` objects) on one line, clipped; never empty."""
+    text = " ".join(("" if value is None else str(value)).split())
+    if len(text) > limit:
+        text = text[: limit - len(s.ELLIPSIS)] + s.ELLIPSIS
+    return text or s.NONE
+
+
+def mention(user: object) -> str:
+    """``<@U123>`` for a Slack user id; anything else (``cli``, ``alertmanager``) as text."""
+    if isinstance(user, str) and _USER_ID.fullmatch(user):
+        return f"<@{user}>"
+    return esc(user or s.UNKNOWN_USER, 80)
+
+
+def code_block(value: object, limit: int = MAX_CODE) -> str:
+    """``value`` (JSON for anything not a string) in a code block of at most ``limit`` chars."""
+    raw = value if isinstance(value, str) else _json(value)
+    body = fit(escape(raw).replace("```", "`\u200b`\u200b`"), limit - 8) or s.NONE
+    return f"```\n{body}\n```"
+
+
+def slack_date(iso: object) -> str:
+    """An ISO timestamp as ``<!date^EPOCH^{time}|fallback>`` (shown in the reader's zone)."""
+    try:
+        when = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return esc(iso, 64)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{{time}}|{fallback}>"
+
+
+def usd(value: object) -> str:
+    """Money as ``$1.25`` or ``$0.0042`` (small amounts keep four decimals)."""
+    amount = as_float(value)
+    if amount is None:
+        return s.NONE
+    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.4f}"
+
+
+def duration(ms: object) -> str:
+    """``850 ms``, ``2.4 s`` or ``3m 5s``."""
+    value = as_float(ms)
+    if value is None:
+        return s.NONE
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    minutes, seconds = divmod(int(value // 1000), 60)
+    return f"{minutes}m {seconds}s"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def plural(count: int) -> str:
+    """The plural suffix for ``count``."""
+    return "" if count == 1 else "s"
+
+
+def trace_text(payload: Payload) -> str:
+    """The payload's correlation id as a trace note, or "" when it has none."""
+    trace = payload.get("correlation_id")
+    return s.TRACE.format(trace=esc(trace, 100)) if trace else ""
+
+
+def risk_badge(value: object) -> tuple[str, str]:
+    """A risk level as ``(emoji, escaped label)``."""
+    risk = str(value or "")
+    return s.RISK_EMOJI.get(risk, s.RISK_UNKNOWN_EMOJI), esc(risk or None, 40)
