@@ -11,7 +11,8 @@ would share a CPU):
   * opsgate: the real app (``bot.app.build_app``) on SQLite, with its background loops; each
     burst opens one real incident per command, whose probe step runs against a local demo
     service while the rest of the burst is still being acked.
-Both answer on 127.0.0.1 and call a local fake Slack Web API. Requests are signed before the
+Both answer on 127.0.0.1 and call a local fake Slack Web API, which runs with the demo service
+in a separate process (``bench.peers``), as Slack and the services would. Requests are signed before the
 clock starts and the heap is collected before each burst (off the clock); latency is the time
 to the full HTTP response. Bursts alternate (baseline, opsgate) for several rounds after one
 warm-up burst each; between opsgate bursts the bench waits, off the clock, until the
@@ -27,6 +28,7 @@ import gc
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +44,7 @@ from sqlmodel import func, select
 from adapters import GrantSigner
 from bot.app import SlackApp, build_app
 from bot.sandbox import signing
-from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
+from bot.sandbox.webapi import DEFAULT_TOKEN
 from bot.settings import SlackSettings
 from common import SystemClock
 from orchestration.config import OpsgateConfig
@@ -253,15 +255,17 @@ def summary(samples: list[float]) -> dict[str, float]:
 async def run(rounds: int, size: int) -> None:
     with tempfile.TemporaryDirectory(prefix="opsgate-bench-ack-") as tmp:
         folder = Path(tmp)
-        fake = FakeSlack()
-        api_url = await fake.start()
-        fake.add_user(REQUESTER, name="ureq")
+        # Slack and the demo service run in a process of their own, as they would in reality.
+        peers = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.peers", stdout=asyncio.subprocess.PIPE
+        )
+        assert peers.stdout is not None
+        api_url, port_text = (await peers.stdout.readline()).decode().split()
+        port = int(port_text)
         runners: list[web.AppRunner] = []
         connector = aiohttp.TCPConnector(limit=0)
         http = aiohttp.ClientSession(connector=connector)
         try:
-            service, port = await demo_service()
-            runners.append(service)
             (folder / "runbooks").mkdir()
             (folder / "runbooks" / "web-restart.yaml").write_text(
                 RUNBOOK.format(port=port), encoding="utf-8"
@@ -293,12 +297,12 @@ async def run(rounds: int, size: int) -> None:
             incidents = await control.db.run(
                 lambda s: s.exec(select(func.count()).select_from(Incident)).one()
             )
-            posted = len(fake.calls_to("chat.postMessage"))
         finally:
             await http.close()
             for runner in reversed(runners):  # opsgate's cleanup drains and closes control
                 await runner.cleanup()
-            await fake.stop()
+            peers.terminate()
+            await peers.wait()
 
     sb, so = summary(base), summary(ops)
     print(
@@ -317,7 +321,7 @@ async def run(rounds: int, size: int) -> None:
         print(f"    round {i}: {bp:6.1f} / {op:6.1f} ms   settled in {waited * 1000:6.0f} ms")
     print(
         f"  background: {incidents} incidents opened by opsgate (warm-up included), "
-        f"{posted} chat.postMessage calls to the fake Slack"
+        "delivered to the fake Slack in its own process"
     )
     if burst.errors:
         print(f"  non-200 responses: {len(burst.errors)} ({', '.join(sorted(set(burst.errors)))})")

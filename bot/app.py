@@ -20,6 +20,7 @@ from bot.delivery import SlackNotifier
 from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
 from bot.middleware import correlation
+from bot.quiet import QuietGate
 from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
@@ -66,9 +67,12 @@ def build_app(
         refs=Refs(control.db),
         rate_per_s=control.config.slack.channel_rate_per_s,
     )
-    relay = OutboxRelay(db=control.db, notifier=notifier, clock=control.clock)
-    surface = Surface(control=control, config=control.config, tasks=TaskTracker(), relay=relay)
-    bolt.middleware(correlation(control))
+    quiet = QuietGate()
+    relay = OutboxRelay(db=control.db, notifier=notifier, clock=control.clock, pace=quiet.wait)
+    surface = Surface(
+        control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
+    )
+    bolt.middleware(correlation(control, surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
 

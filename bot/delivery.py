@@ -2,9 +2,11 @@
 
 Order per channel is the relay's job; this module paces each channel at Slack's rate (about
 one message per second), turns Slack's 429 and outages into retries, and records what it
-posted so re-delivery after a crash updates instead of posting twice.
+posted so re-delivery after a crash updates instead of posting twice. Rendering Block Kit is
+CPU work, so it runs in a worker thread and never delays Slack's acks on the event loop.
 """
 
+import asyncio
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -83,7 +85,7 @@ class SlackNotifier:
         payload = dict(message.payload)
         kind = message.kind
         if kind == "incident_opened":
-            rendered = render(kind, payload)
+            rendered = await asyncio.to_thread(render, kind, payload)
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
             await self._refs.put(
                 f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=payload
@@ -91,7 +93,7 @@ class SlackNotifier:
             assert message.incident_id is not None
             await self._control.set_thread(message.incident_id, ts)
         elif kind == "vote_refused":
-            rendered = render(kind, payload)
+            rendered = await asyncio.to_thread(render, kind, payload)
             thread = await self._thread(message)
             await self._client.chat_postEphemeral(
                 channel=message.channel,
@@ -102,7 +104,7 @@ class SlackNotifier:
             )
             ts = "ephemeral"
         elif kind == "approval_requested":
-            rendered = render(kind, payload)
+            rendered = await asyncio.to_thread(render, kind, payload)
             thread = await self._thread(message)
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
@@ -116,7 +118,7 @@ class SlackNotifier:
         elif kind == "approval_updated":
             ts = await self._update_card(payload)
         else:
-            rendered = render(kind, payload)
+            rendered = await asyncio.to_thread(render, kind, payload)
             thread = await self._thread(message)
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
@@ -129,7 +131,7 @@ class SlackNotifier:
         ref = await self._refs.get(f"approval:{update['approval_id']}")
         if ref is None:
             return "no-card"  # the card was never posted (cancelled before delivery)
-        rendered = render_approval_card(ref.payload, update)
+        rendered = await asyncio.to_thread(render_approval_card, ref.payload, update)
         await self._client.chat_update(
             channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
         )
@@ -139,7 +141,7 @@ class SlackNotifier:
         ref = await self._refs.get(f"incident:{message.incident_id}")
         if ref is None:
             return
-        rendered = render_incident_root(ref.payload, status)
+        rendered = await asyncio.to_thread(render_incident_root, ref.payload, status)
         await self._client.chat_update(
             channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
         )

@@ -11,6 +11,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot import metrics
+from bot.quiet import QuietGate
 from orchestration.control import ControlPlane
 from orchestration.telemetry import bind_context, get_logger
 
@@ -25,7 +26,9 @@ def _kind(body: dict[str, Any]) -> str:
     return str(body.get("type") or "unknown")
 
 
-def correlation(control: ControlPlane) -> Callable[..., Awaitable[BoltResponse | None]]:
+def correlation(
+    control: ControlPlane, quiet: QuietGate
+) -> Callable[..., Awaitable[BoltResponse | None]]:
     """Bind a correlation id and the actor; drop Slack's retried deliveries of one event."""
 
     async def middleware(
@@ -34,6 +37,7 @@ def correlation(control: ControlPlane) -> Callable[..., Awaitable[BoltResponse |
         next: Next,
     ) -> BoltResponse | None:
         started = time.perf_counter()
+        quiet.touch()
         structlog.contextvars.clear_contextvars()
         correlation_id = uuid.uuid4().hex
         context["correlation_id"] = correlation_id

@@ -9,6 +9,7 @@ re-delivers at most the message in flight (notifiers make delivery idempotent by
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -54,12 +55,21 @@ class DrainResult:
 class OutboxRelay:
     """Drains the outbox through a notifier; run ``drain()`` on a loop or after each change."""
 
-    def __init__(self, *, db: Database, notifier: Notifier, clock: Clock, batch: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        notifier: Notifier,
+        clock: Clock,
+        batch: int = 200,
+        pace: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._db = db
         self._notifier = notifier
         self._clock = clock
         self._batch = batch
         self._lock = asyncio.Lock()
+        self._pace = pace
         self.wakeup = asyncio.Event()
 
     async def pending(self) -> list[OutboxMessage]:
@@ -162,6 +172,8 @@ class OutboxRelay:
         """Drain whenever woken (after a change) or every ``idle_s`` seconds."""
         while True:
             try:
+                if self._pace is not None:
+                    await self._pace()  # let the caller's interactive work go first
                 await self.drain()
             except Exception:
                 log.exception("outbox_drain_failed")

@@ -1,0 +1,49 @@
+"""The quiet gate holds background work back during a burst of requests, but never for long."""
+
+import asyncio
+import time
+
+from bot.quiet import QuietGate
+
+
+async def test_wait_returns_at_once_when_no_request_came() -> None:
+    gate = QuietGate(quiet_s=0.05, max_wait_s=1.0)
+    started = time.monotonic()
+    await gate.wait()
+    assert time.monotonic() - started < 0.05
+
+
+async def test_wait_holds_until_requests_pause() -> None:
+    gate = QuietGate(quiet_s=0.05, max_wait_s=2.0)
+
+    async def burst() -> None:
+        for _ in range(5):
+            gate.touch()
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(burst())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await gate.wait()
+    waited = time.monotonic() - started
+    await task
+    assert waited >= 0.08  # the burst lasted ~0.1 s: work started only after its last request
+
+
+async def test_wait_gives_up_after_max_wait_during_endless_traffic() -> None:
+    gate = QuietGate(quiet_s=0.05, max_wait_s=0.15)
+    stop = asyncio.Event()
+
+    async def endless() -> None:
+        while not stop.is_set():
+            gate.touch()
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(endless())
+    await asyncio.sleep(0.02)  # traffic is flowing
+    started = time.monotonic()
+    await gate.wait()
+    waited = time.monotonic() - started
+    stop.set()
+    await task
+    assert 0.14 <= waited < 1.0
