@@ -14,9 +14,8 @@ would share a CPU):
 Both answer on 127.0.0.1 and call a local fake Slack Web API, which runs with the demo service
 in a separate process (``bench.peers``), as Slack and the services would. Requests are signed
 before the clock starts and the heap is collected before each burst (off the clock); latency is
-the time to
-the full HTTP response. Bursts alternate (baseline, opsgate) for several rounds after one
-warm-up burst each; between opsgate bursts the bench waits, off the clock, until the
+the time to the full HTTP response. Bursts alternate (baseline, opsgate) for several rounds
+after one warm-up burst each; between opsgate bursts the bench waits, off the clock, until the
 background work and the outbox have settled.
 Figures: p50, p90, p99 and max per app, and the opsgate/baseline ratio for p50 and p99.
 
