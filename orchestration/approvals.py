@@ -10,7 +10,7 @@ simultaneous final votes exactly one issues the grant and starts the step.
 
 from dataclasses import dataclass, replace
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from common import Risk, Role
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, StepStatus, VoteChoice
@@ -108,8 +108,10 @@ def cast_vote(
     plan = lock_plan(session, approval.plan_id)
     ctx = ctx_for(plan, base, actor=voter, role=Role.HUMAN)
     step = session.get(Step, approval.step_id) if approval.step_id else None
+    # Read under the approval's row lock: no other vote on it can commit in between.
+    votes = _voters(session, approval.id)
     try:
-        _admissible(session, ctx, rt, approval, plan=plan, step=step, voter=voter)
+        _admissible(session, ctx, rt, approval, plan=plan, step=step, voter=voter, votes=votes)
     except _Refused as refused:
         audit(
             session,
@@ -132,20 +134,15 @@ def cast_vote(
             },
             step_id=approval.step_id,
         )
-        votes = _voters(session, approval.id)
         return VoteResult(
             _outcome(approval, votes, code=refused.code, reason=refused.reason, accepted=False)
         )
-    session.add(
-        Vote(
-            approval_id=approval.id,
-            voter=voter,
-            choice=choice.value,
-            reason=reason,
-            created_at=ctx.now,
-        )
+    vote = Vote(
+        approval_id=approval.id, voter=voter, choice=choice.value, reason=reason, created_at=ctx.now
     )
-    session.flush()
+    session.add(vote)
+    session.flush()  # the (approval, voter) unique key refuses a racing duplicate here
+    votes.append(vote)
     audit(
         session,
         ctx,
@@ -155,16 +152,13 @@ def cast_vote(
         detail={"choice": choice.value, "reason": reason},
     )
     if choice is VoteChoice.REJECT:
-        return _reject(session, ctx, approval, plan=plan, step=step, voter=voter, reason=reason)
-    count = session.exec(
-        select(func.count())
-        .select_from(Vote)
-        .where(Vote.approval_id == approval.id, Vote.choice == VoteChoice.APPROVE.value)
-    ).one()
+        return _reject(
+            session, ctx, approval, plan=plan, step=step, voter=voter, reason=reason, votes=votes
+        )
+    count = sum(1 for v in votes if v.choice == VoteChoice.APPROVE.value)
     result = VoteResult(_placeholder(approval))
     if count >= approval.quorum:
         result = _approve(session, ctx, rt, approval, plan=plan, step=step)
-    votes = _voters(session, approval.id)
     _card(session, ctx, approval, votes)
     left = max(approval.quorum - count, 0)
     msg = (
@@ -210,6 +204,7 @@ def _admissible(
     plan: Plan,
     step: Step | None,
     voter: str,
+    votes: list[Vote],
 ) -> None:
     """Raise _Refused unless ``voter`` may vote on ``approval`` now."""
     if approval.state != ApprovalState.PENDING.value:
@@ -248,10 +243,7 @@ def _admissible(
     )
     if not eligibility.counts:
         raise _Refused(eligibility.code, eligibility.reason)
-    already = session.exec(
-        select(Vote).where(Vote.approval_id == approval.id, Vote.voter == voter)
-    ).first()
-    if already is not None:
+    if any(v.voter == voter for v in votes):
         raise _Refused("already_voted", "Your vote on this step was already counted.")
 
 
@@ -288,6 +280,7 @@ def _reject(
     step: Step | None,
     voter: str,
     reason: str,
+    votes: list[Vote],
 ) -> VoteResult:
     set_approval(approval, ApprovalState.REJECTED)
     approval.decided_at = ctx.now
@@ -304,7 +297,6 @@ def _reject(
         + (f" ({reason})" if reason else "")
         + ". The plan is halted."
     )
-    votes = _voters(session, approval.id)
     _card(session, ctx, approval, votes)
     end_plan(session, ctx, plan, PlanStatus.HALTED, reason=why, code="rejected")
     return VoteResult(

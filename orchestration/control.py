@@ -410,10 +410,10 @@ class ControlPlane:
             def finish_then_next(
                 session: Session, done: Ticket = done, outcome: Outcome = outcome
             ) -> Ticket | None:
-                finish_step(session, self._ctx(), self.rt, done.step_id, outcome)
+                plan = finish_step(session, self._ctx(), self.rt, done.step_id, outcome)
                 session.flush()
                 flush_appends(session)  # the next step's budget checks read these costs
-                return next_action(session, self._ctx(), self.rt, plan_id).ticket
+                return next_action(session, self._ctx(), self.rt, plan_id, locked=plan).ticket
 
             ticket = await self.db.run(finish_then_next)
 

@@ -171,9 +171,14 @@ def _record_decision(step: Step, decision: Decision) -> None:
     step.exclude_requester = decision.exclude_requester
 
 
-def next_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Next:
-    """Decide and commit what happens to the plan's first open step."""
-    plan = lock_plan(session, plan_id)
+def next_action(
+    session: Session, base: Ctx, rt: Runtime, plan_id: str, *, locked: Plan | None = None
+) -> Next:
+    """Decide and commit what happens to the plan's first open step.
+
+    ``locked`` is the plan when this transaction already holds its row lock.
+    """
+    plan = locked if locked is not None and locked.id == plan_id else lock_plan(session, plan_id)
     ctx = ctx_for(plan, base, role=Role.AUDITOR)
     if is_final(plan) or not check_fresh(session, ctx, plan):
         return Next()
@@ -366,8 +371,11 @@ def _finish_plan(session: Session, ctx: Ctx, plan: Plan, steps: list[Step]) -> N
     )
 
 
-def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome: Outcome) -> None:
-    """Record a step's outcome, its cost, trace and audit; plan compensation on failure."""
+def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome: Outcome) -> Plan:
+    """Record a step's outcome, its cost, trace and audit; plan compensation on failure.
+
+    Returns the plan, locked for the rest of the transaction.
+    """
     step = session.get(Step, step_id)
     assert step is not None
     plan = lock_plan(session, step.plan_id)
@@ -487,7 +495,7 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
     _account_cache(session, ctx, rt, step, outcome)
     if ok:
         _mark_compensated(session, step)
-        return
+        return plan
     if plan.no_progress >= rt.config.execution.no_progress_steps:
         end_plan(
             session,
@@ -498,7 +506,7 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
             escalate=True,
             reason=f"No progress in {plan.no_progress} steps; stopping early.",
         )
-        return
+        return plan
     if step.kind == StepKind.COMPENSATION.value:
         end_plan(
             session,
@@ -509,8 +517,9 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
             escalate=True,
             reason=f"Compensation '{step.title}' failed: {step.error}. A human needs to take over.",
         )
-        return
+        return plan
     _plan_compensation(session, ctx, rt, plan, step)
+    return plan
 
 
 def _account_cache(session: Session, ctx: Ctx, rt: Runtime, step: Step, outcome: Outcome) -> None:
