@@ -277,7 +277,7 @@ class CacheEntry(SQLModel, table=True):
 
     __tablename__ = "cache_entries"
     key: str = Field(primary_key=True)
-    tool_action: str
+    tool_action: str = Field(index=True)
     value: dict[str, Any] = _json(dict)
     expires_at: datetime = _ts(index=True)
 

@@ -44,6 +44,10 @@ class Runtime:
         limits = getattr(self.config.adapters, tool, None)
         return float(getattr(limits, "cache_ttl_s", 0.0) or 0.0)
 
+    def tool_caches(self, tool: str) -> bool:
+        """Whether any read of ``tool`` may be cached (else there is nothing to invalidate)."""
+        return self.cache_ttl_s(f"{tool}.") > 0
+
     def decide(
         self, step: Step, plan: Plan, *, role: Role = Role.EXECUTOR, mode: Mode | None = None
     ) -> Decision:

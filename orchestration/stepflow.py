@@ -526,7 +526,7 @@ def _account_cache(session: Session, ctx: Ctx, rt: Runtime, step: Step, outcome:
     """Count the hit or miss of a cached read and keep its fresh answer; clear after writes."""
     tool = step.tool_action.split(".", 1)[0]
     if not step.read_only:
-        if outcome.succeeded:
+        if outcome.succeeded and rt.tool_caches(tool):
             cache.invalidate_tool(session, tool)
         return
     ttl = rt.cache_ttl_s(step.tool_action)
