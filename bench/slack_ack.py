@@ -43,6 +43,7 @@ from sqlmodel import func, select
 
 from adapters import GrantSigner
 from bot.app import SlackApp, build_app
+from bot.demo.runner import write_runbooks
 from bot.sandbox import signing
 from bot.sandbox.webapi import DEFAULT_TOKEN
 from bot.settings import SlackSettings
@@ -63,31 +64,6 @@ TARGET_P99_MS = 100.0
 BURST_TIMEOUT_S = 60.0
 SETTLE_TIMEOUT_S = 120.0
 
-RUNBOOK = """
-id: web-restart
-version: 1
-title: Restart an unhealthy web service
-match:
-  keywords: ["down", "unhealthy", "5xx"]
-  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) is (down|unhealthy)']
-steps:
-  - id: probe
-    title: Probe {{service}} health
-    tool: http.get
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
-    risk: low
-  - id: restart
-    title: Restart {{service}}
-    tool: http.post
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/restart"}}
-    risk: high
-  - id: verify
-    title: Verify {{service}} is healthy
-    tool: http.get
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
-    expect: {{status: 200}}
-    risk: low
-"""
 
 Send = Callable[[list[tuple[str, dict[str, str]]]], Awaitable[list[float]]]
 
@@ -102,22 +78,6 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     assert isinstance(server, asyncio.base_events.Server)
     port = server.sockets[0].getsockname()[1]
     return runner, f"http://127.0.0.1:{port}/slack/events"
-
-
-async def demo_service() -> tuple[web.AppRunner, int]:
-    """A local service that stays unhealthy (health 503) and accepts restarts (200)."""
-
-    async def health(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "down"}, status=503)
-
-    async def restart(_request: web.Request) -> web.Response:
-        return web.json_response({"restarted": True})
-
-    app = web.Application()
-    app.router.add_get("/svc/{name}/health", health)
-    app.router.add_post("/svc/{name}/restart", restart)
-    runner, url = await serve(app)
-    return runner, int(url.split(":")[2].split("/")[0])
 
 
 async def baseline_app(api_url: str) -> tuple[web.AppRunner, str]:
@@ -266,10 +226,7 @@ async def run(rounds: int, size: int) -> None:
         connector = aiohttp.TCPConnector(limit=0)
         http = aiohttp.ClientSession(connector=connector)
         try:
-            (folder / "runbooks").mkdir()
-            (folder / "runbooks" / "web-restart.yaml").write_text(
-                RUNBOOK.format(port=port), encoding="utf-8"
-            )
+            write_runbooks(folder / "runbooks", f"http://127.0.0.1:{port}")
             base_runner, base_url = await baseline_app(api_url)
             runners.append(base_runner)
             slack, control = await opsgate_app(

@@ -2,41 +2,23 @@
 approver rejects a step with a reason."""
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.demo.runner import DemoHandles, run_demo
+from bot.demo.runner import DemoHandles
 from bot.ids import ActionId, BlockId
 from bot.sandbox.workspace import Message
+from tests.bot.demo_helpers import running_demo
 
 RILEY, SAM = "U0RILEY01", "U0SAM0002"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def demo() -> AsyncIterator[DemoHandles]:
-    started: asyncio.Future[DemoHandles] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_demo(
-            port=free_port(),
-            open_browser=False,
-            break_after_s=3600,
-            on_started=started.set_result,
-            stop=stop,
-        )
-    )
-    yield await asyncio.wait_for(started, 30)
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    async with running_demo(break_after_s=3600) as handles:
+        yield handles
 
 
 def thread_of(demo: DemoHandles, needle: str) -> list[Message]:

@@ -5,16 +5,15 @@ Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``OPSGATE_CHROMIUM``) and
 ``artifacts/``.
 """
 
-import asyncio
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.demo.runner import DemoHandles, run_demo
+from bot.demo.runner import DemoHandles
+from tests.bot.demo_helpers import running_demo
 
 CHROMIUM = os.environ.get("OPSGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -29,29 +28,10 @@ if not Path(CHROMIUM).exists():
 playwright = pytest.importorskip("playwright.async_api")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def demo() -> AsyncIterator[DemoHandles]:
-    started: asyncio.Future[DemoHandles] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_demo(
-            port=free_port(),
-            open_browser=False,
-            break_after_s=0.2,
-            on_started=started.set_result,
-            stop=stop,
-        )
-    )
-    handles = await asyncio.wait_for(started, 30)
-    yield handles
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    async with running_demo(break_after_s=0.2) as handles:
+        yield handles
 
 
 async def test_main_scenario_in_the_browser(demo: DemoHandles) -> None:
