@@ -44,7 +44,7 @@ def add_routes(
     async def events(request: web.Request) -> web.Response:
         # The signature is checked before the body is trusted: forged or stale -> 401.
         body = await request.text()
-        if verifier is not None and not signature_ok(verifier, request, body):
+        if verifier is None or not signature_ok(verifier, request, body):
             slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="401").inc()
             return web.json_response({"error": "invalid signature"}, status=401)
         try:
@@ -70,7 +70,10 @@ def add_routes(
         body = generate_latest() + generate_latest(ops.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_post("/slack/events", events)
+    if verifier is not None:
+        app.router.add_post("/slack/events", events)
+    # Without a signing secret (Socket Mode) nothing sent over HTTP could prove it came from
+    # Slack, and Slack talks over the socket anyway: there is no HTTP Slack endpoint (404).
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

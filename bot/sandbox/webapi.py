@@ -4,6 +4,11 @@ Point `slack_sdk`'s `AsyncWebClient(base_url=...)` at `await fake.start()`. Requ
 accepted as query string, form or JSON bodies, authenticated by bearer token (or a `token`
 argument), checked against Slack's documented limits and recorded in `calls`. Tests can inject
 rate limiting (`fail_next`, `rate_limit_per_channel`) and outages (`outage`).
+
+Socket Mode: `apps.connections.open` (app-level `xapp-` token only) returns a `ws://` URL on
+this same server. A client connecting there gets Slack's `hello`; `await fake.socket_send(...)`
+then delivers an envelope (`slash_commands`, `interactive`, `events_api`) and returns the
+client's acknowledgement, the way Slack's Socket Mode does.
 """
 
 from __future__ import annotations
@@ -11,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.sandbox.methods import METHODS, ApiError, Context
-from bot.sandbox.workspace import Ephemeral, Message, Workspace
+from bot.sandbox.methods import APP_LEVEL_METHODS, METHODS, SOCKET_PATH, ApiError, Context
+from bot.sandbox.workspace import APP_ID, Ephemeral, Message, Workspace
 
 DEFAULT_TOKEN = "xoxb-sandbox-token"  # noqa: S105 - a fixed fake token, never a real credential
+DEFAULT_APP_TOKEN = "xapp-sandbox-token"  # noqa: S105 - the fake's app-level token (Socket Mode)
+ENVELOPE_TYPES = ("slash_commands", "interactive", "events_api")
 
 
 class Call(NamedTuple):
@@ -42,9 +50,11 @@ class FakeSlack:
         self,
         *,
         tokens: tuple[str, ...] = (DEFAULT_TOKEN,),
+        app_tokens: tuple[str, ...] = (DEFAULT_APP_TOKEN,),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tokens = set(tokens)
+        self.app_tokens = set(app_tokens)
         self.workspace = Workspace()
         self.calls: list[Call] = []
         self.warnings: list[str] = []
@@ -58,9 +68,15 @@ class FakeSlack:
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._runner: web.AppRunner | None = None
         self._root_url = "http://127.0.0.1/"
+        self._tickets: set[str] = set()
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_connected = asyncio.Event()
+        self._pending_acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.envelopes: list[dict[str, Any]] = []
         self.app = web.Application()
         self.app.router.add_route("*", "/api/{method}", self._handle_api)
         self.app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
+        self.app.router.add_get(SOCKET_PATH, self._handle_socket)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on `host:port` (0 = any free port); return the Web API base URL."""
@@ -75,7 +91,9 @@ class FakeSlack:
         return f"{self._root_url}api/"
 
     async def stop(self) -> None:
-        """Stop serving; state stays readable."""
+        """Stop serving (Socket Mode connections are closed first); state stays readable."""
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -139,6 +157,71 @@ class FakeSlack:
         """Announce `event` to listeners and subscribers (the browser sandbox's own changes)."""
         self._publish(event)
 
+    # -- Socket Mode ---------------------------------------------------------------------------
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode clients are connected now."""
+        return len(self._sockets)
+
+    async def wait_for_socket(self, within_s: float = 10.0) -> None:
+        """Return once a Socket Mode client is connected; `TimeoutError` after `within_s`."""
+        async with asyncio.timeout(within_s):
+            await self._socket_connected.wait()
+
+    async def socket_send(
+        self,
+        envelope_type: str,
+        payload: dict[str, Any],
+        *,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        ack_within_s: float = 3.0,
+    ) -> dict[str, Any] | None:
+        """Deliver `payload` in a Socket Mode envelope; return the client's ack, None on timeout.
+
+        `payload` is what HTTP mode would carry: the slash command's form fields as a dict, the
+        interactivity `payload` dict, or the Events API `event_callback` body. Like Slack, the
+        envelope goes to the newest connection, and `accepts_response_payload` defaults to true
+        for slash commands and non-`block_actions` interactivity. The ack is
+        `{"envelope_id": ..., "payload": ...}` as the client sent it.
+        """
+        if envelope_type not in ENVELOPE_TYPES:
+            raise ValueError(f"envelope type must be one of {ENVELOPE_TYPES}: {envelope_type!r}")
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode client is connected")
+        if accepts_response_payload is None:
+            accepts_response_payload = envelope_type == "slash_commands" or (
+                envelope_type == "interactive" and payload.get("type") != "block_actions"
+            )
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        ack: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_acks[envelope_id] = ack
+        self.envelopes.append(envelope)
+        try:
+            await self._sockets[-1].send_json(envelope)
+            return await asyncio.wait_for(ack, ack_within_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._pending_acks.pop(envelope_id, None)
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's `disconnect` message to every client (they reconnect on their own)."""
+        for ws in list(self._sockets):
+            await ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "sandbox"}}
+            )
+
     # -- inspection ----------------------------------------------------------------------------
 
     def messages(self, channel: str) -> list[Message]:
@@ -187,8 +270,13 @@ class FakeSlack:
             raise ApiError("unknown_method")
         if not token:
             raise ApiError("not_authed")
-        if token not in self.tokens:
-            raise ApiError("invalid_auth")
+        allowed, other = (
+            (self.app_tokens, self.tokens)
+            if method in APP_LEVEL_METHODS
+            else (self.tokens, self.app_tokens)
+        )
+        if token not in allowed:
+            raise ApiError("not_allowed_token_type" if token in other else "invalid_auth")
         if method == "chat.postMessage" and args.get("channel"):
             self._take_channel_slot(str(args["channel"]))
         publish = self._publish
@@ -198,7 +286,7 @@ class FakeSlack:
             def publish(event: dict[str, Any]) -> None:
                 self._publish({**event, "trigger_id": trigger_id})
 
-        ctx = Context(self.workspace, self._root_url, publish, self.warnings)
+        ctx = Context(self.workspace, self._root_url, publish, self.warnings, self._tickets)
         return handler(ctx, args)
 
     def _take_fault(self, method: str) -> None:
@@ -228,6 +316,51 @@ class FakeSlack:
             self._buckets[channel] = (tokens, now)
             raise ApiError("ratelimited", status=429, headers={"Retry-After": "1"})
         self._buckets[channel] = (tokens - 1, now)
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:  # tickets are single-use, as Slack's are
+            return web.Response(status=401, text="invalid or already used ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse()  # autoping answers the client's keep-alive pings
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self._socket_connected.set()
+        try:
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self._sockets),
+                    "debug_info": {
+                        "host": "sandbox",
+                        "build_number": 1,
+                        "approximate_connection_time": 18060,
+                    },
+                    "connection_info": {"app_id": APP_ID},
+                }
+            )
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self._take_ack(message.data)
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self._socket_connected.clear()
+        return ws
+
+    def _take_ack(self, data: str) -> None:
+        try:
+            ack = json.loads(data)
+        except ValueError:
+            ack = None
+        pending = (
+            self._pending_acks.get(ack.get("envelope_id", "")) if isinstance(ack, dict) else None
+        )
+        if pending is None or not isinstance(ack, dict):
+            self.warnings.append(f"socket mode: unexpected message from the client: {data[:200]}")
+            return
+        if not pending.done():
+            pending.set_result(ack)
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
         file = self.workspace.files.get(request.match_info["file_id"])

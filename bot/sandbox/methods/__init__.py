@@ -7,12 +7,14 @@ which this package does for all of them:
 
 - `base`: the registry, `ApiError`, `Context` and the argument helpers.
 - `auth`: `auth.test`.
+- `apps`: `apps.connections.open` (Socket Mode; app-level tokens only).
 - `chat`: `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `chat.getPermalink`.
 - `views`: `views.open`, `views.push`, `views.update`.
 - `conversations`: `users.info`, `usergroups.users.list` and `conversations.*`.
 - `files`: `files.upload` (retired) and the v2 upload flow.
 """
 
+from bot.sandbox.methods.apps import APP_LEVEL_METHODS, SOCKET_PATH, apps_connections_open
 from bot.sandbox.methods.auth import auth_test
 from bot.sandbox.methods.base import METHODS, ApiError, Context, Handler, method
 from bot.sandbox.methods.chat import (
@@ -38,10 +40,13 @@ from bot.sandbox.methods.files import (
 from bot.sandbox.methods.views import views_open, views_push, views_update
 
 __all__ = [
+    "APP_LEVEL_METHODS",
     "METHODS",
+    "SOCKET_PATH",
     "ApiError",
     "Context",
     "Handler",
+    "apps_connections_open",
     "auth_test",
     "chat_get_permalink",
     "chat_post_ephemeral",

@@ -49,6 +49,7 @@ class Context:
     root_url: str
     publish: Callable[[dict[str, Any]], None]
     warnings: list[str] = field(default_factory=list)
+    tickets: set[str] = field(default_factory=set)  # Socket Mode tickets not yet redeemed
 
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
