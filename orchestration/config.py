@@ -142,7 +142,7 @@ class OpsgateConfig(BaseModel):
     policies: Path | None = None
     approvers: list[str] = Field(default_factory=list)
     approver_groups: dict[str, list[str]] = Field(default_factory=dict)
-    approval_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    approval_ttl_minutes: int | None = Field(default=None, ge=1, le=24 * 60)  # else the pack's
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)

@@ -172,10 +172,6 @@ class Database:
         except Exception:
             return False
 
-    def lock_clause(self) -> bool:
-        """Whether ``SELECT ... FOR UPDATE`` is meaningful (not on SQLite)."""
-        return not self.is_sqlite
-
     async def close(self) -> None:
         """Dispose the engine and stop the workers."""
         self._executor.shutdown(wait=True)

@@ -29,8 +29,9 @@ class Runtime:
 
     @property
     def approval_ttl_minutes(self) -> int:
-        """How long an approval stays open: the config's value, unless the pack says longer."""
-        return self.config.approval_ttl_minutes
+        """How long an approval stays open: the config's value when set, else the pack's."""
+        configured = self.config.approval_ttl_minutes
+        return configured if configured is not None else self.pack.approval_ttl_minutes
 
     def cache_ttl_s(self, tool_action: str) -> float:
         """How long a read-only result of ``tool_action`` may be reused (0: never).
