@@ -1,14 +1,10 @@
 """Runtime settings that combine the config and the policy pack."""
 
-from pathlib import Path
-
 from adapters import GrantSigner, ToolRegistry
 from common import FakeClock
 from orchestration.config import OpsgateConfig
 from orchestration.runtime import Runtime
 from policies import default_pack
-
-PACK = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
 
 def runtime(config: OpsgateConfig, ttl_in_pack: int) -> Runtime:
@@ -34,4 +30,3 @@ def test_cache_ttl_comes_from_the_adapter_config_or_the_composition_root() -> No
     assert rt.cache_ttl_s("http.get") == config.adapters.http.cache_ttl_s
     assert rt.cache_ttl_s("fake.read") == 0
     assert not rt.tool_caches("fake")
-    assert PACK.exists()
