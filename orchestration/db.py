@@ -71,16 +71,20 @@ def upsert(
     *,
     keys: list[str],
     update: dict[str, Any] | None = None,
+    where: Any = None,
 ) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE: one atomic statement on SQLite and PostgreSQL.
 
-    ``update`` gives the SET clause (default: every non-key value of ``values``).
+    ``update`` gives the SET clause (default: every non-key value of ``values``); with
+    ``where``, a conflicting row is updated only when the condition holds.
     """
     dialect = session.get_bind().dialect.name
     build = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = build(table).values(**values)
     changes = update if update is not None else {k: v for k, v in values.items() if k not in keys}
-    session.connection().execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+    session.connection().execute(
+        statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
+    )
 
 
 class Database:

@@ -339,3 +339,12 @@ class DigestRun(SQLModel, table=True):
     claimed_at: datetime = _ts()
     posted_at: datetime | None = _ts(nullable=True)
     error: str | None = None
+
+
+class OutboxLease(SQLModel, table=True):
+    """Which relay delivers a channel's messages right now (one at a time keeps the order)."""
+
+    __tablename__ = "outbox_leases"
+    channel: str = Field(primary_key=True)
+    holder: str
+    until: datetime = _ts()

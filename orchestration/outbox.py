@@ -9,21 +9,23 @@ re-delivers at most the message in flight (notifiers make delivery idempotent by
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from common import Clock
-from orchestration.db import Database
-from orchestration.models import OutboxMessage
+from orchestration.db import Database, upsert
+from orchestration.models import OutboxLease, OutboxMessage
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.outbox")
 
 MAX_BACKOFF_S = 300.0
+LEASE = timedelta(seconds=120)  # a relay that died frees its channels after this
 
 
 class DeliveryRetry(Exception):
@@ -70,21 +72,18 @@ class OutboxRelay:
         self._batch = batch
         self._lock = asyncio.Lock()
         self._pace = pace
+        self.relay_id = uuid.uuid4().hex
         self.wakeup = asyncio.Event()
 
-    async def pending(self) -> list[OutboxMessage]:
-        """Undelivered messages whose retry time has come, oldest first."""
+    async def pending(self, channel: str | None = None) -> list[OutboxMessage]:
+        """Undelivered messages whose retry time has come, oldest first (of one channel)."""
         now = self._clock.now()
 
         def work(session: Session) -> list[OutboxMessage]:
-            return list(
-                session.exec(
-                    select(OutboxMessage)
-                    .where(col(OutboxMessage.delivered_at).is_(None))
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self._batch)
-                )
-            )
+            query = select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
+            if channel is not None:
+                query = query.where(OutboxMessage.channel == channel)
+            return list(session.exec(query.order_by(col(OutboxMessage.id)).limit(self._batch)))
 
         rows = await self._db.run(work)
         blocked: set[str] = set()
@@ -99,18 +98,47 @@ class OutboxRelay:
         return ready
 
     async def drain(self) -> DrainResult:
-        """Deliver what is ready; channels are served concurrently, each in order."""
+        """Deliver what is ready; channels are served concurrently, each in order.
+
+        Several relays (replicas) may drain one database: a channel is delivered by whichever
+        relay holds its lease, so no message goes out twice and the order holds.
+        """
         async with self._lock:
-            ready = await self.pending()
-            by_channel: dict[str, list[OutboxMessage]] = {}
-            for row in ready:
-                by_channel.setdefault(row.channel, []).append(row)
-            results = await asyncio.gather(
-                *(self._drain_channel(rows) for rows in by_channel.values())
-            )
+            channels = sorted({row.channel for row in await self.pending()})
+            results = await asyncio.gather(*(self._drain_leased(c) for c in channels))
             delivered = sum(r[0] for r in results)
             deferred = sum(r[1] for r in results)
             return DrainResult(delivered=delivered, deferred=deferred)
+
+    async def _drain_leased(self, channel: str) -> tuple[int, int]:
+        if not await self._db.run(lambda s: self._lease(s, channel)):
+            return 0, 0  # another relay is delivering this channel
+        try:
+            rows = await self.pending(channel)
+            return await self._drain_channel(rows)
+        finally:
+            await self._db.run(lambda s: self._unlease(s, channel))
+
+    def _lease(self, session: Session, channel: str) -> bool:
+        now = self._clock.now()
+        table = OutboxLease.__table__  # type: ignore[attr-defined]
+        upsert(
+            session,
+            table,
+            {"channel": channel, "holder": self.relay_id, "until": now + LEASE},
+            keys=["channel"],
+            update={"holder": self.relay_id, "until": now + LEASE},
+            where=(table.c.until < now) | (table.c.holder == self.relay_id),
+        )
+        lease = session.get(OutboxLease, channel)
+        return lease is not None and lease.holder == self.relay_id
+
+    def _unlease(self, session: Session, channel: str) -> None:
+        session.exec(
+            delete(OutboxLease).where(
+                col(OutboxLease.channel) == channel, col(OutboxLease.holder) == self.relay_id
+            )
+        )
 
     async def _drain_channel(self, rows: list[OutboxMessage]) -> tuple[int, int]:
         delivered = 0
