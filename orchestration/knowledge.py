@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from common import canonical_json
@@ -63,6 +63,21 @@ def latest_versions(session: Session, kinds: Iterable[str] | None = None) -> dic
     if kinds is not None:
         query = query.where(Knowledge.kind.in_(list(kinds)))  # type: ignore[attr-defined]
     return {pin_key(kind, key): int(version) for kind, key, version in session.exec(query)}
+
+
+def pinned_versions(session: Session, pins: Iterable[str]) -> dict[str, int]:
+    """Current versions of the pinned documents only (``kind:key`` names), one indexed query."""
+    pairs = [tuple(pin.split(":", 1)) for pin in pins]
+    if not pairs:
+        return {}
+    table = Knowledge.__table__  # type: ignore[attr-defined]
+    query = (
+        select(table.c.kind, table.c.key, func.max(table.c.version))
+        .where(or_(*(and_(table.c.kind == kind, table.c.key == key) for kind, key in pairs)))
+        .group_by(table.c.kind, table.c.key)
+    )
+    rows = session.connection().execute(query)
+    return {pin_key(kind, key): int(version) for kind, key, version in rows}
 
 
 def sync_documents(

@@ -5,7 +5,7 @@ from sqlmodel import Session, col, delete, select
 from common import Role
 from orchestration.enums import ApprovalState, PlanStatus, SpanKind, StepStatus
 from orchestration.errors import NotFound
-from orchestration.knowledge import latest_versions, stale_pins
+from orchestration.knowledge import pinned_versions, stale_pins
 from orchestration.models import Approval, Plan, Step, TaskMemory
 from orchestration.records import Ctx, audit, emit, span
 from orchestration.statemachine import (
@@ -145,8 +145,7 @@ def end_plan(
 
 def check_fresh(session: Session, ctx: Ctx, plan: Plan) -> bool:
     """False (and the plan invalidated) when a pinned knowledge version changed."""
-    kinds = {key.split(":", 1)[0] for key in plan.knowledge_pins}
-    changed = stale_pins(plan.knowledge_pins, latest_versions(session, kinds))
+    changed = stale_pins(plan.knowledge_pins, pinned_versions(session, plan.knowledge_pins))
     if not changed:
         return True
     reason = (

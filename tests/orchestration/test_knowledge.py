@@ -14,6 +14,7 @@ from orchestration.knowledge import (
     KnowledgeSnapshot,
     latest_versions,
     pin_key,
+    pinned_versions,
     stale_pins,
     sync_documents,
 )
@@ -167,3 +168,15 @@ def test_snapshot_pins_the_runbook_and_every_policy_document_only() -> None:
     assert snapshot.pins_for("a") == {"runbook:a": 3, "policy:extra": 1, "policy:pack": 2}
     assert snapshot.pins_for("unknown") == {"policy:extra": 1, "policy:pack": 2}
     assert pin_key("runbook", "a") == "runbook:a"
+
+
+async def test_pinned_versions_reads_only_the_pinned_documents(
+    db: Database, clock: FakeClock
+) -> None:
+    await db.run(syncing(clock, "runbook", runbook_doc("a"), runbook_doc("b")))
+    await db.run(syncing(clock, "runbook", runbook_doc("a", title="changed"), runbook_doc("b")))
+    pins = {"runbook:a": 1, "runbook:gone": 1}
+    current = await db.run(lambda s: pinned_versions(s, pins))
+    assert current == {"runbook:a": 2}
+    assert stale_pins(pins, current) == ["runbook:a", "runbook:gone"]
+    assert await db.run(lambda s: pinned_versions(s, [])) == {}
