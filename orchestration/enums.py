@@ -38,6 +38,8 @@ class StepStatus(StrEnum):
     REJECTED = "rejected"
     SKIPPED = "skipped"  # shadow mode, or the plan ended before it
     COMPENSATED = "compensated"
+    IN_DOUBT = "in_doubt"  # its process died mid-call: nobody knows whether it took effect
+    CANCELLED = "cancelled"  # stopped mid-call by cancel or resolve (it may have partly run)
 
 
 class ApprovalState(StrEnum):
@@ -55,13 +57,16 @@ class ApprovalPurpose(StrEnum):
 
     STEP = "step"
     BUDGET = "budget"
+    IN_DOUBT = "in_doubt"  # humans say what happened to an in-doubt step
 
 
 class VoteChoice(StrEnum):
     """A person's answer on an approval card."""
 
     APPROVE = "approve"
-    REJECT = "reject"
+    REJECT = "reject"  # on an in-doubt card: stop the plan
+    RAN = "ran"  # in-doubt card: the step took effect, go on
+    RERUN = "rerun"  # in-doubt card: run the step again
 
 
 class StepKind(StrEnum):

@@ -145,6 +145,12 @@ class Step(SQLModel, table=True):
     duration_ms: float = 0.0
     started_at: datetime | None = _ts(nullable=True)
     finished_at: datetime | None = _ts(nullable=True)
+    # A running step is held under a lease its process renews; a lapsed lease hands the step
+    # to the reconciler (re-run if idempotent, else in doubt).
+    lease_owner: str | None = None
+    lease_until: datetime | None = _ts(nullable=True, index=True)
+    # The runbook's read-only probe that tells whether an in-doubt step took effect.
+    in_doubt_check: dict[str, Any] | None = _json()
 
 
 class Approval(SQLModel, table=True):
@@ -348,3 +354,35 @@ class OutboxLease(SQLModel, table=True):
     channel: str = Field(primary_key=True)
     holder: str
     until: datetime = _ts()
+
+
+class InboxItem(SQLModel, table=True):
+    """A request recorded before its 2xx went out; its work is resumed after a crash.
+
+    ``owner`` holds it under ``lease_until`` while it is worked on; ``done_at`` is set in the
+    same commit as the work's effect.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_pending", "done_at", "lease_until"),)
+    key: str = Field(primary_key=True)
+    kind: str
+    payload: dict[str, Any] = _json(dict)
+    received_at: datetime = _ts()
+    owner: str | None = None
+    lease_until: datetime | None = _ts(nullable=True)
+    attempts: int = 0
+    done_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+
+
+class BreakerState(SQLModel, table=True):
+    """A circuit breaker of one tool and target host, shared by every replica."""
+
+    __tablename__ = "breakers"
+    key: str = Field(primary_key=True)  # "<tool>:<host>"
+    state: str = "closed"
+    failures: int = 0
+    opened_at: datetime | None = _ts(nullable=True)
+    probe_until: datetime | None = _ts(nullable=True)  # a half-open probe is in flight
+    updated_at: datetime = _ts()

@@ -21,7 +21,19 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     StepStatus.AWAITING_APPROVAL: frozenset(
         {StepStatus.RUNNING, StepStatus.REJECTED, StepStatus.SKIPPED}
     ),
-    StepStatus.RUNNING: frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED}),
+    StepStatus.RUNNING: frozenset(
+        {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.IN_DOUBT, StepStatus.CANCELLED}
+    ),
+    # Humans (or a late result from the process that ran it) settle an in-doubt step.
+    StepStatus.IN_DOUBT: frozenset(
+        {
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.RUNNING,
+            StepStatus.SKIPPED,
+        }
+    ),
+    StepStatus.CANCELLED: frozenset(),
     StepStatus.FAILED: frozenset({StepStatus.COMPENSATED}),
     StepStatus.SUCCEEDED: frozenset({StepStatus.COMPENSATED}),
     StepStatus.DENIED: frozenset(),

@@ -105,6 +105,7 @@ def test_final_state_sets_are_exactly_the_states_without_successors() -> None:
         StepStatus.REJECTED,
         StepStatus.SKIPPED,
         StepStatus.COMPENSATED,
+        StepStatus.CANCELLED,
     } == STEP_FINAL
 
 
