@@ -2,12 +2,14 @@
 
 Routes: ``POST /slack/events`` (events, slash commands, interactivity), ``GET /healthz``,
 ``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus). Scheduled jobs: approval
-expiry, and the daily digest when a digest channel is configured.
+expiry, step-lease renewal and the reconciler of lapsed steps, and the daily digest when a
+digest channel is configured.
 """
 
 import asyncio
 import gc
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -95,6 +97,24 @@ def build_app(
             id="expire-approvals",
             max_instances=1,
             coalesce=True,
+        )
+        execution = control.config.execution
+        scheduler.add_job(
+            control.renew_leases,
+            "interval",
+            seconds=execution.lease_s / 3,
+            id="renew-step-leases",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            control.reconcile,
+            "interval",
+            seconds=execution.reconcile_s,
+            id="reconcile-steps",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),  # at start-up too: a crash left steps behind
         )
         jobs = schedule_digest(scheduler, digest)
         scheduler.start()

@@ -13,6 +13,9 @@ class ActionId(StrEnum):
     APPROVE = "approve_step"
     REJECT = "reject_step"
     REJECT_REASON_INPUT = "reject_reason_input"
+    IN_DOUBT_RAN = "in_doubt_ran"
+    IN_DOUBT_RERUN = "in_doubt_rerun"
+    IN_DOUBT_STOP = "in_doubt_stop"
 
 
 class CallbackId(StrEnum):
@@ -25,4 +28,5 @@ class BlockId(StrEnum):
     """``block_id`` of blocks a listener reads back (actions, modal inputs)."""
 
     APPROVAL_ACTIONS = "approval_actions"
+    IN_DOUBT_ACTIONS = "in_doubt_actions"
     REJECT_REASON = "reject_reason_block"

@@ -32,6 +32,42 @@ UNKNOWN_USER: Final = "someone"
 LIST_SEP: Final = ", "
 DOT: Final = " · "
 
+# In-doubt steps: a process died while the call was in flight (orchestration.recovery).
+IN_DOUBT_TITLE: Final = "⚠️ *In doubt:* {title}  `{tool}`"
+IN_DOUBT_WHY: Final = (
+    "Its replica stopped while the call was in flight, so nobody knows whether it took effect. "
+    "Nothing will run it again by itself. Check the target, then say what happened."
+)
+IN_DOUBT_STARTED: Final = "*Started:* {when}"
+IN_DOUBT_OWNER: Final = "*Ran on:* `{owner}`"
+IN_DOUBT_LAST_SPAN: Final = "*Last recorded call:* {name} → {status} ({summary})"
+IN_DOUBT_NO_SPAN: Final = "*Last recorded call:* none (the call in flight left no answer)"
+IN_DOUBT_CHECK_OK: Final = "🔎 *{title}* (`{tool}`): {summary} — looks done"
+IN_DOUBT_CHECK_BAD: Final = "🔎 *{title}* (`{tool}`): {summary} — does not look done"
+IN_DOUBT_QUORUM: Final = "*Answers needed:* {answers}/{quorum}{excl}"
+IN_DOUBT_KEY: Final = "Idempotency key `{key}`"
+IN_DOUBT_RAN_BUTTON: Final = "It ran: go on"
+IN_DOUBT_RERUN_BUTTON: Final = "Run it again"
+IN_DOUBT_STOP_BUTTON: Final = "Stop the plan"
+IN_DOUBT_FALLBACK: Final = "In doubt: {title}. Say whether it ran."
+IN_DOUBT_VOTES: Final = "{choice}: {voters}"
+IN_DOUBT_CHOICE: Final = {"ran": "It ran", "rerun": "Run again", "reject": "Stop"}
+IN_DOUBT_SETTLED_RAN: Final = "✅ *Settled:* it ran, say {voters}; the plan goes on"
+IN_DOUBT_SETTLED_RERUN: Final = "🔁 *Settled:* run it again, say {voters}"
+IN_DOUBT_SETTLED_STOP: Final = "🛑 *Stopped* by {voter}{reason}; the step stays in doubt"
+IN_DOUBT_SETTLED_OTHER: Final = "*{state}*{reason}"
+IN_DOUBT_NOTICE: Final = (
+    "⚠️ *In doubt:* {title}  `{tool}`: {why}. Its replica (`{owner}`) is gone, so nobody knows "
+    "whether it took effect; check the target by hand."
+)
+IN_DOUBT_NOTICE_FALLBACK: Final = "In doubt: {title}"
+STEP_RERUN: Final = (
+    "🔁 *{title}* runs again here: its replica (`{owner}`) stopped mid-call, and a {why} step is "
+    "safe to repeat under the same idempotency key."
+)
+STEP_RERUN_FALLBACK: Final = "Running {title} again"
+STEP_CANCELLED: Final = "⏹️ *{title}* stopped  `{tool}`"
+
 # Risk levels (common.Risk values) and their emoji.
 RISK_EMOJI: Final = {"low": "🟢", "medium": "🟡", "high": "🟠", "critical": "🔴"}
 RISK_UNKNOWN_EMOJI: Final = "⚪"

@@ -53,6 +53,8 @@ def _tool_problems(runbook: Runbook, tools: ToolRegistry, source: str) -> list[P
             calls.append(
                 (("steps", index, "compensate", "tool"), step.compensate.tool, step.compensate.args)
             )
+        if step.check is not None:
+            calls.append((("steps", index, "check", "tool"), step.check.tool, step.check.args))
         for loc, tool_action, args in calls:
             try:
                 _tool, spec = tools.action(tool_action)
@@ -60,6 +62,16 @@ def _tool_problems(runbook: Runbook, tools: ToolRegistry, source: str) -> list[P
             except AdapterError as exc:
                 problems.append(
                     Problem(source, located.line_of(loc), ".".join(map(str, loc)), exc.message)
+                )
+                continue
+            if loc[2:3] == ("check",) and not spec.read_only:
+                problems.append(
+                    Problem(
+                        source,
+                        located.line_of(loc),
+                        ".".join(map(str, loc)),
+                        f"a check must be a read-only action; {tool_action} changes state",
+                    )
                 )
     return problems
 

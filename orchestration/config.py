@@ -44,6 +44,10 @@ class ExecutionConfig(BaseModel):
     no_progress_steps: int = Field(default=3, ge=1)
     grant_ttl_s: int = Field(default=120, ge=1, le=3600)
     step_timeout_s: float = Field(default=30.0, gt=0)
+    # A running step's lease: renewed every lease_s / 3 by its process; once lapsed, any
+    # replica's reconciler (every reconcile_s) re-runs it (idempotent) or marks it in doubt.
+    lease_s: float = Field(default=15.0, ge=1, le=600)
+    reconcile_s: float = Field(default=5.0, gt=0, le=300)
 
 
 class ToolLimits(BaseModel):

@@ -7,14 +7,16 @@ async; state changes happen in units of work (see ``orchestration.db``).
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
-from common import Clock, Role
+from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import intake, planner
 from orchestration.approvals import cast_vote, expire_due
@@ -23,7 +25,7 @@ from orchestration.config import OpsgateConfig
 from orchestration.db import Database, flush_appends
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
-from orchestration.executor import Executor, Outcome, Ticket
+from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
 from orchestration.knowledge import Document, KnowledgeSnapshot, sync_documents
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
 from orchestration.models import (
@@ -36,6 +38,7 @@ from orchestration.models import (
     Step,
 )
 from orchestration.records import Ctx, audit, emit
+from orchestration.recovery import CheckJob, claim_lapsed, record_check, renew_held, stop_running
 from orchestration.runbooks import Runbook, load_folder
 from orchestration.runtime import Runtime
 from orchestration.stepflow import finish_step, next_action
@@ -84,6 +87,8 @@ class ControlPlane:
             sleep=sleep,
         )
         self.snapshot = KnowledgeSnapshot(runbooks={})
+        self._inflight: dict[str, asyncio.Task[Outcome]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- knowledge ---------------------------------------------------------------------
 
@@ -200,6 +205,7 @@ class ControlPlane:
                     idempotent=spec.idempotent,
                     expect=item.expect,
                     compensate=item.compensate,
+                    in_doubt_check=item.check,
                     status="pending",
                     estimate_usd=estimate,
                 )
@@ -410,7 +416,7 @@ class ControlPlane:
             def finish_then_next(
                 session: Session, done: Ticket = done, outcome: Outcome = outcome
             ) -> Ticket | None:
-                plan = finish_step(session, self._ctx(), self.rt, done.step_id, outcome)
+                plan = finish_step(session, self._ctx(), self.rt, done, outcome)
                 session.flush()
                 flush_appends(session)  # the next step's budget checks read these costs
                 return next_action(session, self._ctx(), self.rt, plan_id, locked=plan).ticket
@@ -418,11 +424,85 @@ class ControlPlane:
             ticket = await self.db.run(finish_then_next)
 
     async def _run(self, ticket: Ticket) -> Outcome:
+        """Run one ticket as a task this process can stop (cancel, resolve, lost lease)."""
         bind_context(correlation_id=ticket.correlation_id, step_id=ticket.step_id)
+        faults.point("after_grant")
+        task = asyncio.create_task(self._execute(ticket), name=f"step-{ticket.step_id}")
+        self._inflight[ticket.step_id] = task
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # this process is shutting down: stop the call too
+            task.cancel()
+            raise
+        finally:
+            if self._inflight.get(ticket.step_id) is task:
+                del self._inflight[ticket.step_id]
+        if task.cancelled():
+            return Outcome(error_code=CANCELLED, error="stopped while its call was in flight")
+        outcome = task.result()
+        faults.point("after_call")
+        return outcome
+
+    async def _execute(self, ticket: Ticket) -> Outcome:
         try:
             return await self.executor.run(ticket)
         except AdapterError as exc:  # e.g. the tool vanished from the registry
             return Outcome(error_code=exc.code, error=exc.message)
+
+    def running_here(self) -> list[str]:
+        """Ids of the steps whose calls this process has in flight."""
+        return list(self._inflight)
+
+    def _stop_local(self, step_ids: list[str]) -> None:
+        for step_id in step_ids:
+            task = self._inflight.get(step_id)
+            if task is not None and not task.done():
+                log.info("step_stopping", step_id=step_id)
+                task.cancel()
+
+    async def renew_leases(self) -> int:
+        """Renew the leases of steps running here; stop those this process no longer holds.
+
+        Returns how many calls it stopped. Costs nothing while no step runs.
+        """
+        held = self.running_here()
+        if not held:
+            return 0
+        until = self.clock.now() + timedelta(seconds=self.config.execution.lease_s)
+        owner = self.rt.replica_id
+        stop = await self.db.run(lambda s: renew_held(s, owner=owner, step_ids=held, until=until))
+        self._stop_local(stop)
+        return len(stop)
+
+    async def reconcile(self) -> int:
+        """Take over steps whose lease lapsed (any replica's); returns how many it took."""
+        found = await self.db.run(lambda s: claim_lapsed(s, self._ctx(), self.rt))
+        for ticket in found.reruns:
+            self._spawn(self.advance(ticket.plan_id, ticket=ticket), name="step-rerun")
+        for job in found.checks:
+            self._spawn(self._check_in_doubt(job), name="in-doubt-check")
+        if found:
+            log.info(
+                "steps_reconciled",
+                reruns=len(found.reruns),
+                checks=len(found.checks),
+                in_doubt=len(found.in_doubt),
+            )
+        return len(found)
+
+    async def _check_in_doubt(self, job: CheckJob) -> None:
+        outcome = await self._execute(job.ticket)
+        await self.db.run(lambda s: record_check(s, self._ctx(), self.rt, job, outcome))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: "asyncio.Task[None]") -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_task_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def vote(
         self, *, nonce: str, voter: str, choice: VoteChoice, reason: str = ""
@@ -454,7 +534,7 @@ class ControlPlane:
     ) -> None:
         """Resolve or cancel an incident; an unfinished plan is cancelled with it."""
 
-        def work(session: Session) -> None:
+        def work(session: Session) -> list[str]:
             incident = session.get(Incident, incident_id)
             if incident is None:
                 raise NotFound(f"no incident {incident_id}")
@@ -467,6 +547,7 @@ class ControlPlane:
                 incident_id=incident.id,
                 channel=incident.channel,
             )
+            stop: list[str] = []
             for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident_id)):
                 plan = lock_plan(session, plan_id)
                 if not is_final(plan) or plan.status == PlanStatus.BLOCKED.value:
@@ -478,13 +559,15 @@ class ControlPlane:
                         code="incident_closed",
                         reason=reason or f"Incident {status.value} by {actor}.",
                     )
+                stop += stop_running(session, ctx_for(plan, ctx), plan, owner=self.rt.replica_id)
             incident.status = status.value
             incident.resolved_at = ctx.now
             session.add(incident)
             audit(session, ctx, f"incident_{status.value}", detail={"reason": reason})
             emit(session, ctx, f"incident_{status.value}", {"actor": actor, "reason": reason})
+            return stop
 
-        await self.db.run(work)
+        self._stop_local(await self.db.run(work))
 
     # --- queries -----------------------------------------------------------------------
 
@@ -617,6 +700,9 @@ class ControlPlane:
         return await self.db.run(work)
 
     async def close(self) -> None:
-        """Release the database and the tools' connections."""
+        """Stop background work, then release the database and the tools' connections."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.rt.tools.aclose()
         await self.db.close()

@@ -25,6 +25,8 @@ from adapters import AdapterError, Grant, ToolCall, ToolRegistry, ToolResult
 from common import Clock
 from orchestration.auditor import Check, check_expect
 
+CANCELLED = "cancelled"
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -39,6 +41,7 @@ class Ticket:
     correlation_id: str
     first_attempt: int = 1
     cached: ToolResult | None = None  # a fresh cached result of the same read: the first attempt
+    plan_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class Outcome:
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     check: Check = field(default_factory=lambda: Check(ok=False, reason="not run"))
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the call was stopped mid-flight (cancel or resolve of the incident)."""
+        return self.error_code == CANCELLED
 
     @property
     def succeeded(self) -> bool:

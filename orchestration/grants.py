@@ -20,22 +20,47 @@ def issue_grant(
     session: Session, ctx: Ctx, *, step: Step, signer: GrantSigner, ttl_s: int
 ) -> Grant:
     """Issue, store and audit a grant for ``step``."""
-    tool, _, action = step.tool_action.partition(".")
+    return issue_scoped_grant(
+        session,
+        ctx,
+        step_id=step.id,
+        tool_action=step.tool_action,
+        args_hash=step.args_hash,
+        signer=signer,
+        ttl_s=ttl_s,
+    )
+
+
+def issue_scoped_grant(
+    session: Session,
+    ctx: Ctx,
+    *,
+    step_id: str,
+    tool_action: str,
+    args_hash: str,
+    signer: GrantSigner,
+    ttl_s: int,
+) -> Grant:
+    """Issue, store and audit a grant for one call made on behalf of ``step_id``.
+
+    The step's own action, or another read-only action done for it (an in-doubt check).
+    """
+    tool, _, action = tool_action.partition(".")
     expires = ctx.now + timedelta(seconds=ttl_s)
     grant = signer.issue(
         grant_id=uuid.uuid4().hex,
         tool=tool,
         action=action,
-        args_hash=step.args_hash,
+        args_hash=args_hash,
         expires_at=expires,
     )
     session.add(
         GrantRow(
             id=grant.grant_id,
-            step_id=step.id,
+            step_id=step_id,
             tool=tool,
             action=action,
-            args_hash=step.args_hash,
+            args_hash=args_hash,
             issued_at=ctx.now,
             expires_at=expires,
             signature=grant.signature,
@@ -45,7 +70,7 @@ def issue_grant(
         session,
         ctx,
         "grant_issued",
-        step_id=step.id,
-        detail={"grant_id": grant.grant_id, "scope": step.tool_action, "ttl_s": ttl_s},
+        step_id=step_id,
+        detail={"grant_id": grant.grant_id, "scope": tool_action, "ttl_s": ttl_s},
     )
     return grant

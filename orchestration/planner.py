@@ -39,6 +39,7 @@ class StepDraft(BaseModel):
     risk: Risk
     expect: dict[str, Any] | None = None
     compensate: dict[str, Any] | None = None
+    check: dict[str, Any] | None = None
     cost_usd: float | None = None
 
 
@@ -160,6 +161,14 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
                 "title": fill(spec.compensate.title or f"Undo {spec.title}", clean),
                 "risk": spec.compensate.risk.value,
             }
+        check = None
+        if spec.check is not None:
+            check = {
+                "tool": spec.check.tool,
+                "args": fill(spec.check.args, clean),
+                "expect": spec.check.expect,
+                "title": fill(spec.check.title or f"Check {spec.title}", clean),
+            }
         steps.append(
             StepDraft(
                 key=spec.id,
@@ -170,6 +179,7 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
                 risk=spec.risk,
                 expect=spec.expect,
                 compensate=compensate,
+                check=check,
                 cost_usd=spec.cost_usd,
             )
         )
@@ -179,7 +189,11 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
         "runbook": [runbook.id, runbook.version],
         "pins": pins,
         "params": clean,
-        "steps": [s.model_dump(mode="json", exclude={"args_hash"}) for s in steps],
+        # A step without a check hashes as it did before checks existed.
+        "steps": [
+            s.model_dump(mode="json", exclude={"args_hash"} | (set() if s.check else {"check"}))
+            for s in steps
+        ],
     }
 
     plan_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]

@@ -101,6 +101,16 @@ class CompensateSpec(BaseModel):
     risk: Risk = Risk.MEDIUM
 
 
+class CheckSpec(BaseModel):
+    """A read-only probe that tells whether a step took effect (run when the step is in doubt)."""
+
+    model_config = _STRICT
+    tool: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+    args: dict[str, Any] = Field(default_factory=dict)
+    expect: dict[ExpectKey, Any] | None = None
+    title: str = ""
+
+
 class StepSpec(BaseModel):
     """One step of a runbook."""
 
@@ -112,6 +122,7 @@ class StepSpec(BaseModel):
     risk: Risk
     expect: dict[ExpectKey, Any] | None = None
     compensate: CompensateSpec | None = None
+    check: CheckSpec | None = None
     cost_usd: float | None = Field(default=None, ge=0)
 
 
@@ -167,6 +178,8 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
         parts: list[tuple[Loc, Any]] = [(("title",), step.title), (("args",), step.args)]
         if step.compensate is not None:
             parts.append((("compensate",), [step.compensate.title, step.compensate.args]))
+        if step.check is not None:
+            parts.append((("check",), [step.check.title, step.check.args]))
         for sub, value in parts:
             unknown = sorted(placeholders(value) - known)
             if unknown:

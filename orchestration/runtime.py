@@ -1,5 +1,8 @@
 """What units of work need besides the session: config-derived settings and collaborators."""
 
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -8,6 +11,11 @@ from common import Clock, Mode, Risk, Role
 from orchestration.config import OpsgateConfig
 from orchestration.models import Plan, Step
 from policies import Decision, Pack, PolicyContext, evaluate
+
+
+def new_replica_id() -> str:
+    """A name for this process among the replicas: host, pid and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,7 @@ class Runtime:
     clock: Clock
     approvers: frozenset[str]
     cache_ttls: Mapping[str, float] = field(default_factory=dict)
+    replica_id: str = field(default_factory=new_replica_id)
 
     @property
     def mode(self) -> Mode:

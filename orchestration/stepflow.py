@@ -29,6 +29,7 @@ from orchestration.lifecycle import (
     end_plan,
     is_final,
     lock_plan,
+    set_approval,
     set_plan,
     set_step,
     steps_of,
@@ -39,7 +40,7 @@ from orchestration.runtime import Runtime
 from policies import Decision, Verdict
 
 NONCE_BYTES = 24  # 192 random bits
-_OPEN = [S.PENDING.value, S.AWAITING_APPROVAL.value, S.RUNNING.value]
+_OPEN = [S.PENDING.value, S.AWAITING_APPROVAL.value, S.RUNNING.value, S.IN_DOUBT.value]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def ticket_for(step: Step, grant: Grant, plan: Plan) -> Ticket:
         grant=grant,
         correlation_id=plan.correlation_id,
         first_attempt=step.attempts,
+        plan_id=plan.id,
     )
 
 
@@ -69,6 +71,9 @@ def start_step(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) 
     set_step(step, S.RUNNING)
     step.attempts += 1
     step.started_at = ctx.now
+    # The lease says who runs it; the process renews it, and a lapsed one goes to the reconciler.
+    step.lease_owner = rt.replica_id
+    step.lease_until = ctx.now + timedelta(seconds=rt.config.execution.lease_s)
     session.add(step)
     if plan.status != PlanStatus.RUNNING.value:
         set_plan(plan, PlanStatus.RUNNING)
@@ -102,12 +107,14 @@ def open_approval(
     quorum: int,
     exclude_requester: bool,
     reason: str,
+    purpose: ApprovalPurpose | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Approval:
-    """Create a single-use approval record and post its card."""
+    """Create a single-use approval record and post its card (``extra`` adds card fields)."""
     approval = Approval(
         id=uuid.uuid4().hex,
         nonce=secrets.token_urlsafe(NONCE_BYTES),
-        purpose=(ApprovalPurpose.STEP if step else ApprovalPurpose.BUDGET).value,
+        purpose=(purpose or (ApprovalPurpose.STEP if step else ApprovalPurpose.BUDGET)).value,
         incident_id=plan.incident_id,
         plan_id=plan.id,
         plan_version=plan.version,
@@ -159,7 +166,7 @@ def open_approval(
             "expect": step.expect,
             "compensate": step.compensate,
         }
-    emit(session, ctx, "approval_requested", card, step_id=approval.step_id)
+    emit(session, ctx, "approval_requested", card | (extra or {}), step_id=approval.step_id)
     return approval
 
 
@@ -371,21 +378,24 @@ def _finish_plan(session: Session, ctx: Ctx, plan: Plan, steps: list[Step]) -> N
     )
 
 
-def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome: Outcome) -> Plan:
+def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome) -> Plan:
     """Record a step's outcome, its cost, trace and audit; plan compensation on failure.
 
-    Returns the plan, locked for the rest of the transaction.
+    Only the lease holder's outcome moves the step; a result that arrives after the step was
+    declared in doubt settles it. Returns the plan, locked for the rest of the transaction.
     """
-    step = session.get(Step, step_id)
+    plan = lock_plan(session, ticket.plan_id)  # the plan row first: the one lock order
+    step = session.get(Step, ticket.step_id)
     assert step is not None
-    plan = lock_plan(session, step.plan_id)
     ctx = ctx_for(plan, base, role=Role.EXECUTOR)
+    held = step.status == S.RUNNING.value and step.lease_owner == rt.replica_id
+    in_doubt = step.status == S.IN_DOUBT.value
+    if not (held or in_doubt) or (in_doubt and outcome.cancelled):
+        # Another replica holds it, or it is in doubt and this answer settles nothing.
+        _record_unheld(session, ctx, step, outcome)
+        return plan
+    _settle(session, ctx, step, outcome, in_doubt=in_doubt)
     ok = outcome.succeeded
-    set_step(step, S.SUCCEEDED if ok else S.FAILED)
-    result = outcome.result
-    step.result = result.model_dump(mode="json") if result else None
-    step.error_code = None if ok else (outcome.error_code or "expect_not_met")
-    step.error = None if ok else (outcome.error or outcome.check.reason)
     step.attempts = max(step.attempts, outcome.attempts[-1].number if outcome.attempts else 0)
     cost = sum(a.cost_usd for a in outcome.attempts)
     tokens = sum(a.tokens for a in outcome.attempts)
@@ -496,6 +506,8 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
     if ok:
         _mark_compensated(session, step)
         return plan
+    if outcome.cancelled or is_final(plan):
+        return plan  # the plan ended around it: nothing to retry or undo automatically
     if plan.no_progress >= rt.config.execution.no_progress_steps:
         end_plan(
             session,
@@ -520,6 +532,78 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, step_id: str, outcome:
         return plan
     _plan_compensation(session, ctx, rt, plan, step)
     return plan
+
+
+def _settle(session: Session, ctx: Ctx, step: Step, outcome: Outcome, *, in_doubt: bool) -> None:
+    """Move the step to what its outcome says and release its lease."""
+    ok = outcome.succeeded
+    set_step(step, S.SUCCEEDED if ok else (S.CANCELLED if outcome.cancelled else S.FAILED))
+    step.lease_owner = None
+    step.lease_until = None
+    if in_doubt:
+        cancel_approvals_of(session, ctx, step, reason="The call finished after all: settled.")
+    result = outcome.result
+    step.result = result.model_dump(mode="json") if result else None
+    step.error_code = None if ok else (outcome.error_code or "expect_not_met")
+    step.error = None if ok else (outcome.error or outcome.check.reason)
+    if outcome.cancelled:
+        step.error = "Stopped while its call was in flight (the incident was closed); " + (
+            "nothing changed." if step.read_only else "it may have partly taken effect."
+        )
+
+
+def _record_unheld(session: Session, ctx: Ctx, step: Step, outcome: Outcome) -> None:
+    """A result from a process that no longer holds the step: kept in the trace, moves nothing."""
+    audit(
+        session,
+        ctx,
+        "step_result_ignored",
+        step_id=step.id,
+        role=Role.AUDITOR,
+        detail={
+            "status": step.status,
+            "owner": step.lease_owner,
+            "summary": _summary(outcome),
+            "reason": "this process no longer held the step, or the answer settles nothing",
+        },
+    )
+    for attempt in outcome.attempts:
+        span(
+            session,
+            ctx,
+            kind=SpanKind.TOOL_CALL,
+            name=step.tool_action,
+            step_id=step.id,
+            started_at=attempt.started_at,
+            ended_at=attempt.ended_at,
+            status="ok" if attempt.ok else (attempt.error_code or "failed"),
+            attributes={
+                "attempt": attempt.number,
+                "idempotency_key": attempt.idempotency_key,
+                "summary": attempt.summary,
+                "late": True,
+            },
+        )
+
+
+def cancel_approvals_of(session: Session, ctx: Ctx, step: Step, *, reason: str) -> None:
+    """Cancel the step's pending approvals (an in-doubt card that no longer needs an answer)."""
+    for approval in session.exec(
+        select(Approval).where(
+            Approval.step_id == step.id, Approval.state == ApprovalState.PENDING.value
+        )
+    ):
+        set_approval(approval, ApprovalState.CANCELLED)
+        approval.decided_at = ctx.now
+        approval.reason = reason
+        session.add(approval)
+        emit(
+            session,
+            ctx,
+            "approval_updated",
+            {"approval_id": approval.id, "state": approval.state, "reason": reason},
+            step_id=step.id,
+        )
 
 
 def _account_cache(session: Session, ctx: Ctx, rt: Runtime, step: Step, outcome: Outcome) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, PlainTextObject
 
 from bot import strings as s
+from bot.blocks.indoubt import render_in_doubt_card
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import Payload, Rendered, as_int, mappings
 from bot.blocks.text import (
@@ -118,6 +119,8 @@ def render_approval_card(card: Payload, update: Payload | None = None) -> Render
     ``votes``, ``decided_by``, ``reason``; any may be missing). While the state is pending the
     card keeps its Approve/Reject buttons; once decided they are replaced by the outcome.
     """
+    if card.get("purpose") == ApprovalPurpose.IN_DOUBT:
+        return render_in_doubt_card(card, update)
     update = update or {}
     state = str(update.get("state") or ApprovalState.PENDING)
     quorum = as_int(update.get("quorum"), as_int(card.get("quorum"), 1))

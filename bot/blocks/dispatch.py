@@ -12,6 +12,7 @@ from bot.blocks.approvals import (
     render_vote_refused,
 )
 from bot.blocks.incident import render_incident_opened
+from bot.blocks.indoubt import render_step_in_doubt, render_step_rerun
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import MessageKind, Payload, Rendered
 from bot.blocks.results import (
@@ -51,6 +52,8 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.ESCALATION: render_escalation,
     MessageKind.INCIDENT_RESOLVED: render_incident_resolved,
     MessageKind.INCIDENT_CANCELLED: render_incident_cancelled,
+    MessageKind.STEP_IN_DOUBT: render_step_in_doubt,
+    MessageKind.STEP_RERUN: render_step_rerun,
 }
 
 

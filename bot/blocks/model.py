@@ -27,6 +27,8 @@ class MessageKind(StrEnum):
     ESCALATION = "escalation"
     INCIDENT_RESOLVED = "incident_resolved"
     INCIDENT_CANCELLED = "incident_cancelled"
+    STEP_IN_DOUBT = "step_in_doubt"
+    STEP_RERUN = "step_rerun"
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,15 @@ def render_step_finished(payload: Payload) -> Rendered:
         template = s.COMP_SUCCEEDED if compensation else s.STEP_SUCCEEDED
     elif status == StepStatus.FAILED:
         template = s.COMP_FAILED if compensation else s.STEP_FAILED
+    elif status == StepStatus.CANCELLED:
+        template = s.STEP_CANCELLED
     else:
         template = s.STEP_OTHER
     lines = [template.format(title=title, tool=tool, status=esc(status, 40))]
     if payload.get("summary"):
         lines.append(s.RESULT.format(summary=esc(payload.get("summary"), 1200)))
     attempts = as_int(payload.get("attempts"), 1)
-    if status == StepStatus.FAILED:
+    if status in (StepStatus.FAILED, StepStatus.CANCELLED):
         code = payload.get("error_code")
         lines.append(
             s.ERROR.format(

@@ -34,7 +34,7 @@ def steps_yaml(*steps: dict[str, Any]) -> str:
         )
         if "cost_usd" in step:
             out.append(f"    cost_usd: {step['cost_usd']}")
-        for key in ("expect", "compensate"):
+        for key in ("expect", "compensate", "check"):
             if key in step:
                 out.append(f"    {key}: {step[key]!r}")
     return "\n".join(out).replace("'", '"')
