@@ -154,9 +154,7 @@ async def test_a_state_changing_step_whose_replica_died_is_in_doubt_and_never_re
     assert len(tool.calls) == 1
     view = await b.plan_view(opened.plan_id)
     assert view.status == "waiting"
-    cards = [
-        m for m in await outbox(b, "approval_requested") if m.payload["purpose"] == "in_doubt"
-    ]
+    cards = [m for m in await outbox(b, "approval_requested") if m.payload["purpose"] == "in_doubt"]
     assert len(cards) == 1
     known = cards[0].payload["in_doubt"]
     assert known["owner"] == a.rt.replica_id
@@ -192,9 +190,7 @@ async def test_an_in_doubt_steps_check_runs_first_and_its_answer_is_on_the_card(
 
     assert [c.action for c in tool.calls] == ["write", "read"]
     assert tool.calls[1].args == {"probe": "yes"}
-    cards = [
-        m for m in await outbox(b, "approval_requested") if m.payload["purpose"] == "in_doubt"
-    ]
+    cards = [m for m in await outbox(b, "approval_requested") if m.payload["purpose"] == "in_doubt"]
     assert len(cards) == 1
     check = cards[0].payload["in_doubt"]["check"]
     assert check["title"] == "Is it done?"
