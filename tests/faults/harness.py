@@ -1,0 +1,274 @@
+"""A world for crash tests: real ``opsgate serve`` processes, the fake Slack, a target that
+counts every call it receives (outside the processes being killed)."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.ids import ActionId
+from bot.sandbox import signing
+from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
+from bot.sandbox.workspace import Message
+
+SECRET = "fault-test-secret"
+CHANNEL = "C0FAULT"
+REQUESTER = "UREQ"
+APPROVER_A = "UAPP1"
+APPROVER_B = "UAPP2"
+LEASE_S = 2.0
+
+RUNBOOK = """
+id: web-restart
+version: 1
+title: Restart an unhealthy web service
+match:
+  keywords: ["down"]
+  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) is down']
+steps:
+  - id: probe
+    title: Probe {{service}} health
+    tool: http.get
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
+    risk: low
+  - id: restart
+    title: Restart {{service}}
+    tool: http.post
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/restart"}}
+    risk: high
+    check:
+      title: Is {{service}} answering again?
+      tool: http.get
+      args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
+      expect: {{status: 200}}
+  - id: verify
+    title: Verify {{service}} is healthy
+    tool: http.get
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
+    expect: {{status: 200}}
+    risk: low
+"""
+
+FLUSH_RUNBOOK = """
+id: cache-flush
+version: 1
+title: Flush a stale cache
+match:
+  keywords: ["stale"]
+  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) serves stale']
+steps:
+  - id: flush
+    title: Flush {{service}} cache
+    tool: http.post
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/flush"}}
+    risk: medium
+    expect: {{status: 200}}
+    compensate:
+      title: Roll {{service}} back
+      tool: http.post
+      args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/rollback"}}
+      risk: medium
+"""
+
+
+@dataclass
+class Target:
+    """The service opsgate acts on; counts every call whatever happens to the caller."""
+
+    restart_delay_s: float = 0.0
+    rollback_delay_s: float = 0.0
+    healthy: bool = False
+    calls: Counter[str] = field(default_factory=Counter)
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    slow: dict[str, float] = field(default_factory=dict)  # per service name: seconds per POST
+    port: int = 0
+    runner: web.AppRunner | None = None
+
+    async def start(self) -> "Target":
+        app = web.Application()
+        app.router.add_get("/svc/{name}/health", self._health)
+        app.router.add_post("/svc/{name}/{verb}", self._post)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def _health(self, request: web.Request) -> web.Response:
+        self.calls["health"] += 1
+        return web.json_response({}, status=200 if self.healthy else 503)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        verb, name = request.match_info["verb"], request.match_info["name"]
+        self.keys.append((verb, request.headers.get("Idempotency-Key", "")))
+        self.arrived.set()
+        # The effect happens whatever becomes of the caller (a restart takes time).
+        delay = {"restart": self.restart_delay_s, "rollback": self.rollback_delay_s}.get(verb, 0)
+        await asyncio.sleep(self.slow.get(name, delay))
+        self.calls[verb] += 1
+        self.calls[f"{verb}:{name}"] += 1
+        if verb == "restart":
+            self.healthy = True
+        status = 500 if verb == "flush" else 200
+        return web.json_response({"done": verb}, status=status)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Replica:
+    """One ``opsgate serve`` child process on the shared database."""
+
+    def __init__(self, tmp: Path, *, api_url: str, db_url: str, name: str, kill_at: str = ""):
+        self.port = free_port()
+        self.name = name
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSGATE_"))},
+            "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "OPSGATE_SLACK_API_URL": api_url,
+            "OPSGATE_CONFIG": str(tmp / "opsgate.yaml"),
+            "OPSGATE_DATABASE_URL": db_url,
+            "OPSGATE_GRANT_KEY": "ab" * 32,
+        }
+        if kill_at:
+            self.env["OPSGATE_FAULT_KILL_AT"] = kill_at
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / f"{name}.log"
+
+    async def start(self, *, timeout_s: float = 30.0) -> "Replica":
+        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port)]
+        with self.log.open("ab") as handle:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
+                command, env=self.env, stdout=handle, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.log.read_text()
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
+                        if resp.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(self.log.read_text())
+
+    @property
+    def dead(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    async def post(self, body: str) -> int | None:
+        """POST a signed body; None when the process died before answering."""
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"http://127.0.0.1:{self.port}/slack/events",
+                    data=body.encode(),
+                    headers=signing.sign(body, secret=SECRET),
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp,
+            ):
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+
+async def wait_for(
+    predicate: Callable[[], Any], *, timeout_s: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def roots(slack: FakeSlack, channel: str = CHANNEL) -> list[Message]:
+    try:
+        return slack.messages(channel)
+    except LookupError:
+        return []
+
+
+def thread(slack: FakeSlack, channel: str = CHANNEL, needle: str = "") -> list[Message]:
+    """The thread of the first incident in ``channel`` whose root mentions ``needle``."""
+    for root in roots(slack, channel):
+        if needle in str(root.blocks or root.text):
+            return slack.thread(channel, root.ts)
+    return []
+
+
+def card(
+    slack: FakeSlack,
+    title: str,
+    *,
+    action: str = ActionId.APPROVE,
+    channel: str = CHANNEL,
+    needle: str = "",
+) -> Message | None:
+    """The newest thread message about ``title`` with a button ``action``."""
+    for message in reversed(thread(slack, channel, needle)):
+        if title not in str(message.blocks):
+            continue
+        for block in message.blocks or []:
+            for element in block.get("elements", []) if block.get("type") == "actions" else []:
+                if element.get("action_id") == action:
+                    return message
+    return None
+
+
+def texts(slack: FakeSlack, channel: str = CHANNEL, needle: str = "") -> str:
+    return "\n".join(str(m.blocks or m.text) for m in thread(slack, channel, needle))
+
+
+def command(text: str, user: str = REQUESTER, channel: str = CHANNEL) -> str:
+    return signing.slash_command_body(
+        command="/incident", text=text, user_id=user, channel_id=channel
+    )
+
+
+def click(message: Message, user: str, action: str, channel: str = CHANNEL) -> str:
+    return signing.button_click_body(
+        message=message.to_api(), channel_id=channel, action_id=action, user_id=user
+    )
