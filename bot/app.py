@@ -1,9 +1,10 @@
 """The Slack app: Bolt AsyncApp on one aiohttp server, wired to the control plane.
 
 Routes: ``POST /slack/events`` (events, slash commands, interactivity), ``GET /healthz``,
-``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus). Scheduled jobs: approval
-expiry, step-lease renewal and the reconciler of lapsed steps, and the daily digest when a
-digest channel is configured.
+``GET /readyz`` (database reachable; knowledge in sync), ``GET /metrics`` (Prometheus).
+Background: the outbox relay, the knowledge refresh (``knowledge.refresh_s``); scheduled jobs:
+approval expiry, step-lease renewal and the reconciler of lapsed steps, and the daily digest
+when a digest channel is configured.
 """
 
 import asyncio
@@ -83,11 +84,13 @@ def build_app(
     background: dict[str, Any] = {}
 
     async def on_startup(_app: web.Application) -> None:
-        problems = await control.start()
-        for problem in problems:
-            log.warning("runbook_problem", problem=str(problem))
+        await control.start()  # logs each runbook problem (runbook_problem)
         background["relay"] = asyncio.create_task(
             relay.run_forever(idle_s=relay_idle_s), name="outbox-relay"
+        )
+        # Every knowledge.refresh_s: publish new file contents, follow the database's versions.
+        background["knowledge"] = asyncio.create_task(
+            control.knowledge.run_forever(), name="knowledge-refresh"
         )
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
@@ -136,6 +139,10 @@ def build_app(
         scheduler = background.get("scheduler")
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        refresher = background.get("knowledge")
+        if refresher is not None:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
         task = background.get("relay")
         if task is not None:
             await relay.drain()

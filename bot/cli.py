@@ -13,9 +13,10 @@ from bot.main import build_control, tools_for
 from common import SystemClock
 from orchestration.checks import check_all
 from orchestration.config import config_path, load_config
-from orchestration.db import Database
+from orchestration.db import Database, default_url
 from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
+from orchestration.knowledge import preview_snapshot, read_files, read_stored
 from orchestration.telemetry import configure_logging
 from orchestration.views import PlanPreview
 
@@ -165,6 +166,7 @@ def cmd_check(config: Path | None) -> int:
     print(
         f"runbooks: {len(report.runbooks)} in {report.config.runbooks}: "
         f"{', '.join(sorted(report.runbooks)) or 'none'}"
+        + (f" (retired: {', '.join(report.retired)})" if report.retired else "")
     )
     pack = report.config.policies or "built-in default pack"
     print(f"policies: {pack}")
@@ -176,14 +178,15 @@ def cmd_check(config: Path | None) -> int:
     return 0
 
 
-def render_plan(preview: PlanPreview) -> str:
-    """A plan preview as text for a terminal."""
+def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
+    """A plan preview as text for a terminal; ``notes`` say how the files compare with storage."""
     lines = [
         f"Plan {preview.plan_hash}  runbook {preview.runbook_id} v{preview.runbook_version}"
         f"  mode {preview.mode}",
         f"  {preview.title}",
         f"  params: {', '.join(f'{k}={v}' for k, v in preview.params.items()) or '-'}",
         f"  knowledge: {', '.join(f'{k}@{v}' for k, v in preview.knowledge_pins.items())}",
+        *(f"    note: {note}" for note in notes),
         f"  forecast ${preview.forecast_usd:.4f} of budget ${preview.budget_usd:.4f}",
         "",
     ]
@@ -204,18 +207,26 @@ def render_plan(preview: PlanPreview) -> str:
 
 
 async def _plan(config: Path | None, text: str, requester: str) -> int:
-    control = build_control(config_path=config)
+    """Preview from this machine's files; the database, if any, is only read for versions.
+
+    Nothing is written anywhere: no schema, no knowledge version, no audit record.
+    """
+    settings = load_config(config)
+    # The preview needs no database of its own: an in-memory engine stands in, never opened.
+    control = build_control(settings, database_url="sqlite://")
     try:
-        problems = await control.start()
-        for problem in problems:
+        files = read_files(settings.runbooks, settings.policies, builtin_pack=control.rt.pack)
+        for problem in files.problems:
             print(f"warning: {problem}", file=sys.stderr)
-        preview = control.preview(text, requester=requester)
+        stored = await asyncio.to_thread(read_stored, default_url())
+        snapshot, notes = preview_snapshot(files, stored)
+        preview = control.preview(text, requester=requester, snapshot=snapshot)
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1
     finally:
         await control.close()
-    print(render_plan(preview))
+    print(render_plan(preview, notes))
     return 0
 
 

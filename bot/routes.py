@@ -59,8 +59,13 @@ def add_routes(
 
     async def readyz(_request: web.Request) -> web.Response:
         ok = await control.db.ping()
+        # Files disagreeing with the database keep the replica ready: it plans from the database.
         return web.json_response(
-            {"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503
+            {
+                "status": "ready" if ok else "database unreachable",
+                "knowledge": control.knowledge.status().as_json(),
+            },
+            status=200 if ok else 503,
         )
 
     async def metrics(_request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from adapters import AdapterError, ToolRegistry, validate_args
 from common.yamlsrc import Problem, load_located
 from orchestration.config import OpsgateConfig, check_config
 from orchestration.errors import ConfigError
-from orchestration.runbooks import Runbook, fill, load_folder
+from orchestration.runbooks import Runbook, fill, scan_folder
 from policies import Pack, check_pack, default_pack, load_pack
 
 
@@ -20,6 +20,7 @@ class Report:
     config: OpsgateConfig | None = None
     pack: Pack | None = None
     runbooks: dict[str, Runbook] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)  # ids of retirement markers
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -93,9 +94,11 @@ def check_all(
     except ConfigError as exc:
         report.problems.append(Problem(exc.path or config.source, exc.line, "adapters", exc.detail))
         tools = None
-    runbooks, rb_problems = load_folder(config.runbooks)
-    report.problems += rb_problems
+    scan = scan_folder(config.runbooks)
+    runbooks = scan.runbooks
+    report.problems += scan.problems
     report.runbooks = runbooks
+    report.retired = sorted(scan.retired)
     if tools is not None:
         checked: set[str] = set()
         for path in sorted([*config.runbooks.glob("*.yaml"), *config.runbooks.glob("*.yml")]):

@@ -137,6 +137,15 @@ class DigestConfig(BaseModel):
         return dt.time.fromisoformat(self.time)
 
 
+class KnowledgeConfig(BaseModel):
+    """How often each replica re-reads its knowledge files and the database's versions."""
+
+    model_config = _STRICT
+    # A change published by one replica's file scan reaches the others by their next database
+    # check: at most two periods end to end, so 3 s keeps propagation well under 10 s.
+    refresh_s: float = Field(default=3.0, gt=0, le=300)
+
+
 class OpsgateConfig(BaseModel):
     """The whole configuration."""
 
@@ -152,6 +161,7 @@ class OpsgateConfig(BaseModel):
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     source: str = Field(default="(built-in defaults)", exclude=True)
 
     @field_validator("approvers")

@@ -8,8 +8,8 @@ async; state changes happen in units of work (see ``orchestration.db``).
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from orchestration.db import Database, flush_appends
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
-from orchestration.knowledge import Document, KnowledgeSnapshot, sync_documents
+from orchestration.knowledge import KnowledgeSnapshot, KnowledgeSync, behind
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
 from orchestration.models import (
     AuditEvent,
@@ -39,7 +39,6 @@ from orchestration.models import (
 )
 from orchestration.records import Ctx, audit, emit
 from orchestration.recovery import CheckJob, claim_lapsed, record_check, renew_held, stop_running
-from orchestration.runbooks import Runbook, load_folder
 from orchestration.runtime import Runtime
 from orchestration.stepflow import finish_step, next_action
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
@@ -48,6 +47,10 @@ from policies import Pack
 
 log = get_logger("opsgate.control")
 COST_DIMENSIONS = ("plan_id", "role", "tool", "runbook_id", "channel")
+
+
+class _KnowledgeBehind(Exception):
+    """A plan was drafted from versions the database no longer holds as latest."""
 
 
 class ControlPlane:
@@ -86,42 +89,55 @@ class ControlPlane:
             backoff_max_s=ex.backoff_max_s,
             sleep=sleep,
         )
-        self.snapshot = KnowledgeSnapshot(runbooks={})
+        self.knowledge = KnowledgeSync(
+            db=db,
+            clock=clock,
+            runbooks=config.runbooks,
+            policies=config.policies,
+            builtin_pack=pack,
+            refresh_s=config.knowledge.refresh_s,
+            on_change=self._use_knowledge,
+        )
         self._inflight: dict[str, asyncio.Task[Outcome]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # --- knowledge ---------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> KnowledgeSnapshot:
+        """The knowledge plans are built from: the database's latest versions."""
+        return self.knowledge.snapshot
+
+    def _use_knowledge(self, snapshot: KnowledgeSnapshot) -> None:
+        # Policy decisions follow the stored pack, the one plans pin.
+        if snapshot.pack is not None and snapshot.pack != self.rt.pack:
+            self.rt = replace(self.rt, pack=snapshot.pack)
 
     async def start(self) -> list[Problem]:
         """Create the schema if needed and load knowledge; returns runbook problems."""
         await self.db.start()
         return await self.load_knowledge()
 
-    async def load_knowledge(self, folder: Path | None = None) -> list[Problem]:
-        """(Re)load runbooks and the policy pack into the versioned knowledge store."""
-        runbooks, problems = load_folder(folder or self.config.runbooks)
-        await self.sync_knowledge(runbooks)
-        return problems
+    async def load_knowledge(self) -> list[Problem]:
+        """Re-read this replica's files now (publishing new content), then follow the database.
 
-    async def sync_knowledge(self, runbooks: Mapping[str, Runbook]) -> None:
-        """Store ``runbooks`` and the policy pack as versioned documents; refresh the snapshot."""
-        now = self.clock.now()
-        docs = [Document("runbook", rb.id, rb.model_dump(mode="json")) for rb in runbooks.values()]
-        pack_doc = Document("policy", "pack", self.rt.pack.model_dump(mode="json"))
+        Returns the problems found in the files.
+        """
+        await self.knowledge.refresh(rescan=True)
+        return list(self.knowledge.files.problems)
 
-        def work(session: Session) -> dict[str, int]:
-            versions = sync_documents(session, kind="runbook", documents=docs, now=now)
-            versions |= sync_documents(session, kind="policy", documents=[pack_doc], now=now)
-            return versions
-
-        versions = await self.db.run(work)
-        self.snapshot = KnowledgeSnapshot(runbooks=dict(runbooks), versions=versions)
+    async def refresh_knowledge(self) -> bool:
+        """One periodic refresh (cheap when nothing changed); True when plans will differ."""
+        return await self.knowledge.refresh()
 
     # --- planning ----------------------------------------------------------------------
 
-    def preview(self, text: str, *, requester: str = "") -> PlanPreview:
-        """The plan that would be proposed for ``text``, with who must approve each step."""
-        draft = planner.plan(self.snapshot, intake.validate(text))
+    def preview(
+        self, text: str, *, requester: str = "", snapshot: KnowledgeSnapshot | None = None
+    ) -> PlanPreview:
+        """The plan that would be proposed for ``text`` (from ``snapshot``, default the current
+        knowledge), with who must approve each step; reads and writes nothing."""
+        draft = planner.plan(self.snapshot if snapshot is None else snapshot, intake.validate(text))
         plan, steps = self._materialise(draft, requester=requester, incident_id="", channel="")
         previews = self.preview_steps(plan, steps)
         return PlanPreview(
@@ -244,9 +260,11 @@ class ControlPlane:
 
         # Planning is CPU work: it runs in the database worker with the commit, so a burst of
         # incidents never holds the event loop (and Slack's acks) behind it.
-        def work(session: Session) -> Opened:
+        def work(session: Session, *, fresh_only: bool = True) -> Opened:
             clean = intake.validate(text)
             draft = planner.plan(self.snapshot, clean)
+            if fresh_only and behind(session, draft.knowledge_pins):
+                raise _KnowledgeBehind  # another replica stored a newer version just now
             incident_id = uuid.uuid4().hex
             plan, steps = self._materialise(
                 draft,
@@ -341,7 +359,12 @@ class ControlPlane:
             )
 
         try:
-            opened = await self.db.run(work)
+            try:
+                opened = await self.db.run(work)
+            except _KnowledgeBehind:
+                # Never propose a plan that is stale at birth: catch up, plan again.
+                await self.knowledge.refresh()
+                opened = await self.db.run(lambda s: work(s, fresh_only=False))
         except OrchestrationError as exc:
             await self._audit_refusal(ctx, exc, text=text, channel=channel)
             raise

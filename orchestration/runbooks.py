@@ -1,10 +1,15 @@
-"""The runbook schema (pydantic) and the loader that reports problems with file and line."""
+"""The runbook schema (pydantic) and the loader that reports problems with file and line.
+
+A file holding only ``id``, ``version`` and ``retired: true`` (and an optional ``reason``) is a
+retirement marker: it retires that runbook everywhere (see ``orchestration.knowledge``).
+"""
 
 import re
 import string
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -163,6 +168,16 @@ class Runbook(BaseModel):
         return spec.pattern if spec else DEFAULT_PARAM_PATTERN
 
 
+class RetiredRunbook(BaseModel):
+    """A marker file that retires runbook ``id``; bump ``version`` to retire it again later."""
+
+    model_config = _STRICT
+    id: str = Field(pattern=_ID)
+    version: int = Field(ge=1)
+    retired: Literal[True]
+    reason: str = ""
+
+
 def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
     """Problems spanning several fields, each with the loc of the part to change."""
     problems: list[tuple[Loc, str]] = []
@@ -240,7 +255,9 @@ def _validation_problems(exc: ValidationError, located: LocatedYaml) -> list[Pro
     return problems
 
 
-def _load(path: Path) -> tuple[Runbook | None, list[Problem], LocatedYaml | None]:
+def _load(
+    path: Path,
+) -> tuple[Runbook | RetiredRunbook | None, list[Problem], LocatedYaml | None]:
     source = str(path)
     try:
         located = load_located(path.read_text(encoding="utf-8"), source=source)
@@ -251,6 +268,9 @@ def _load(path: Path) -> tuple[Runbook | None, list[Problem], LocatedYaml | None
     if not isinstance(located.data, dict):
         problem = Problem(source, 1, "(document)", "a runbook must be a mapping with id, ...")
         return None, [problem], located
+    if "retired" in located.data:
+        marker, problems = _load_marker(located)
+        return marker, problems, located
     try:
         runbook = Runbook.model_validate(located.data, context={_DEFER_CROSS_CHECKS: True})
     except ValidationError as exc:
@@ -262,29 +282,63 @@ def _load(path: Path) -> tuple[Runbook | None, list[Problem], LocatedYaml | None
     return (None if problems else runbook), problems, located
 
 
+def _load_marker(located: LocatedYaml) -> tuple[RetiredRunbook | None, list[Problem]]:
+    try:
+        return RetiredRunbook.model_validate(located.data), []
+    except ValidationError as exc:
+        hint = "a retirement marker holds only id, version, retired: true and reason"
+        problems = _validation_problems(exc, located)
+        return None, [replace(p, message=f"{p.message} ({hint})") for p in problems]
+
+
 def load_runbook(path: Path) -> tuple[Runbook | None, list[Problem]]:
-    """Parse and validate one runbook file."""
+    """Parse and validate one runbook file (a retirement marker gives no runbook)."""
     runbook, problems, _ = _load(path)
-    return runbook, problems
+    return (runbook if isinstance(runbook, Runbook) else None), problems
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What a runbook folder holds: valid runbooks, retirement markers, and every problem."""
+
+    runbooks: dict[str, Runbook] = field(default_factory=dict)
+    retired: dict[str, RetiredRunbook] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # runbook id -> file
+
+
+def runbook_files(folder: Path) -> list[Path]:
+    """The runbook files of ``folder``, sorted so loading is stable."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """Load every ``*.yaml``/``*.yml`` file of ``folder``: runbooks and retirement markers."""
+    if not folder.is_dir():
+        return FolderScan(
+            problems=[Problem(str(folder), None, "(folder)", "runbook folder does not exist")]
+        )
+    scan = FolderScan()
+    for path in runbook_files(folder):
+        item, found, located = _load(path)
+        scan.problems.extend(found)
+        if item is None:
+            continue
+        if item.id in scan.sources:
+            line = located.line_of(("id",)) if located is not None else None
+            scan.problems.append(
+                Problem(str(path), line, "id", f"runbook id {item.id!r} is used by another file")
+            )
+            continue
+        scan.sources[item.id] = str(path)
+        if isinstance(item, Runbook):
+            scan.runbooks[item.id] = item
+        else:
+            scan.retired[item.id] = item
+    return scan
 
 
 def load_folder(folder: Path) -> tuple[dict[str, Runbook], list[Problem]]:
-    """Load every ``*.yaml``/``*.yml`` runbook in ``folder`` (sorted, so loading is stable)."""
-    if not folder.is_dir():
-        return {}, [Problem(str(folder), None, "(folder)", "runbook folder does not exist")]
-    runbooks: dict[str, Runbook] = {}
-    problems: list[Problem] = []
-    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    for path in paths:
-        runbook, found, located = _load(path)
-        problems.extend(found)
-        if runbook is None:
-            continue
-        if runbook.id in runbooks:
-            line = located.line_of(("id",)) if located is not None else None
-            problems.append(
-                Problem(str(path), line, "id", f"runbook id {runbook.id!r} is used by another file")
-            )
-            continue
-        runbooks[runbook.id] = runbook
-    return runbooks, problems
+    """The valid runbooks of ``folder`` (retirement markers left out) and every problem."""
+    scan = scan_folder(folder)
+    return scan.runbooks, scan.problems
