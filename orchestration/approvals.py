@@ -14,7 +14,6 @@ order of every unit of work that locks both (``lifecycle.skip_open_steps`` too);
 order deadlocked a final vote against ``close_incident``.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlmodel import Session, col, select
@@ -36,7 +35,7 @@ from orchestration.records import Ctx, audit, emit
 from orchestration.runtime import Runtime
 from orchestration.stepflow import start_step
 from orchestration.views import VoteOutcome
-from policies import Decision, Eligibility, Verdict, eligible_rejecter, eligible_voter
+from policies import Decision, Verdict, eligible_rejecter, eligible_voter
 
 REASON_MAX_CHARS = 500
 
@@ -275,18 +274,14 @@ def _admissible(
         exclude_requester=approval.exclude_requester,
         rule_id="approval-record",
     )
-    eligibility = _eligibility(choice)(
+    policy = eligible_rejecter if choice is VoteChoice.REJECT else eligible_voter
+    eligibility = policy(
         decision, voter=voter, requester=approval.requester, approvers=rt.approvers
     )
     if not eligibility.counts:
         raise _Refused(eligibility.code, eligibility.reason)
     if any(v.voter == voter for v in votes):
         raise _Refused("already_voted", "Your vote on this step was already counted.")
-
-
-def _eligibility(choice: VoteChoice) -> Callable[..., Eligibility]:
-    """The policy that says whether a vote of ``choice`` counts."""
-    return eligible_rejecter if choice is VoteChoice.REJECT else eligible_voter
 
 
 def _approve(
@@ -410,7 +405,7 @@ def record_reason(
             step_id=approval.step_id,
             nonce=nonce,
             code=code,
-            detail={"reason": why},
+            detail={"reason": why, "text": text},
         )
         return _outcome(approval, votes, code=code, reason=why, accepted=False)
     assert mine is not None  # _reason_refusal refuses anyone without a vote
