@@ -124,8 +124,6 @@ APPROVE_BUTTON: Final = "Approve"
 REJECT_BUTTON: Final = "Reject"
 NO_BUTTONS: Final = "⚠️ This card has no valid approval nonce; it cannot be voted on."
 PROGRESS: Final = "*{approvals}/{quorum} approvals*: {voters}"
-PROGRESS_NOBODY: Final = "*{approvals}/{quorum} approvals* so far"
-REJECT_VOTE: Final = "❌ {voter} rejected{reason}"
 VOTE_REASON: Final = ": {reason}"
 STATE_APPROVED: Final = "✅ *Approved* by {voters}"
 STATE_REJECTED: Final = "❌ *Rejected* by {voter}{reason}"
@@ -138,6 +136,12 @@ BUDGET_TITLE: Final = "continue past the soft budget"
 # Votes.
 VOTE_REFUSED: Final = "🚫 {voter}, your vote was not counted: {reason}"
 VOTE_REFUSED_FALLBACK: Final = "Your vote was not counted: {reason}"
+VOTE_NOT_RECORDED: Final = (
+    "⚠️ Your click did not count: opsgate could not record it just now. "
+    "Nothing changed; try again in a moment."
+)
+REJECTION_REASON: Final = "✍️ {voter} gave a reason for rejecting *{title}*: {reason}"
+REJECTION_REASON_FALLBACK: Final = "Reason for rejecting {title}: {reason}"
 CODE: Final = "code `{code}`"
 
 # Step results.
@@ -230,10 +234,14 @@ STEP_STATUS_EMOJI: Final = {
 }
 STEP_STATUS_UNKNOWN_EMOJI: Final = "•"
 
-REJECT_MODAL_TITLE: Final = "Reject step"
-REJECT_MODAL_SUBMIT: Final = "Reject"
-REJECT_MODAL_CLOSE: Final = "Cancel"
-REJECT_MODAL_INTRO: Final = "The plan halts once you reject. Say why, for the audit trail."
+REJECT_MODAL_TITLE: Final = "Step rejected"
+REJECT_MODAL_SUBMIT: Final = "Add reason"
+REJECT_MODAL_CLOSE: Final = "Skip"
+REJECT_MODAL_INTRO: Final = (
+    "Your rejection counts: the step will not run and the plan is halted. "
+    "Say why, for the audit trail (optional)."
+)
+REASON_NOT_RECORDED: Final = "opsgate could not save your reason just now; try again."
 REJECT_MODAL_LABEL: Final = "Reason"
 REJECT_MODAL_PLACEHOLDER: Final = "e.g. wrong service, do it after the deploy"
 

@@ -2,10 +2,16 @@
 
 A nonce names one approval record. ``cast_vote`` refuses, with a stable code and a plain
 reason, every vote that must not count: unknown nonce, decided or expired record, a plan that
-changed or went stale, changed args, a voter who is not an approver, the requester on a step
-that excludes them, a second vote by the same person. Reaching quorum is atomic: the record
-is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so of two
-simultaneous final votes exactly one issues the grant and starts the step.
+changed or went stale, changed args, a voter who may not vote (policy: ``eligible_voter`` for
+approvals, ``eligible_rejecter`` for rejections), a second vote by the same person. One
+eligible rejection decides at once: a veto needs no quorum, so the requester may cast it too.
+``record_reason`` later attaches the rejecter's optional reason to that decided record.
+
+Reaching quorum is atomic: the plan's row and then the record's are locked (``SELECT ... FOR
+UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so of two simultaneous final votes
+exactly one issues the grant and starts the step. Plan first, approvals second is the one lock
+order of every unit of work that locks both (``lifecycle.skip_open_steps`` too); the reverse
+order deadlocked a final vote against ``close_incident``.
 """
 
 from dataclasses import dataclass, replace
@@ -20,7 +26,6 @@ from orchestration.lifecycle import (
     ctx_for,
     end_plan,
     is_final,
-    lock_plan,
     set_approval,
     set_plan,
     set_step,
@@ -30,7 +35,9 @@ from orchestration.records import Ctx, audit, emit
 from orchestration.runtime import Runtime
 from orchestration.stepflow import start_step
 from orchestration.views import VoteOutcome
-from policies import Decision, Verdict, eligible_voter
+from policies import Decision, Verdict, eligible_rejecter, eligible_voter
+
+REASON_MAX_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,20 @@ def _outcome(
     )
 
 
+def _lock(session: Session, nonce: str) -> tuple[Plan, Approval] | None:
+    """The approval ``nonce`` names and its plan, both row-locked: the plan's row first."""
+    plan = session.exec(
+        select(Plan)
+        .join(Approval, col(Approval.plan_id) == col(Plan.id))
+        .where(Approval.nonce == nonce)
+        .with_for_update(of=Plan)
+    ).first()
+    if plan is None:
+        return None
+    approval = session.exec(select(Approval).where(Approval.nonce == nonce).with_for_update()).one()
+    return plan, approval
+
+
 def cast_vote(
     session: Session,
     base: Ctx,
@@ -84,10 +105,8 @@ def cast_vote(
     reason: str = "",
 ) -> VoteResult:
     """Count or refuse one vote; on quorum issue the grant and start the step."""
-    approval = session.exec(
-        select(Approval).where(Approval.nonce == nonce).with_for_update()
-    ).first()
-    if approval is None:
+    locked = _lock(session, nonce)
+    if locked is None:
         audit(
             session,
             base,
@@ -105,13 +124,23 @@ def cast_vote(
                 reason="This button is not linked to any approval.",
             )
         )
-    plan = lock_plan(session, approval.plan_id)
+    plan, approval = locked
     ctx = ctx_for(plan, base, actor=voter, role=Role.HUMAN)
     step = session.get(Step, approval.step_id) if approval.step_id else None
-    # Read under the approval's row lock: no other vote on it can commit in between.
+    # Read under the row locks: no other vote on it can commit in between.
     votes = _voters(session, approval.id)
     try:
-        _admissible(session, ctx, rt, approval, plan=plan, step=step, voter=voter, votes=votes)
+        _admissible(
+            session,
+            ctx,
+            rt,
+            approval,
+            plan=plan,
+            step=step,
+            voter=voter,
+            choice=choice,
+            votes=votes,
+        )
     except _Refused as refused:
         audit(
             session,
@@ -137,6 +166,7 @@ def cast_vote(
         return VoteResult(
             _outcome(approval, votes, code=refused.code, reason=refused.reason, accepted=False)
         )
+    reason = clean_reason(reason)
     vote = Vote(
         approval_id=approval.id, voter=voter, choice=choice.value, reason=reason, created_at=ctx.now
     )
@@ -204,9 +234,15 @@ def _admissible(
     plan: Plan,
     step: Step | None,
     voter: str,
+    choice: VoteChoice,
     votes: list[Vote],
 ) -> None:
-    """Raise _Refused unless ``voter`` may vote on ``approval`` now."""
+    """Raise _Refused unless ``voter`` may cast ``choice`` on ``approval`` now."""
+    if approval.state == ApprovalState.REJECTED.value and approval.decided_by:
+        raise _Refused(
+            "approval_decided",
+            f"<@{approval.decided_by}> already rejected this step; the button no longer works.",
+        )
     if approval.state != ApprovalState.PENDING.value:
         raise _Refused(
             "approval_decided",
@@ -238,7 +274,8 @@ def _admissible(
         exclude_requester=approval.exclude_requester,
         rule_id="approval-record",
     )
-    eligibility = eligible_voter(
+    policy = eligible_rejecter if choice is VoteChoice.REJECT else eligible_voter
+    eligibility = policy(
         decision, voter=voter, requester=approval.requester, approvers=rt.approvers
     )
     if not eligibility.counts:
@@ -285,29 +322,146 @@ def _reject(
     set_approval(approval, ApprovalState.REJECTED)
     approval.decided_at = ctx.now
     approval.decided_by = voter
+    approval.reason = reason  # from here on: why it was rejected (the card's final line)
     session.add(approval)
     if step is not None:
         set_step(step, StepStatus.REJECTED)
         step.error_code = "rejected"
-        step.error = f"Rejected by {voter}" + (f": {reason}" if reason else "")
+        step.error = _step_error(voter, reason)
         session.add(step)
-    what = f"'{step.title}'" if step else "continuing past the soft budget"
-    why = (
-        f"Rejected by <@{voter}>: {what}"
-        + (f" ({reason})" if reason else "")
-        + ". The plan is halted."
-    )
     _card(session, ctx, approval, votes)
-    end_plan(session, ctx, plan, PlanStatus.HALTED, reason=why, code="rejected")
+    end_plan(
+        session,
+        ctx,
+        plan,
+        PlanStatus.HALTED,
+        reason=_halt_reason(voter, step, reason),
+        code="rejected",
+    )
     return VoteResult(
         _outcome(
             approval,
             votes,
             code="vote_counted",
-            reason="Rejected: the plan is halted.",
+            reason="Rejected: the step will not run and the plan is halted.",
             accepted=True,
         )
     )
+
+
+def clean_reason(reason: str) -> str:
+    """A typed reason as stored: trimmed, at most :data:`REASON_MAX_CHARS` characters."""
+    return reason.strip()[:REASON_MAX_CHARS]
+
+
+def _step_error(voter: str, reason: str) -> str:
+    return f"Rejected by {voter}" + (f": {reason}" if reason else "")
+
+
+def _halt_reason(voter: str, step: Step | None, reason: str) -> str:
+    what = f"'{step.title}'" if step else "continuing past the soft budget"
+    why = f"<@{voter}> rejected {what}; the plan is halted."
+    return f"{why} Reason: {reason}" if reason else why
+
+
+def record_reason(
+    session: Session, base: Ctx, *, nonce: str, voter: str, reason: str
+) -> VoteOutcome:
+    """Attach ``reason`` to the rejection ``voter`` cast on ``nonce``'s approval, or refuse.
+
+    The rejection itself was counted at the click; this only adds detail to that record (the
+    vote, the approval, the step's error, the plan's status reason) and tells the card and
+    the thread. Refused: an unknown nonce, an empty reason, anyone but the rejecter, an
+    approval that was not rejected, a reason already given.
+    """
+    text = clean_reason(reason)
+    locked = _lock(session, nonce)
+    if locked is None:
+        audit(
+            session,
+            base,
+            "rejection_reason_refused",
+            nonce=nonce,
+            actor=voter,
+            role=Role.HUMAN,
+            code="nonce_unknown",
+        )
+        return VoteOutcome(
+            accepted=False,
+            code="nonce_unknown",
+            reason="This dialog is not linked to any approval.",
+        )
+    plan, approval = locked
+    ctx = ctx_for(plan, base, actor=voter, role=Role.HUMAN)
+    votes = _voters(session, approval.id)
+    mine = next((v for v in votes if v.voter == voter), None)
+    refused = _reason_refusal(approval, mine, voter=voter, text=text)
+    if refused is not None:
+        code, why = refused
+        audit(
+            session,
+            ctx,
+            "rejection_reason_refused",
+            step_id=approval.step_id,
+            nonce=nonce,
+            code=code,
+            detail={"reason": why, "text": text},
+        )
+        return _outcome(approval, votes, code=code, reason=why, accepted=False)
+    assert mine is not None  # _reason_refusal refuses anyone without a vote
+    step = session.get(Step, approval.step_id) if approval.step_id else None
+    mine.reason = text
+    approval.reason = text
+    session.add_all([mine, approval])
+    if step is not None:
+        step.error = _step_error(voter, text)
+        session.add(step)
+    plan.status_reason = _halt_reason(voter, step, text)
+    session.add(plan)
+    audit(
+        session,
+        ctx,
+        "rejection_reason_added",
+        step_id=approval.step_id,
+        nonce=nonce,
+        detail={"reason": text},
+    )
+    _card(session, ctx, approval, votes)
+    emit(
+        session,
+        ctx,
+        "rejection_reason_added",
+        {
+            "approval_id": approval.id,
+            "voter": voter,
+            "reason": text,
+            "purpose": approval.purpose,
+            "title": step.title if step else "",
+        },
+        step_id=approval.step_id,
+    )
+    return _outcome(
+        approval, votes, code="reason_added", reason="Your reason is on record.", accepted=True
+    )
+
+
+def _reason_refusal(
+    approval: Approval, mine: Vote | None, *, voter: str, text: str
+) -> tuple[str, str] | None:
+    """Why ``voter`` may not attach ``text`` to ``approval`` (code, plain words), or None."""
+    if not text:
+        return "reason_empty", "Type a reason, or close this dialog: your rejection already counts."
+    if approval.state != ApprovalState.REJECTED.value:
+        return (
+            "not_rejected",
+            f"This step was not rejected (it is {approval.state}); there is no rejection to "
+            "add a reason to.",
+        )
+    if mine is None or mine.choice != VoteChoice.REJECT.value or approval.decided_by != voter:
+        return "not_your_rejection", "Only the person who rejected this step can add its reason."
+    if mine.reason:
+        return "reason_already_given", "Your reason is already on record; it cannot be changed."
+    return None
 
 
 def expire(session: Session, ctx: Ctx, approval: Approval, plan: Plan) -> None:
@@ -343,17 +497,29 @@ def expire(session: Session, ctx: Ctx, approval: Approval, plan: Plan) -> None:
 
 
 def expire_due(session: Session, base: Ctx) -> int:
-    """Expire every pending approval past its expiry; returns how many."""
-    due = list(
-        session.exec(
-            select(Approval)
-            .where(
-                Approval.state == ApprovalState.PENDING.value, col(Approval.expires_at) <= base.now
-            )
-            .with_for_update(skip_locked=True)
+    """Expire every pending approval past its expiry; returns how many.
+
+    Plan row first, then the approval's (the one lock order); a plan another unit of work
+    holds is skipped: that unit decides the approval, or the next run expires it.
+    """
+    due = session.exec(
+        select(Approval.id, Approval.plan_id).where(
+            Approval.state == ApprovalState.PENDING.value, col(Approval.expires_at) <= base.now
         )
-    )
-    for approval in due:
-        plan = lock_plan(session, approval.plan_id)
+    ).all()
+    expired = 0
+    for approval_id, plan_id in due:
+        plan = session.exec(
+            select(Plan).where(Plan.id == plan_id).with_for_update(skip_locked=True)
+        ).first()
+        if plan is None:
+            continue
+        approval = session.exec(
+            select(Approval).where(Approval.id == approval_id).with_for_update()
+        ).one()
+        # Re-read under the locks: a vote or the plan's end may have decided it meanwhile.
+        if approval.state != ApprovalState.PENDING.value or approval.expires_at > base.now:
+            continue
         expire(session, ctx_for(plan, base), approval, plan)
-    return len(due)
+        expired += 1
+    return expired

@@ -19,7 +19,7 @@ from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import intake, planner
-from orchestration.approvals import cast_vote, expire_due
+from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.config import OpsgateConfig
 from orchestration.db import Database, flush_appends
@@ -528,9 +528,20 @@ class ControlPlane:
             log.error("background_task_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def vote(
-        self, *, nonce: str, voter: str, choice: VoteChoice, reason: str = ""
+        self,
+        *,
+        nonce: str,
+        voter: str,
+        choice: VoteChoice,
+        reason: str = "",
+        defer: Callable[[Awaitable[None]], None] | None = None,
     ) -> VoteOutcome:
-        """Count or refuse one vote; a vote that reaches quorum runs the step (exactly once)."""
+        """Count or refuse one vote; a vote that reaches quorum runs the step (exactly once).
+
+        The vote is one unit of work: when this returns, it is committed. The step a final
+        vote starts is awaited here, or handed to ``defer`` so the caller can acknowledge the
+        vote first and run the step in the background.
+        """
         result = await self.db.run(
             lambda s: cast_vote(
                 s,
@@ -542,11 +553,33 @@ class ControlPlane:
                 reason=reason,
             )
         )
+        faults.point("after_vote_commit")
+        follow: Awaitable[None] | None = None
         if result.ticket is not None and result.outcome.plan_id is not None:
-            await self.advance(result.outcome.plan_id, ticket=result.ticket)
+            follow = self.advance(result.outcome.plan_id, ticket=result.ticket)
         elif result.resume_plan is not None:
-            await self.advance(result.resume_plan)
+            follow = self.advance(result.resume_plan)
+        if follow is not None:
+            if defer is None:
+                await follow
+            else:
+                defer(follow)
         return result.outcome
+
+    async def add_reason(self, *, nonce: str, voter: str, reason: str) -> VoteOutcome:
+        """Add ``voter``'s reason to the rejection they cast on ``nonce`` (one commit), or refuse.
+
+        The rejection counted at the click; the reason only adds detail to its record.
+        """
+        return await self.db.run(
+            lambda s: record_reason(
+                s,
+                self._ctx(actor=voter, role=Role.HUMAN),
+                nonce=nonce,
+                voter=voter,
+                reason=reason,
+            )
+        )
 
     async def expire_approvals(self) -> int:
         """Expire approvals past their time (a scheduler job); returns how many."""

@@ -65,16 +65,20 @@ def set_approval(approval: Approval, target: ApprovalState) -> None:
 
 
 def skip_open_steps(session: Session, ctx: Ctx, plan: Plan, *, reason: str) -> None:
-    """Skip every step not yet run and cancel its pending approvals."""
+    """Skip every step not yet run and cancel its pending approvals.
+
+    The caller holds ``plan``'s row lock; the approvals are locked after it, never before:
+    plan first, then approvals is the one lock order (``approvals.cast_vote`` keeps it too).
+    """
     for step in steps_of(session, plan.id):
         if step.status in OPEN_STEP_STATES:
             set_step(step, StepStatus.SKIPPED)
             step.error = step.error or reason
             session.add(step)
     for approval in session.exec(
-        select(Approval).where(
-            Approval.plan_id == plan.id, Approval.state == ApprovalState.PENDING.value
-        )
+        select(Approval)
+        .where(Approval.plan_id == plan.id, Approval.state == ApprovalState.PENDING.value)
+        .with_for_update()
     ):
         set_approval(approval, ApprovalState.CANCELLED)
         approval.decided_at = ctx.now

@@ -7,7 +7,8 @@ words). They do no I/O, hold no state and import nothing of opsgate but ``common
 they read is a policy pack, in :mod:`policies.pack`.
 
 :func:`evaluate` runs the chain in :mod:`policies.engine`; the first policy to decide wins.
-:func:`eligible_voter` says whether one approval vote counts.
+:func:`eligible_voter` says whether one approval vote counts; :func:`eligible_rejecter` whether
+one rejection does (approvers and the requester may always veto).
 
 Errors: every error is a :class:`PolicyError` with a stable ``code``. The only one raised today is
 :class:`PackError` (``invalid_pack``): a pack that does not parse or validate, with ``path``,
@@ -38,6 +39,7 @@ from policies.engine import (
     Scope,
     approval_reason,
     assess_risk,
+    eligible_rejecter,
     eligible_voter,
     evaluate,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "check_pack",
     "check_pack_text",
     "default_pack",
+    "eligible_rejecter",
     "eligible_voter",
     "evaluate",
     "load_pack",

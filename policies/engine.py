@@ -251,6 +251,33 @@ def eligible_voter(
     return Eligibility(counts=True, code=Code.VOTE_COUNTS, reason="Your vote counts.")
 
 
+def eligible_rejecter(
+    decision: Decision, *, voter: str, requester: str, approvers: frozenset[str]
+) -> Eligibility:
+    """Whether a rejection from ``voter`` stops ``decision``'s step.
+
+    A veto needs no quorum and only ever makes things safer, so every configured approver may
+    cast one, and so may the requester (even where their approval would not count). Anyone
+    else is refused, as for approvals.
+
+    Args:
+        decision: The decision that asked for approval.
+        voter: The user id that clicked Reject.
+        requester: The user id that opened the incident.
+        approvers: Configured approver ids, with user groups already expanded to user ids.
+    """
+    if decision.verdict is not Verdict.REQUIRE_APPROVAL:
+        reason = f"This step takes no votes: policy said {decision.verdict}."
+        return Eligibility(counts=False, code=Code.NO_APPROVAL_NEEDED, reason=reason)
+    if voter not in approvers and voter != requester:
+        reason = (
+            "Only configured approvers and the person who opened this incident can reject "
+            "this step."
+        )
+        return Eligibility(counts=False, code=Code.NOT_AN_APPROVER, reason=reason)
+    return Eligibility(counts=True, code=Code.VOTE_COUNTS, reason="Your rejection counts.")
+
+
 def _approval_code(quorum: int) -> Code:
     """The code naming how many approvals a step needs."""
     if quorum == 1:

@@ -94,9 +94,8 @@ def _buttons(nonce: object) -> Block:
 def _final_state(state: str, update: Payload, votes: list[Mapping[str, Any]], quorum: int) -> str:
     approvers = [v.get("voter") for v in votes if v.get("choice") == VoteChoice.APPROVE]
     rejects = [v for v in votes if v.get("choice") == VoteChoice.REJECT]
-    reason_text = str(
-        (rejects[-1].get("reason") if rejects else None) or update.get("reason") or ""
-    )
+    # A rejection's reason is its vote's (possibly none yet): never the policy's reason.
+    reason_text = str((rejects[-1].get("reason") if rejects else update.get("reason")) or "")
     reason = s.VOTE_REASON.format(reason=esc_reason(reason_text)) if reason_text else ""
     if state == ApprovalState.APPROVED:
         voters = s.LIST_SEP.join(mention(v) for v in approvers[:20])
@@ -129,24 +128,11 @@ def render_approval_card(card: Payload, update: Payload | None = None) -> Render
     approvals = as_int(update.get("approvals"), len(approvers))
     pending = state == ApprovalState.PENDING
     blocks = _card_body(card, approvals=approvals, quorum=quorum, pending=pending)
-    if votes:
+    if approvers:
+        # A rejection decides at once, so the outcome line below names the rejecter and the
+        # reason; listing it here too would say it twice.
         voters = s.LIST_SEP.join(mention(v) for v in approvers[:20])
-        progress = (
-            s.PROGRESS.format(approvals=approvals, quorum=quorum, voters=voters)
-            if voters
-            else s.PROGRESS_NOBODY.format(approvals=approvals, quorum=quorum)
-        )
-        rejections = [
-            s.REJECT_VOTE.format(
-                voter=mention(v.get("voter")),
-                reason=s.VOTE_REASON.format(reason=esc(v.get("reason"), 500))
-                if v.get("reason")
-                else "",
-            )
-            for v in votes
-            if v.get("choice") == VoteChoice.REJECT
-        ][:5]
-        blocks.append(section("\n".join([progress, *rejections])))
+        blocks.append(section(s.PROGRESS.format(approvals=approvals, quorum=quorum, voters=voters)))
     title = (
         str(card.get("title") or "")
         if card.get("purpose") != ApprovalPurpose.BUDGET
@@ -179,3 +165,20 @@ def render_vote_refused(payload: Payload) -> Rendered:
     if code:
         blocks.append(context(s.CODE.format(code=esc(code, 100)), trace_text(payload)))
     return finish(s.VOTE_REFUSED_FALLBACK.format(reason=reason), blocks)
+
+
+def render_rejection_reason(payload: Payload) -> Rendered:
+    """``rejection_reason_added``: the thread hears why a step was rejected (added after)."""
+    title = (
+        esc(payload.get("title"), 500)
+        if payload.get("purpose") != ApprovalPurpose.BUDGET and payload.get("title")
+        else s.BUDGET_TITLE
+    )
+    voter = mention(payload.get("voter"))
+    reason = esc_reason(payload.get("reason"))
+    blocks: list[Block] = [
+        section(s.REJECTION_REASON.format(voter=voter, title=title, reason=reason))
+    ]
+    if payload.get("correlation_id"):
+        blocks.append(context(trace_text(payload)))
+    return finish(s.REJECTION_REASON_FALLBACK.format(title=title, reason=reason), blocks)

@@ -9,6 +9,7 @@ from bot import strings as s
 from bot.blocks.approvals import (
     render_approval_card,
     render_approval_requested,
+    render_rejection_reason,
     render_vote_refused,
 )
 from bot.blocks.incident import render_incident_opened
@@ -45,6 +46,7 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.APPROVAL_REQUESTED: render_approval_requested,
     MessageKind.APPROVAL_UPDATED: _render_update_alone,
     MessageKind.VOTE_REFUSED: render_vote_refused,
+    MessageKind.REJECTION_REASON_ADDED: render_rejection_reason,
     MessageKind.STEP_FINISHED: render_step_finished,
     MessageKind.STEP_DENIED: render_step_denied,
     MessageKind.PLAN_BLOCKED: render_plan_blocked,

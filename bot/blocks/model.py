@@ -20,6 +20,7 @@ class MessageKind(StrEnum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_UPDATED = "approval_updated"
     VOTE_REFUSED = "vote_refused"
+    REJECTION_REASON_ADDED = "rejection_reason_added"
     STEP_FINISHED = "step_finished"
     STEP_DENIED = "step_denied"
     PLAN_BLOCKED = "plan_blocked"

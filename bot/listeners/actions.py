@@ -1,16 +1,24 @@
-"""Approve / Reject buttons on approval cards (``value`` is the approval nonce)."""
+"""Approve / Reject buttons on approval cards (``value`` is the approval nonce).
 
+A click is acknowledged only after its vote is committed: a 2xx means the vote survives a crash
+of this process (Slack never resends a click it got a 2xx for). The step a final approval
+starts runs after the ack, in the background. Reject fails safe: the click itself rejects and
+halts the step; the modal that opens afterwards only adds an optional reason.
+"""
+
+from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, metrics
+from bot import blocks, metrics, strings
 from bot.ids import ActionId
 from bot.surface import Surface
 from orchestration.enums import VoteChoice
 from orchestration.telemetry import get_logger
+from orchestration.views import VoteOutcome
 
 log = get_logger("opsgate.actions")
 
@@ -36,33 +44,69 @@ def parse_click(body: dict[str, Any]) -> Click:
     )
 
 
-async def cast(surface: Surface, *, click: Click, choice: VoteChoice, reason: str = "") -> None:
-    """Hand one vote to the control plane (refusals reach the voter through the outbox)."""
-    outcome = await surface.control.vote(
-        nonce=click.nonce, voter=click.user, choice=choice, reason=reason
-    )
+async def cast(
+    surface: Surface, *, click: Click, choice: VoteChoice, later: list[Awaitable[None]]
+) -> VoteOutcome | None:
+    """Record one vote (committed on return); None when the control plane failed.
+
+    Refusals reach the voter through the outbox; the step a final vote starts is appended to
+    ``later``, to run after the ack.
+    """
+    try:
+        outcome = await surface.control.vote(
+            nonce=click.nonce, voter=click.user, choice=choice, defer=later.append
+        )
+    except Exception as exc:  # the database is down, say: tell the voter, never drop silently
+        log.error("vote_failed", choice=choice.value, nonce=click.nonce, error=repr(exc))
+        metrics.VOTES.labels(code="error").inc()
+        return None
     metrics.VOTES.labels(code=outcome.code).inc()
+    return outcome
+
+
+async def _after_ack(later: list[Awaitable[None]]) -> None:
+    for work in later:
+        await work
+
+
+async def tell_not_counted(client: AsyncWebClient, click: Click) -> None:
+    """Tell the voter, privately, that their click was not recorded."""
+    if not click.channel:
+        return  # nowhere to say it; the error is logged
+    await client.chat_postEphemeral(
+        channel=click.channel, user=click.user, text=strings.VOTE_NOT_RECORDED
+    )
 
 
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the button listeners."""
 
     @app.action(ActionId.APPROVE.value)
-    async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         click = parse_click(body)
-        surface.run(cast(surface, click=click, choice=VoteChoice.APPROVE), name="vote-approve")
+        later: list[Awaitable[None]] = []
+        outcome = await cast(surface, click=click, choice=VoteChoice.APPROVE, later=later)
+        await ack()
+        if outcome is None:
+            surface.run(tell_not_counted(client, click), name="vote-not-recorded")
+            return
+        surface.run(_after_ack(later), name="vote-approve")
 
     @app.action(ActionId.REJECT.value)
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
         click = parse_click(body)
-        if click.trigger_id:
-            try:
-                await client.views_open(
-                    trigger_id=click.trigger_id, view=blocks.reject_modal(click.nonce)
-                )
-                return
-            except Exception as exc:  # without a modal, reject without a reason
-                log.warning("reject_modal_failed", error=repr(exc))
-        surface.run(cast(surface, click=click, choice=VoteChoice.REJECT), name="vote-reject")
+        later: list[Awaitable[None]] = []
+        outcome = await cast(surface, click=click, choice=VoteChoice.REJECT, later=later)
+        await ack()
+        if outcome is None:
+            surface.run(tell_not_counted(client, click), name="vote-not-recorded")
+            return
+        surface.run(_after_ack(later), name="vote-reject")
+        if not outcome.accepted or not click.trigger_id:
+            return
+        try:
+            await client.views_open(
+                trigger_id=click.trigger_id, view=blocks.reject_modal(click.nonce)
+            )
+        except Exception as exc:  # the rejection already counts; only the reason is lost
+            log.warning("reject_modal_failed", nonce=click.nonce, error=repr(exc))

@@ -206,6 +206,14 @@ EVERY_KIND: dict[str, dict[str, Any]] = {
         "approval_id": "a1",
         "correlation_id": "corr-123",
     },
+    MessageKind.REJECTION_REASON_ADDED: {
+        "approval_id": "a1",
+        "voter": "U0APP2",
+        "reason": "wrong service",
+        "purpose": "step",
+        "title": "Restart checkout-api",
+        "correlation_id": "corr-123",
+    },
     MessageKind.STEP_FINISHED: step_finished(),
     MessageKind.STEP_DENIED: {
         "title": "Drop the database",
@@ -515,6 +523,31 @@ def test_vote_reasons_and_voters_are_escaped() -> None:
     rendered = render_approval_card(card(title=EVIL), update("rejected", votes=votes, reason=EVIL))
     assert_accepted(rendered)
     assert_escaped(rendered)
+
+
+def test_a_rejected_card_says_who_and_why_once() -> None:
+    votes = [
+        {"voter": "U0APP1", "choice": "approve", "reason": ""},
+        {"voter": "U0APP2", "choice": "reject", "reason": "wrong service."},
+    ]
+    # The approval's stored reason must not stand in for a rejection given without one.
+    text = all_mrkdwn(render_approval_card(card(), update("rejected", votes=votes)))
+    assert text.count("wrong service") == 1
+    assert "❌ *Rejected* by <@U0APP2>: wrong service." in text
+    assert "*1/2 approvals*: <@U0APP1>" in text
+    silent = [{"voter": "U0APP2", "choice": "reject", "reason": ""}]
+    policy = "Policy: two approvers needed."
+    text = all_mrkdwn(render_approval_card(card(), update("rejected", votes=silent, reason=policy)))
+    assert "❌ *Rejected* by <@U0APP2>" in text
+    assert policy not in text
+
+
+def test_a_reason_added_later_is_threaded_with_who_and_what() -> None:
+    rendered = render("rejection_reason_added", EVERY_KIND[MessageKind.REJECTION_REASON_ADDED])
+    text = all_mrkdwn(rendered)
+    assert "<@U0APP2> gave a reason for rejecting *Restart checkout-api*: wrong service" in text
+    evil = {"voter": EVIL, "reason": EVIL, "title": EVIL, "purpose": "step"}
+    assert_escaped(render("rejection_reason_added", evil))
 
 
 def test_vote_refused_tells_the_voter_why() -> None:

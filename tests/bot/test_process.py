@@ -1,5 +1,5 @@
-"""``opsgate serve`` as a real process: start-up checks, and SIGKILL between two votes loses
-nothing."""
+"""``opsgate serve`` as a real process: start-up checks, SIGKILL between two votes loses nothing,
+and a final vote killed right after its commit (before its 2xx) survives."""
 
 import asyncio
 import os
@@ -13,11 +13,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlmodel import Session, col, create_engine, select
 
 from bot.ids import ActionId
 from bot.sandbox import signing
 from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
 from bot.sandbox.workspace import Message
+from orchestration.models import Approval, Step, Vote
 from tests.orchestration.helpers import (
     APPROVER_A,
     APPROVER_B,
@@ -186,6 +188,67 @@ async def test_sigkill_between_two_votes_loses_nothing(
             lambda: service.restarts == 1 and "Verify" in str([m.text for m in replies(slack)])
         )
         assert len(slack.messages(CHANNEL)) == 1
+    finally:
+        served.stop()
+
+
+def approve(slack: FakeSlack, voter: str) -> str:
+    """A click on the restart card's Approve button by ``voter``."""
+    return signing.button_click_body(
+        message=card(slack).to_api(),
+        channel_id=CHANNEL,
+        action_id=ActionId.APPROVE.value,
+        user_id=voter,
+    )
+
+
+def stored(tmp: Path) -> tuple[list[str], list[tuple[str, str]], dict[str, str]]:
+    """Straight from the database file: approval states, votes, step statuses by key."""
+    engine = create_engine(f"sqlite:///{tmp / 'serve.db'}")
+    try:
+        with Session(engine) as session:
+            states = list(session.exec(select(Approval.state)))
+            votes = [(v.voter, v.choice) for v in session.exec(select(Vote).order_by(col(Vote.id)))]
+            steps = {s.key: s.status for s in session.exec(select(Step))}
+    finally:
+        engine.dispose()
+    return states, votes, steps
+
+
+async def test_sigkill_after_the_final_vote_commits_loses_neither_vote_nor_decision(
+    world: tuple[FakeSlack, DemoService, Path],
+) -> None:
+    """The process dies right after the final vote's commit, before its ack: the click got no
+    2xx, yet the vote and the approval are stored, and a fresh process shows the card decided.
+    The step's ticket was issued but never ran (it is left running for the reconciler); the
+    restart endpoint is called at most once."""
+    slack, service, tmp = world
+    served = Served(tmp, slack.base_url)
+    served.env["OPSGATE_FAULT_KILL_AT"] = "after_vote_commit:2"  # the second vote: the final one
+    try:
+        await served.start()
+        body = signing.slash_command_body(
+            command="/incident", text="checkout-api is down", user_id=REQUESTER, channel_id=CHANNEL
+        )
+        assert await served.post(body) == 200
+        await wait_for(lambda: has_buttons(slack))
+        assert await served.post(approve(slack, APPROVER_A)) == 200
+        await wait_for(lambda: "1/2" in str(card(slack).blocks))
+        with pytest.raises(aiohttp.ClientError):  # killed after the commit, before the ack
+            await served.post(approve(slack, APPROVER_B))
+        assert served.proc is not None
+        assert served.proc.wait(10) == -signal.SIGKILL
+        states, votes, steps = stored(tmp)
+        assert states == ["approved"]
+        assert votes == [(APPROVER_A, "approve"), (APPROVER_B, "approve")]
+        assert steps["restart"] == "running"
+
+        served = Served(tmp, slack.base_url)
+        await served.start()
+        await wait_for(lambda: not has_buttons(slack) and "Approved" in str(card(slack).blocks))
+        assert f"<@{APPROVER_A}>, <@{APPROVER_B}>" in str(card(slack).blocks)
+        assert service.restarts <= 1
+        assert stored(tmp)[0] == ["approved"]
     finally:
         served.stop()
 

@@ -1,14 +1,21 @@
 """Signed Slack requests through the real aiohttp app, against a fake Slack Web API."""
 
 import asyncio
+import copy
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import col, select
 
 from bot.ids import ActionId, BlockId
 from bot.sandbox import signing
+from bot.sandbox.workspace import Message
+from orchestration.models import Vote
 from tests.bot.scenario import (
     APPROVER_A,
     APPROVER_B,
@@ -104,34 +111,226 @@ async def test_five_simultaneous_final_clicks_run_the_step_exactly_once(stack: S
     assert stack.service.restarts == 1
 
 
-async def test_rejection_with_a_reason_halts_the_plan_and_says_who(stack: Stack) -> None:
+def has_buttons(message: Message) -> bool:
+    return any(b.get("type") == "actions" for b in message.blocks or [])
+
+
+def nonce_of(card: Message) -> str:
+    [actions] = [b for b in card.blocks or [] if b.get("type") == "actions"]
+    return str(actions["elements"][0]["value"])
+
+
+def reason_body(view: dict[str, Any], *, user: str, reason: str) -> str:
+    """The modal submitted with ``reason`` typed in."""
+    return signing.view_submission_body(
+        user_id=user,
+        view=view,
+        values={
+            BlockId.REJECT_REASON.value: {
+                ActionId.REJECT_REASON_INPUT.value: {"type": "plain_text_input", "value": reason}
+            }
+        },
+    )
+
+
+async def stored_votes(stack: Stack) -> list[tuple[str, str, str]]:
+    rows = await stack.control.db.run(
+        lambda s: list(s.exec(select(Vote.voter, Vote.choice, Vote.reason).order_by(col(Vote.id))))
+    )
+    return [tuple(row) for row in rows]
+
+
+async def plan_status(stack: Stack) -> str:
+    incident = await stack.control.open_incident_in(CHANNEL)
+    assert incident is not None
+    return (await stack.control.incident_plan(incident.id)).status
+
+
+async def test_a_reject_click_halts_the_step_even_if_the_modal_is_never_submitted(
+    stack: Stack,
+) -> None:
+    """The click rejects; the modal only offers a reason. Nobody submits it: the step is still
+    rejected, the card says who, and an approval arriving later is refused."""
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    nonce = nonce_of(card)
+    stale = copy.deepcopy(card.to_api())  # as another approver's screen still shows it
+    status, _ = await stack.click(card, ActionId.REJECT.value, user=APPROVER_A)
+    assert status == 200
+    assert await stored_votes(stack) == [(APPROVER_A, "reject", "")]  # committed before the ack
+    await stack.settle()
+    [view] = stack.slack.workspace.views.values()
+    assert view["private_metadata"] == nonce
+    assert await plan_status(stack) == "halted"
+    card = stack.card("Restart checkout-api")
+    assert not has_buttons(card)
+    assert f"❌ *Rejected* by <@{APPROVER_A}>" in str(card.blocks)
+    assert f"<@{APPROVER_A}> rejected 'Restart checkout-api'; the plan is halted." in stack.texts()
+
+    late = signing.button_click_body(
+        message=stale, channel_id=CHANNEL, action_id=ActionId.APPROVE.value, user_id=APPROVER_B
+    )
+    assert (await stack.post(late))[0] == 200
+    await stack.settle()
+    refused = " ".join(e.text for e in stack.slack.ephemerals(APPROVER_B))
+    assert "already rejected this step" in refused
+    assert stack.service.restarts == 0
+
+
+async def test_the_requester_rejects_their_own_high_risk_step(stack: Stack) -> None:
+    """The requester's approval of a high-risk step does not count; their Reject does."""
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    await stack.click(card, ActionId.APPROVE.value, user=REQUESTER)
+    await stack.settle()
+    assert has_buttons(stack.card("Restart checkout-api"))
+    status, _ = await stack.click(card, ActionId.REJECT.value, user=REQUESTER)
+    assert status == 200
+    await stack.settle()
+    assert await plan_status(stack) == "halted"
+    assert f"❌ *Rejected* by <@{REQUESTER}>" in str(stack.card("Restart checkout-api").blocks)
+    assert [c["trigger_id"] for c in stack.slack.calls_to("views.open")]
+    assert stack.service.restarts == 0
+
+
+async def test_a_stranger_cannot_reject_and_gets_no_modal(stack: Stack) -> None:
+    await open_checkout(stack)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.REJECT.value, user=STRANGER)
+    await stack.settle()
+    assert "person who opened this incident" in " ".join(
+        e.text for e in stack.slack.ephemerals(STRANGER)
+    )
+    assert stack.slack.calls_to("views.open") == []
+    assert has_buttons(stack.card("Restart checkout-api"))
+    assert await plan_status(stack) == "waiting"
+
+
+async def test_a_reject_whose_modal_fails_to_open_still_counts(stack: Stack) -> None:
+    await open_checkout(stack)
+    stack.slack.fail_next("views.open", 1, status=500)
+    status, _ = await stack.click(
+        stack.card("Restart checkout-api"), ActionId.REJECT.value, user=APPROVER_A
+    )
+    assert status == 200
+    await stack.settle()
+    assert stack.slack.workspace.views == {}
+    assert await plan_status(stack) == "halted"
+    assert not has_buttons(stack.card("Restart checkout-api"))
+
+
+async def test_rejection_with_a_reason_halts_the_plan_and_says_who_and_why_once(
+    stack: Stack,
+) -> None:
     await open_checkout(stack)
     card = stack.card("Restart checkout-api")
     status, _ = await stack.click(card, ActionId.REJECT.value, user=APPROVER_A)
     assert status == 200
     await stack.settle()
-    view = list(stack.slack.workspace.views.values())[-1]
-    body = signing.view_submission_body(
-        user_id=APPROVER_A,
-        view=view,
-        values={
-            BlockId.REJECT_REASON.value: {
-                ActionId.REJECT_REASON_INPUT.value: {
-                    "type": "plain_text_input",
-                    "value": "peak traffic",
-                }
-            }
-        },
-    )
-    status, _ = await stack.post(body)
-    assert status == 200
+    assert await plan_status(stack) == "halted"  # before any reason
+    [view] = stack.slack.workspace.views.values()
+    status, body = await stack.post(reason_body(view, user=APPROVER_A, reason="peak traffic."))
+    assert (status, body) == (200, "")  # the modal closes
+    assert await stored_votes(stack) == [(APPROVER_A, "reject", "peak traffic.")]
     await stack.settle()
     assert stack.service.restarts == 0
-    thread = stack.texts()
-    assert APPROVER_A in thread
-    assert "peak traffic" in thread
     card = stack.card("Restart checkout-api")
-    assert not any(b.get("type") == "actions" for b in card.blocks or [])
+    assert not has_buttons(card)
+    card_text = str(card.blocks)
+    assert f"❌ *Rejected* by <@{APPROVER_A}>: peak traffic." in card_text
+    assert card_text.count("peak traffic") == 1
+    assert ".." not in card_text
+    reasons = [m for m in stack.thread() if "gave a reason" in m.text + str(m.blocks)]
+    assert len(reasons) == 1
+    thread_text = str(reasons[0].blocks)
+    assert f"<@{APPROVER_A}> gave a reason for rejecting *Restart checkout-api*: peak traffic." in (
+        thread_text
+    )
+    assert thread_text.count("peak traffic") == 1
+
+
+async def test_a_reason_from_someone_who_did_not_reject_is_refused_in_the_modal(
+    stack: Stack,
+) -> None:
+    await open_checkout(stack)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.REJECT.value, user=APPROVER_A)
+    await stack.settle()
+    [view] = stack.slack.workspace.views.values()
+    status, body = await stack.post(reason_body(view, user=APPROVER_B, reason="not mine"))
+    assert status == 200
+    only = "Only the person who rejected this step can add its reason."
+    assert json.loads(body) == {
+        "response_action": "errors",
+        "errors": {BlockId.REJECT_REASON.value: only},
+    }
+    assert await stored_votes(stack) == [(APPROVER_A, "reject", "")]
+    await stack.settle()
+    assert "not mine" not in stack.texts()
+
+
+async def test_a_blank_reason_closes_the_modal_and_changes_nothing(stack: Stack) -> None:
+    await open_checkout(stack)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.REJECT.value, user=APPROVER_A)
+    await stack.settle()
+    [view] = stack.slack.workspace.views.values()
+    assert await stack.post(reason_body(view, user=APPROVER_A, reason="   ")) == (200, "")
+    await stack.settle()
+    assert await stored_votes(stack) == [(APPROVER_A, "reject", "")]
+    assert "gave a reason" not in stack.texts()
+
+
+async def test_a_click_is_committed_before_its_ack(stack: Stack) -> None:
+    """When the 2xx arrives, the vote is already stored (Slack never resends a 2xx'd click)."""
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    assert (await stack.click(card, ActionId.APPROVE.value, user=APPROVER_A))[0] == 200
+    assert await stored_votes(stack) == [(APPROVER_A, "approve", "")]
+    assert (await stack.click(card, ActionId.APPROVE.value, user=APPROVER_B))[0] == 200
+    assert await stored_votes(stack) == [(APPROVER_A, "approve", ""), (APPROVER_B, "approve", "")]
+    await stack.settle()  # the step the final vote started runs after the ack
+    assert stack.service.restarts == 1
+
+
+async def test_a_click_the_database_cannot_record_is_answered_not_dropped(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control plane fails (database down): the voter hears their click did not count."""
+    await open_checkout(stack)
+
+    async def down(**_kwargs: Any) -> None:
+        raise OperationalError("SELECT 1", None, ConnectionRefusedError("database down"))
+
+    monkeypatch.setattr(stack.control, "vote", down)
+    card = stack.card("Restart checkout-api")
+    for action in (ActionId.APPROVE, ActionId.REJECT):
+        status, _ = await stack.click(card, action.value, user=APPROVER_A)
+        assert status == 200
+    await stack.settle()
+    told = [e.text for e in stack.slack.ephemerals(APPROVER_A)]
+    assert len(told) == 2
+    assert all("did not count" in text for text in told)
+    assert stack.slack.calls_to("views.open") == []
+    monkeypatch.undo()
+    assert await stored_votes(stack) == []
+    assert has_buttons(stack.card("Restart checkout-api"))
+
+
+async def test_a_reason_the_database_cannot_record_keeps_the_modal_open(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await open_checkout(stack)
+    await stack.click(stack.card("Restart checkout-api"), ActionId.REJECT.value, user=APPROVER_A)
+    await stack.settle()
+    [view] = stack.slack.workspace.views.values()
+
+    async def down(**_kwargs: Any) -> None:
+        raise OperationalError("SELECT 1", None, ConnectionRefusedError("database down"))
+
+    monkeypatch.setattr(stack.control, "add_reason", down)
+    status, body = await stack.post(reason_body(view, user=APPROVER_A, reason="peak traffic"))
+    assert status == 200
+    assert json.loads(body)["errors"] == {
+        BlockId.REJECT_REASON.value: "opsgate could not save your reason just now; try again."
+    }
 
 
 async def test_restart_between_two_votes_loses_nothing(stack: Stack) -> None:

@@ -1,5 +1,7 @@
 """Property: whatever the order of clicks, a step runs iff its quorum of distinct eligible
-approvals comes before any eligible rejection, and it runs at most once."""
+approvals comes before any eligible rejection, and it runs at most once. Approving takes a
+configured approver (not the requester, for high risk); rejecting takes an approver or the
+requester, whether or not the requester is a configured approver."""
 
 import asyncio
 import tempfile
@@ -23,24 +25,35 @@ clicks = st.lists(
 )
 
 
-def expected(sequence: list[tuple[str, VoteChoice]], *, quorum: int, exclude: bool) -> str:
+def expected(
+    sequence: list[tuple[str, VoteChoice]],
+    *,
+    quorum: int,
+    exclude: bool,
+    approvers: frozenset[str],
+) -> str:
     """The model: 'ran', 'rejected' or 'waiting'."""
     approvals: set[str] = set()
     voted: set[str] = set()
     for voter, choice in sequence:
-        eligible = voter in (REQUESTER, *APPROVERS) and not (exclude and voter == REQUESTER)
-        if not eligible or voter in voted:
+        if voter in voted:
+            continue
+        if choice is VoteChoice.REJECT:
+            if voter in approvers or voter == REQUESTER:  # a veto needs no quorum
+                return "rejected"
+            continue
+        if voter not in approvers or (exclude and voter == REQUESTER):
             continue
         voted.add(voter)
-        if choice is VoteChoice.REJECT:
-            return "rejected"
         approvals.add(voter)
         if len(approvals) >= quorum:
             return "ran"
     return "waiting"
 
 
-async def play(sequence: list[tuple[str, VoteChoice]], risk: str) -> tuple[str, int]:
+async def play(
+    sequence: list[tuple[str, VoteChoice]], risk: str, approvers: frozenset[str]
+) -> tuple[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         fake = FakeTool()
@@ -50,7 +63,7 @@ async def play(sequence: list[tuple[str, VoteChoice]], risk: str) -> tuple[str, 
             FakeClock(),
             fake,
             {"tool": "fake.nuke" if risk == "high" else "fake.write", "risk": risk},
-            approvers=[REQUESTER, *APPROVERS],
+            approvers=sorted(approvers),
         )
         try:
             opened = await cp.open_incident(text="fakefix", requester=REQUESTER)
@@ -66,11 +79,16 @@ async def play(sequence: list[tuple[str, VoteChoice]], risk: str) -> tuple[str, 
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sequence=clicks, risk=st.sampled_from(["medium", "high"]))
+@given(
+    sequence=clicks,
+    risk=st.sampled_from(["medium", "high"]),
+    requester_approves=st.booleans(),
+)
 def test_step_runs_iff_quorum_of_distinct_eligible_approvals_precedes_a_rejection(
-    sequence: list[tuple[str, VoteChoice]], risk: str
+    sequence: list[tuple[str, VoteChoice]], risk: str, requester_approves: bool
 ) -> None:
     quorum, exclude = (2, True) if risk == "high" else (1, False)
-    outcome, calls = asyncio.run(play(sequence, risk))
-    assert outcome == expected(sequence, quorum=quorum, exclude=exclude)
+    approvers = frozenset(APPROVERS) | ({REQUESTER} if requester_approves else set())
+    outcome, calls = asyncio.run(play(sequence, risk, approvers))
+    assert outcome == expected(sequence, quorum=quorum, exclude=exclude, approvers=approvers)
     assert calls == (1 if outcome == "ran" else 0)

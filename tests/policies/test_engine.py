@@ -14,6 +14,7 @@ from policies import (
     Verdict,
     assess_risk,
     default_pack,
+    eligible_rejecter,
     eligible_voter,
     evaluate,
     load_pack_text,
@@ -375,6 +376,52 @@ def test_decisions_without_approval_take_no_votes() -> None:
         assert (result.counts, result.code) == (False, Code.NO_APPROVAL_NEEDED)
 
 
+def test_requester_may_reject_their_own_high_risk_step() -> None:
+    """A veto needs no quorum: the requester's rejection counts where their approval does not."""
+    decision = _evaluate(change(risk=Risk.HIGH))
+    assert decision.exclude_requester
+    result = eligible_rejecter(decision, voter=REQUESTER, requester=REQUESTER, approvers=APPROVERS)
+    assert (result.counts, result.code) == (True, "vote_counts")
+
+
+def test_requester_who_is_not_an_approver_may_still_reject() -> None:
+    """Opening the incident is enough to stop its plan; approving still takes an approver."""
+    decision = _evaluate(change(risk=Risk.HIGH))
+    others = APPROVERS - {REQUESTER}
+    assert eligible_rejecter(
+        decision, voter=REQUESTER, requester=REQUESTER, approvers=others
+    ).counts
+    assert not eligible_voter(
+        decision, voter=REQUESTER, requester=REQUESTER, approvers=others
+    ).counts
+
+
+@pytest.mark.parametrize("risk", [Risk.MEDIUM, Risk.HIGH])
+def test_any_configured_approver_may_reject(risk: Risk) -> None:
+    decision = _evaluate(change(risk=risk))
+    for voter in APPROVERS - {REQUESTER}:
+        result = eligible_rejecter(decision, voter=voter, requester=REQUESTER, approvers=APPROVERS)
+        assert (result.counts, result.code) == (True, "vote_counts")
+
+
+def test_strangers_cannot_reject() -> None:
+    """Someone neither an approver nor the requester is refused, in plain words."""
+    decision = _evaluate(change(risk=Risk.HIGH))
+    result = eligible_rejecter(
+        decision, voter="U_STRANGER", requester=REQUESTER, approvers=APPROVERS
+    )
+    assert (result.counts, result.code) == (False, "not_an_approver")
+    assert result.reason == (
+        "Only configured approvers and the person who opened this incident can reject this step."
+    )
+
+
+def test_steps_without_approval_take_no_rejections() -> None:
+    for decision in (_evaluate(context()), _evaluate(_sql("DROP TABLE t"))):
+        result = eligible_rejecter(decision, voter="U_A", requester=REQUESTER, approvers=APPROVERS)
+        assert (result.counts, result.code) == (False, Code.NO_APPROVAL_NEEDED)
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 _WORDS = st.sampled_from(
@@ -431,3 +478,15 @@ def test_quorum_is_monotonic_in_risk(ctx: PolicyContext, first: Risk, second: Ri
     elif high.verdict is not Verdict.DENY:
         assert low.quorum <= high.quorum
         assert high.exclude_requester or not low.exclude_requester
+
+
+@given(CONTEXTS, st.sampled_from(["U_REQ", "U_A", "U_B", "U_STRANGER"]))
+def test_a_veto_is_never_harder_to_cast_than_an_approval(ctx: PolicyContext, voter: str) -> None:
+    """Whoever may approve may reject; the requester may always reject a step that takes votes."""
+    decision = _evaluate(ctx)
+    args = {"voter": voter, "requester": ctx.requester, "approvers": ctx.approvers}
+    rejects = eligible_rejecter(decision, **args).counts
+    if eligible_voter(decision, **args).counts:
+        assert rejects
+    if decision.verdict is Verdict.REQUIRE_APPROVAL and voter == ctx.requester:
+        assert rejects
