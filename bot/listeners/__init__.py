@@ -3,13 +3,17 @@
 from slack_bolt.async_app import AsyncApp
 
 from bot.ids import ActionId, CallbackId
-from bot.listeners import actions, commands, events, views
+from bot.listeners import actions, commands, events, indoubt, views
 from bot.surface import Surface
 
 LISTENED = {
     "commands": (commands.COMMAND,),
     "events": events.EVENTS,
-    "actions": (ActionId.APPROVE.value, ActionId.REJECT.value),
+    "actions": (
+        ActionId.APPROVE.value,
+        ActionId.REJECT.value,
+        *(action_id.value for action_id in indoubt.ANSWERS),
+    ),
     "views": (CallbackId.REJECT_REASON.value,),
 }
 
@@ -18,5 +22,6 @@ def register(app: AsyncApp, surface: Surface) -> None:
     """Attach every listener to ``app``."""
     commands.register(app, surface)
     actions.register(app, surface)
+    indoubt.register(app, surface)
     views.register(app, surface)
     events.register(app, surface)

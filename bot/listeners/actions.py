@@ -64,7 +64,8 @@ async def cast(
     return outcome
 
 
-async def _after_ack(later: list[Awaitable[None]]) -> None:
+async def after_ack(later: list[Awaitable[None]]) -> None:
+    """Run, in order, the work a committed vote left for after its ack."""
     for work in later:
         await work
 
@@ -90,7 +91,7 @@ def register(app: AsyncApp, surface: Surface) -> None:
         if outcome is None:
             surface.run(tell_not_counted(client, click), name="vote-not-recorded")
             return
-        surface.run(_after_ack(later), name="vote-approve")
+        surface.run(after_ack(later), name="vote-approve")
 
     @app.action(ActionId.REJECT.value)
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -101,7 +102,7 @@ def register(app: AsyncApp, surface: Surface) -> None:
         if outcome is None:
             surface.run(tell_not_counted(client, click), name="vote-not-recorded")
             return
-        surface.run(_after_ack(later), name="vote-reject")
+        surface.run(after_ack(later), name="vote-reject")
         if not outcome.accepted or not click.trigger_id:
             return
         try:

@@ -71,7 +71,15 @@ def placeholder(approval: Approval) -> VoteOutcome:
     return VoteOutcome(accepted=True, code="vote_counted", reason="", approval_id=approval.id)
 
 
-def card(session: Session, ctx: Ctx, approval: Approval, votes: list[Vote]) -> None:
+def card(
+    session: Session,
+    ctx: Ctx,
+    approval: Approval,
+    votes: list[Vote],
+    *,
+    choice: VoteChoice | None = None,
+) -> None:
+    """Queue the card's update after a vote (``choice``: the answer that decided it)."""
     emit(
         session,
         ctx,
@@ -84,6 +92,7 @@ def card(session: Session, ctx: Ctx, approval: Approval, votes: list[Vote]) -> N
             "votes": [{"voter": v.voter, "choice": v.choice, "reason": v.reason} for v in votes],
             "decided_by": approval.decided_by,
             "reason": approval.reason,
+            "choice": choice.value if choice else None,
         },
         step_id=approval.step_id,
     )

@@ -18,6 +18,7 @@ from orchestration.approvals.common import (
     voters,
 )
 from orchestration.approvals.expiry import expire
+from orchestration.approvals.indoubt import ANSWERS, answer_in_doubt
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, StepStatus, VoteChoice
 from orchestration.lifecycle import (
     check_fresh,
@@ -123,6 +124,19 @@ def cast_vote(
         nonce=nonce,
         detail={"choice": choice.value, "reason": reason},
     )
+    if approval.purpose == ApprovalPurpose.IN_DOUBT.value:
+        assert step is not None  # in-doubt records always name their step
+        return answer_in_doubt(
+            session,
+            ctx,
+            rt,
+            approval,
+            plan=plan,
+            step=step,
+            voter=voter,
+            choice=choice,
+            votes=votes,
+        )
     if choice is VoteChoice.REJECT:
         return _reject(
             session, ctx, approval, plan=plan, step=step, voter=voter, reason=reason, votes=votes
@@ -145,6 +159,9 @@ def cast_vote(
     )
 
 
+_STEP_CHOICES = frozenset({VoteChoice.APPROVE, VoteChoice.REJECT})
+
+
 def _admissible(
     session: Session,
     ctx: Ctx,
@@ -158,6 +175,9 @@ def _admissible(
     votes: list[Vote],
 ) -> None:
     """Raise Refused unless ``voter`` may cast ``choice`` on ``approval`` now."""
+    in_doubt = approval.purpose == ApprovalPurpose.IN_DOUBT.value
+    if choice not in (ANSWERS if in_doubt else _STEP_CHOICES):
+        raise Refused("wrong_answer", "That answer does not belong to this card.")
     if approval.state == ApprovalState.REJECTED.value and approval.decided_by:
         raise Refused(
             "approval_decided",

@@ -30,7 +30,13 @@ def test_manifest_declares_exactly_the_commands_and_events_we_listen_to() -> Non
     events = {EVENT_OF[e] for e in data["settings"]["event_subscriptions"]["bot_events"]}
     assert events == set(LISTENED["events"])
     assert data["settings"]["interactivity"]["is_enabled"] is True
-    assert set(LISTENED["actions"]) == {ActionId.APPROVE.value, ActionId.REJECT.value}
+    assert set(LISTENED["actions"]) == {
+        ActionId.APPROVE.value,
+        ActionId.REJECT.value,
+        ActionId.IN_DOUBT_RAN.value,
+        ActionId.IN_DOUBT_RERUN.value,
+        ActionId.IN_DOUBT_STOP.value,
+    }
     assert LISTENED["views"] == (CallbackId.REJECT_REASON.value,)
 
 

@@ -294,3 +294,86 @@ async def test_a_renewed_lease_keeps_the_step_with_its_replica(
     await opening
     assert len(tool.calls) == 1
     assert (await step_row(a, "s0")).status == "succeeded"
+
+
+async def in_doubt_world(world: Any, clock: FakeClock, *steps: dict[str, Any]) -> Any:
+    """Two replicas, the first step put in doubt on B after A died mid-call; returns the lot."""
+    tool = HeldTool()
+    a, b = await world(tool, *steps)
+    opened = await a.open_incident(text="fakefix", requester=REQUESTER)
+    voting = asyncio.create_task(
+        a.vote(nonce=await pending_nonce(a), voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    )
+    await tool.started.wait()
+    await die(voting)
+    clock.advance(LEASE_S + 1)
+    assert await b.reconcile() == 1
+    nonce = await pending_nonce(b)
+    return tool, b, opened, nonce
+
+
+async def test_it_ran_settles_the_step_and_the_plan_goes_on(world: Any, clock: FakeClock) -> None:
+    tool, b, opened, nonce = await in_doubt_world(
+        world, clock, {"tool": "fake.write", "risk": "medium"}, {"tool": "fake.read"}
+    )
+    wrong = await b.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    assert (wrong.accepted, wrong.code) == (False, "wrong_answer")
+    done = await b.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.RAN)
+    assert done.accepted
+    view = await b.plan_view(opened.plan_id)
+    assert [s.status for s in view.steps] == ["succeeded", "succeeded"]
+    assert view.status == "succeeded"
+    assert [c.action for c in tool.calls] == ["write", "read"]  # never re-run
+    assert len(await events(b, "in_doubt_settled")) == 1
+
+
+async def test_run_it_again_reruns_once_under_the_same_key(world: Any, clock: FakeClock) -> None:
+    tool, b, opened, nonce = await in_doubt_world(
+        world, clock, {"tool": "fake.write", "risk": "medium"}
+    )
+    await b.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.RERUN)
+    again = await b.vote(nonce=nonce, voter="UAPP2", choice=VoteChoice.RERUN)
+    assert (again.accepted, again.code) == (False, "approval_decided")  # quorum 1: decided
+    view = await b.plan_view(opened.plan_id)
+    assert view.steps[0].status == "succeeded"
+    assert [c.action for c in tool.calls] == ["write", "write"]
+    assert tool.calls[0].idempotency_key == tool.calls[1].idempotency_key
+
+
+async def test_stop_is_a_veto_the_requester_may_cast_and_the_step_stays_in_doubt(
+    world: Any, clock: FakeClock
+) -> None:
+    tool, b, opened, nonce = await in_doubt_world(
+        world, clock, {"tool": "fake.write", "risk": "medium"}, {"tool": "fake.read"}
+    )
+    stopped = await b.vote(nonce=nonce, voter=REQUESTER, choice=VoteChoice.REJECT)
+    assert stopped.accepted
+    view = await b.plan_view(opened.plan_id)
+    assert view.status == "halted"
+    assert [s.status for s in view.steps] == ["in_doubt", "skipped"]
+    assert len(tool.calls) == 1
+    late = await b.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.RAN)
+    assert (late.accepted, late.code) == (False, "approval_decided")
+
+
+async def test_a_high_risk_in_doubt_step_needs_two_answers_and_never_the_requesters(
+    world: Any, clock: FakeClock
+) -> None:
+    tool = HeldTool()
+    a, b = await world(tool, {"tool": "fake.nuke", "risk": "high"})
+    opened = await a.open_incident(text="fakefix", requester=REQUESTER)
+    nonce = await pending_nonce(a)
+    await a.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    voting = asyncio.create_task(a.vote(nonce=nonce, voter="UAPP2", choice=VoteChoice.APPROVE))
+    await tool.started.wait()
+    await die(voting)
+    clock.advance(LEASE_S + 1)
+    await b.reconcile()
+    card_nonce = await pending_nonce(b, besides=nonce)
+    own = await b.vote(nonce=card_nonce, voter=REQUESTER, choice=VoteChoice.RAN)
+    assert (own.accepted, own.code) == (False, "requester_cannot_approve")
+    first = await b.vote(nonce=card_nonce, voter=APPROVER_A, choice=VoteChoice.RAN)
+    assert first.accepted
+    assert (await step_row(b, "s0")).status == "in_doubt"
+    await b.vote(nonce=card_nonce, voter="UAPP2", choice=VoteChoice.RAN)
+    assert (await b.plan_view(opened.plan_id)).status == "succeeded"
