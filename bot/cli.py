@@ -166,6 +166,10 @@ def cmd_check(config: Path | None) -> int:
         f"runbooks: {len(report.runbooks)} in {report.config.runbooks}: "
         f"{', '.join(sorted(report.runbooks)) or 'none'}"
     )
+    print(
+        f"playbooks: {len(report.playbooks)} in {report.config.playbook_folder()}: "
+        f"{', '.join(sorted(report.playbooks)) or 'none'}"
+    )
     pack = report.config.policies or "built-in default pack"
     print(f"policies: {pack}")
     print(
