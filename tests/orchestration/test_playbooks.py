@@ -848,8 +848,6 @@ async def test_a_broken_playbook_never_stops_runbooks_or_the_other_playbooks_loa
         problems = await cp.start()
         assert [(p.where, p.line) for p in problems] == [("failure_mode", 4)]
         assert "svc-fix" in cp.snapshot.runbooks
-        stored = await rows(cp, AuditEvent)  # nothing audited by loading
-        assert stored == []
         docs = await rows(cp, Knowledge, Knowledge.kind == "playbook")
         assert [(d.key, d.version) for d in docs] == [("flaky", 1)]
     finally:
