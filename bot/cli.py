@@ -168,6 +168,10 @@ def cmd_check(config: Path | None) -> int:
         f"{', '.join(sorted(report.runbooks)) or 'none'}"
         + (f" (retired: {', '.join(report.retired)})" if report.retired else "")
     )
+    print(
+        f"playbooks: {len(report.playbooks)} in {report.config.playbook_folder()}: "
+        f"{', '.join(sorted(report.playbooks)) or 'none'}"
+    )
     pack = report.config.policies or "built-in default pack"
     print(f"policies: {pack}")
     print(

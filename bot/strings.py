@@ -66,6 +66,27 @@ STEP_RERUN: Final = (
     "safe to repeat under the same idempotency key."
 )
 STEP_RERUN_FALLBACK: Final = "Running {title} again"
+
+# Recovery playbooks: what opsgate does about a known failure mode (orchestration.recovery).
+RECOVERY_TITLE: Final = "🧰 *Recovery playbook:* {title} ({mode})"
+RECOVERY_MODES: Final = {
+    "tool_flaky": "a tool kept failing",
+    "stale_context": "the plan's knowledge changed",
+    "permission_error": "a call was not permitted",
+    "in_doubt": "a step is in doubt",
+    "compensation_failed": "undoing a step failed",
+}
+RECOVERY_FAILED_STEP: Final = "*After:* {step}  `{tool}`{code}"
+RECOVERY_CODE: Final = " ({code})"
+RECOVERY_MANUAL: Final = "*For you to do:*"
+RECOVERY_MANUAL_ITEM: Final = "{n}. {text}"
+RECOVERY_PLAN: Final = "*Recovery plan v{version}* (`{runbook}`), gated like any plan:"
+RECOVERY_REPLAN: Final = "*Fresh plan v{version}* from the current runbook `{runbook}`:"
+RECOVERY_STEP: Final = "{n}. {emoji} {title}  `{tool}` ({risk})"
+RECOVERY_MORE: Final = "…and {count} more"
+RECOVERY_SKIPPED: Final = "⚠️ *Nothing automated:* {reason}"
+RECOVERY_PLAYBOOK: Final = "Playbook `{playbook}` v{version}"
+RECOVERY_FALLBACK: Final = "Recovery playbook: {title} ({mode})"
 STEP_CANCELLED: Final = "⏹️ *{title}* stopped  `{tool}`"
 
 # Risk levels (common.Risk values) and their emoji.

@@ -1,15 +1,24 @@
-"""``opsgate check``: validate config, runbooks and policies; every problem with file and line."""
+"""``opsgate check``: validate config, runbooks, recovery playbooks and policies; every problem
+with file and line."""
 
-from collections.abc import Callable
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adapters import AdapterError, ToolRegistry, validate_args
-from common.yamlsrc import Problem, load_located
+from common.yamlsrc import LocatedYaml, Problem, describe_loc, load_located
 from orchestration.config import OpsgateConfig, check_config
 from orchestration.errors import ConfigError
-from orchestration.runbooks import Runbook, fill, scan_folder
+from orchestration.recovery.playbooks import (
+    ARG_NAMES,
+    Playbook,
+    PlaybookSet,
+    load_playbooks,
+    runbook_params,
+)
+from orchestration.runbooks import Runbook, StepSpec, fill, scan_folder
 from policies import Pack, check_pack, default_pack, load_pack
 
 
@@ -21,6 +30,7 @@ class Report:
     pack: Pack | None = None
     runbooks: dict[str, Runbook] = field(default_factory=dict)
     retired: list[str] = field(default_factory=list)  # ids of retirement markers
+    playbooks: dict[str, Playbook] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -42,11 +52,14 @@ def load_policies(config: OpsgateConfig) -> tuple[Pack | None, list[Problem]]:
     return load_pack(config.policies), []
 
 
-def _tool_problems(runbook: Runbook, tools: ToolRegistry, source: str) -> list[Problem]:
-    located = load_located(Path(source).read_text(encoding="utf-8"), source=source)
+def _tool_problems(
+    steps: Sequence[StepSpec], *, names: set[str], tools: ToolRegistry, located: LocatedYaml
+) -> list[Problem]:
+    """Unknown tool actions, args the action refuses, and checks that change state."""
+    source = located.source
     problems = []
-    sample = dict.fromkeys(runbook.match.group_names() | set(runbook.params), "example")
-    for index, step in enumerate(runbook.steps):
+    sample = dict.fromkeys(names, "example")
+    for index, step in enumerate(steps):
         calls: list[tuple[tuple[str | int, ...], str, dict[str, Any]]] = [
             (("steps", index, "tool"), step.tool, step.args)
         ]
@@ -77,6 +90,40 @@ def _tool_problems(runbook: Runbook, tools: ToolRegistry, source: str) -> list[P
     return problems
 
 
+def check_playbooks(
+    config: OpsgateConfig, runbooks: Mapping[str, Runbook], tools: ToolRegistry | None
+) -> PlaybookSet:
+    """The recovery playbooks with every problem: schema, placeholders, ids, ambiguous
+    matches and, given ``tools``, actions and args the tools refuse."""
+    folder = config.playbook_folder()
+    if config.playbooks is not None and not folder.is_dir():
+        problem = Problem(str(folder), None, "(folder)", "playbook folder does not exist")
+        return PlaybookSet(problems=[problem])
+    params = runbook_params(runbooks.values())
+    loaded = load_playbooks(folder, params=params)
+    if tools is None:
+        return loaded
+    known = tools.names()
+    names = set(ARG_NAMES) | params
+    for playbook, located in loaded.parsed:
+        loaded.problems.extend(
+            _tool_problems(playbook.steps, names=names, tools=tools, located=located)
+        )
+        for index, pattern in enumerate(playbook.match.tools if playbook.match else ()):
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in known):
+                loc = ("match", "tools", index)
+                loaded.problems.append(
+                    Problem(
+                        located.source,
+                        located.line_of(loc),
+                        describe_loc(loc),
+                        f"{pattern!r} matches no tool action; known actions: {', '.join(known)}",
+                    )
+                )
+    loaded.problems.sort(key=lambda p: (p.source, p.line or 0))
+    return loaded
+
+
 def check_all(
     config_path: Path | None, tools_for: Callable[[OpsgateConfig], ToolRegistry]
 ) -> Report:
@@ -105,7 +152,16 @@ def check_all(
             runbook_id = _runbook_id(path)
             if runbook_id in runbooks and runbook_id not in checked:
                 checked.add(runbook_id)
-                report.problems += _tool_problems(runbooks[runbook_id], tools, str(path))
+                runbook = runbooks[runbook_id]
+                report.problems += _tool_problems(
+                    runbook.steps,
+                    names=runbook.match.group_names() | set(runbook.params),
+                    tools=tools,
+                    located=load_located(path.read_text(encoding="utf-8"), source=str(path)),
+                )
+    playbooks = check_playbooks(config, runbooks, tools)
+    report.playbooks = playbooks.playbooks
+    report.problems += playbooks.problems
     return report
 
 

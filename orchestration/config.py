@@ -152,6 +152,7 @@ class OpsgateConfig(BaseModel):
     model_config = _STRICT
     mode: Mode = Mode.SUPERVISED
     runbooks: Path = Path("runbooks")
+    playbooks: Path | None = None  # recovery playbooks; default: the runbooks folder's recovery/
     policies: Path | None = None
     approvers: list[str] = Field(default_factory=list)
     approver_groups: dict[str, list[str]] = Field(default_factory=dict)
@@ -177,6 +178,10 @@ class OpsgateConfig(BaseModel):
         if not self.digest.enabled:
             return None
         return self.digest.channel or self.slack.ops_channel
+
+    def playbook_folder(self) -> Path:
+        """Where recovery playbooks live: ``playbooks``, else ``<runbooks>/recovery``."""
+        return self.playbooks if self.playbooks is not None else self.runbooks / "recovery"
 
     def approver_ids(self) -> frozenset[str]:
         """Configured approvers with user groups expanded to their members."""
@@ -222,6 +227,8 @@ def check_config(path: Path | None = None) -> tuple[OpsgateConfig | None, list[P
         updates["runbooks"] = base / config.runbooks
     if config.policies is not None and not config.policies.is_absolute():
         updates["policies"] = base / config.policies
+    if config.playbooks is not None and not config.playbooks.is_absolute():
+        updates["playbooks"] = base / config.playbooks
     return config.model_copy(update=updates), []
 
 

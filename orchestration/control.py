@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
@@ -28,6 +28,7 @@ from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
 from orchestration.knowledge import KnowledgeSnapshot, KnowledgeSync, behind
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
+from orchestration.materialise import materialise
 from orchestration.models import (
     AuditEvent,
     CostEntry,
@@ -38,7 +39,15 @@ from orchestration.models import (
     Step,
 )
 from orchestration.records import Ctx, audit, emit
-from orchestration.recovery import CheckJob, claim_lapsed, record_check, renew_held, stop_running
+from orchestration.recovery import (
+    CheckJob,
+    claim_lapsed,
+    proposed_plans,
+    record_check,
+    renew_held,
+    stop_running,
+    store_playbooks,
+)
 from orchestration.runtime import Runtime
 from orchestration.stepflow import finish_step, next_action
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
@@ -46,6 +55,7 @@ from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, Step
 from policies import Pack
 
 log = get_logger("opsgate.control")
+T = TypeVar("T")
 COST_DIMENSIONS = ("plan_id", "role", "tool", "runbook_id", "channel")
 
 
@@ -124,7 +134,13 @@ class ControlPlane:
         Returns the problems found in the files.
         """
         await self.knowledge.refresh(rescan=True)
-        return list(self.knowledge.files.problems)
+        runbooks = self.snapshot.runbooks
+        found = await self.db.run(
+            lambda s: store_playbooks(
+                s, folder=self.config.playbook_folder(), runbooks=runbooks, now=self.clock.now()
+            )
+        )
+        return list(self.knowledge.files.problems) + found
 
     async def refresh_knowledge(self) -> bool:
         """One periodic refresh (cheap when nothing changed); True when plans will differ."""
@@ -171,63 +187,17 @@ class ControlPlane:
         correlation_id: str = "",
         history: Mapping[str, float] | None = None,
     ) -> tuple[Plan, list[Step]]:
-        """Rows for a draft; tool metadata decides read-only, idempotent and the floor of risk.
-
-        A step's forecast is the runbook's ``cost_usd`` when given, else the average of past
-        runs of the same tool action (``history``), else the tool's configured cost per call.
-        """
-        budgets = self.config.budgets
-        plan = Plan(
-            id=uuid.uuid4().hex,
-            incident_id=incident_id,
-            version=1,
-            runbook_id=draft.runbook_id,
-            runbook_version=draft.runbook_version,
-            knowledge_pins=draft.knowledge_pins,
-            params=draft.params,
-            plan_hash=draft.plan_hash,
-            status=PlanStatus.PROPOSED.value,
-            mode=self.config.mode.value,
+        """Rows for a draft (see ``orchestration.materialise``)."""
+        return materialise(
+            self.rt,
+            draft,
             requester=requester,
+            incident_id=incident_id,
             channel=channel,
-            budget_usd=draft.budget_usd if draft.budget_usd is not None else budgets.plan_usd,
-            budget_tokens=(
-                draft.budget_tokens if draft.budget_tokens is not None else budgets.plan_tokens
-            ),
-            soft_ratio=budgets.soft_ratio,
+            now=self.clock.now(),
             correlation_id=correlation_id,
-            created_at=self.clock.now(),
+            history=history,
         )
-        steps = []
-        for position, item in enumerate(draft.steps):
-            tool, spec = self.rt.tools.action(item.tool_action)
-            risk = item.risk.at_least(spec.risk)
-            estimate = item.cost_usd
-            if estimate is None:
-                estimate = (history or {}).get(item.tool_action, tool.spec.cost_per_call_usd)
-            steps.append(
-                Step(
-                    id=uuid.uuid4().hex,
-                    plan_id=plan.id,
-                    position=position,
-                    key=item.key,
-                    title=item.title,
-                    tool_action=item.tool_action,
-                    args=item.args,
-                    args_hash=item.args_hash,
-                    declared_risk=risk.value,
-                    risk=risk.value,
-                    read_only=spec.read_only,
-                    idempotent=spec.idempotent,
-                    expect=item.expect,
-                    compensate=item.compensate,
-                    in_doubt_check=item.check,
-                    status="pending",
-                    estimate_usd=estimate,
-                )
-            )
-        plan.forecast_usd = sum(s.estimate_usd for s in steps)
-        return plan, steps
 
     # --- incidents ---------------------------------------------------------------------
 
@@ -430,7 +400,7 @@ class ControlPlane:
         """
         if ticket is None:
             ticket = (
-                await self.db.run(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
+                await self._unit(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
             ).ticket
         while ticket is not None:
             done = ticket
@@ -444,7 +414,14 @@ class ControlPlane:
                 flush_appends(session)  # the next step's budget checks read these costs
                 return next_action(session, self._ctx(), self.rt, plan_id, locked=plan).ticket
 
-            ticket = await self.db.run(finish_then_next)
+            ticket = await self._unit(finish_then_next)
+
+    async def _unit(self, work: Callable[[Session], T]) -> T:
+        """Run one unit of work, then advance the plans recovery playbooks proposed in it."""
+        result, proposed = await self.db.run(lambda s: (work(s), proposed_plans(s)))
+        for plan_id in proposed:
+            await self.advance(plan_id)
+        return result
 
     async def _run(self, ticket: Ticket) -> Outcome:
         """Run one ticket as a task this process can stop (cancel, resolve, lost lease)."""
@@ -542,7 +519,7 @@ class ControlPlane:
         vote starts is awaited here, or handed to ``defer`` so the caller can acknowledge the
         vote first and run the step in the background.
         """
-        result = await self.db.run(
+        result = await self._unit(
             lambda s: cast_vote(
                 s,
                 self._ctx(actor=voter, role=Role.HUMAN),

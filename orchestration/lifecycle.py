@@ -8,6 +8,7 @@ from orchestration.errors import NotFound
 from orchestration.knowledge import pinned_versions, stale_pins
 from orchestration.models import Approval, Plan, Step, TaskMemory
 from orchestration.records import Ctx, audit, emit, span
+from orchestration.runtime import Runtime
 from orchestration.statemachine import (
     APPROVAL_TRANSITIONS,
     PLAN_FINAL,
@@ -147,8 +148,9 @@ def end_plan(
         emit(session, ctx, "escalation", {"reason": reason, "code": code})
 
 
-def check_fresh(session: Session, ctx: Ctx, plan: Plan) -> bool:
-    """False (and the plan invalidated) when a pinned knowledge version changed."""
+def check_fresh(session: Session, ctx: Ctx, plan: Plan, *, rt: Runtime) -> bool:
+    """False (and the plan invalidated, its stale_context playbook applied) when a pinned
+    knowledge version changed."""
     changed = stale_pins(plan.knowledge_pins, pinned_versions(session, plan.knowledge_pins))
     if not changed:
         return True
@@ -158,6 +160,9 @@ def check_fresh(session: Session, ctx: Ctx, plan: Plan) -> bool:
         "fresh plan."
     )
     end_plan(session, ctx, plan, PlanStatus.STALE, reason=reason, code="plan_stale")
+    from orchestration.recovery import after_stale  # noqa: PLC0415 - recovery imports lifecycle
+
+    after_stale(session, ctx, rt, plan)
     return False
 
 

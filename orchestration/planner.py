@@ -13,7 +13,7 @@ more keywords, then to the runbook id in alphabetical order.
 import difflib
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +22,7 @@ from common import Risk, canonical_json
 from common.hashing import args_hash
 from orchestration.errors import NoMatch, OrchestrationError
 from orchestration.knowledge import KnowledgeSnapshot
-from orchestration.runbooks import Runbook, fill, placeholders
+from orchestration.runbooks import Runbook, StepSpec, fill, placeholders
 
 PLANNER_VERSION = 1
 
@@ -141,38 +141,36 @@ def _validate_params(runbook: Runbook, params: Mapping[str, str]) -> dict[str, s
     return clean
 
 
-def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
-    """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
-    clean = _validate_params(runbook, params)
-    missing = sorted(_needed_params(runbook) - set(clean))
-    if missing:
-        raise OrchestrationError(
-            f"runbook {runbook.id} needs parameter {missing[0]!r}, which the text did not give",
-            code="param_invalid",
-        )
+def hash_plan(body: Mapping[str, Any]) -> str:
+    """The short hash that names a plan: SHA-256 of its canonical content."""
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+
+def draft_steps(specs: Sequence[StepSpec], params: Mapping[str, str]) -> tuple[StepDraft, ...]:
+    """Drafts of ``specs`` with ``{name}`` placeholders filled from ``params``; pure."""
     steps = []
-    for spec in runbook.steps:
-        args = fill(spec.args, clean)
+    for spec in specs:
+        args = fill(spec.args, params)
         compensate = None
         if spec.compensate is not None:
             compensate = {
                 "tool": spec.compensate.tool,
-                "args": fill(spec.compensate.args, clean),
-                "title": fill(spec.compensate.title or f"Undo {spec.title}", clean),
+                "args": fill(spec.compensate.args, params),
+                "title": fill(spec.compensate.title or f"Undo {spec.title}", params),
                 "risk": spec.compensate.risk.value,
             }
         check = None
         if spec.check is not None:
             check = {
                 "tool": spec.check.tool,
-                "args": fill(spec.check.args, clean),
+                "args": fill(spec.check.args, params),
                 "expect": spec.check.expect,
-                "title": fill(spec.check.title or f"Check {spec.title}", clean),
+                "title": fill(spec.check.title or f"Check {spec.title}", params),
             }
         steps.append(
             StepDraft(
                 key=spec.id,
-                title=fill(spec.title, clean),
+                title=fill(spec.title, params),
                 tool_action=spec.tool,
                 args=args,
                 args_hash=args_hash(spec.tool, args),
@@ -183,6 +181,19 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
                 cost_usd=spec.cost_usd,
             )
         )
+    return tuple(steps)
+
+
+def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
+    """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
+    clean = _validate_params(runbook, params)
+    missing = sorted(_needed_params(runbook) - set(clean))
+    if missing:
+        raise OrchestrationError(
+            f"runbook {runbook.id} needs parameter {missing[0]!r}, which the text did not give",
+            code="param_invalid",
+        )
+    steps = draft_steps(runbook.steps, clean)
     pins = snapshot.pins_for(runbook.id)
     body = {
         "planner": PLANNER_VERSION,
@@ -195,8 +206,7 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
             for s in steps
         ],
     }
-
-    plan_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+    plan_hash = hash_plan(body)
     budget = runbook.budget
     return PlanDraft(
         runbook_id=runbook.id,
@@ -204,7 +214,7 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
         title=runbook.title,
         params=clean,
         knowledge_pins=pins,
-        steps=tuple(steps),
+        steps=steps,
         plan_hash=plan_hash,
         score=0,
         budget_usd=budget.usd if budget else None,

@@ -187,7 +187,7 @@ def next_action(
     """
     plan = locked if locked is not None and locked.id == plan_id else lock_plan(session, plan_id)
     ctx = ctx_for(plan, base, role=Role.AUDITOR)
-    if is_final(plan) or not check_fresh(session, ctx, plan):
+    if is_final(plan) or not check_fresh(session, ctx, plan, rt=rt):
         return Next()
     step = session.exec(
         select(Step)
@@ -196,7 +196,7 @@ def next_action(
         .limit(1)
     ).first()
     if step is None:
-        _finish_plan(session, ctx, plan, steps_of(session, plan.id))
+        _finish_plan(session, ctx, rt, plan, steps_of(session, plan.id))
         return Next()
     if step.status != S.PENDING.value:
         return Next(waiting=True)
@@ -352,7 +352,7 @@ def _shadow(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: list[Ste
     )
 
 
-def _finish_plan(session: Session, ctx: Ctx, plan: Plan, steps: list[Step]) -> None:
+def _finish_plan(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: list[Step]) -> None:
     failed = [s for s in steps if s.status in (S.FAILED, S.COMPENSATED) and s.kind == "runbook"]
     if not failed:
         end_plan(
@@ -376,6 +376,9 @@ def _finish_plan(session: Session, ctx: Ctx, plan: Plan, steps: list[Step]) -> N
         code="step_failed",
         escalate=True,
     )
+    from orchestration.recovery import after_step_failed  # noqa: PLC0415 - recovery imports us
+
+    after_step_failed(session, ctx, rt, plan, failed[0])
 
 
 def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome) -> Plan:
@@ -529,6 +532,9 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
             escalate=True,
             reason=f"Compensation '{step.title}' failed: {step.error}. A human needs to take over.",
         )
+        from orchestration.recovery import after_step_failed  # noqa: PLC0415 - recovery imports us
+
+        after_step_failed(session, ctx, rt, plan, step)
         return plan
     _plan_compensation(session, ctx, rt, plan, step)
     return plan

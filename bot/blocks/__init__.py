@@ -18,6 +18,7 @@ renders the update alone, for when the original card is gone.
 - `incident`: the incident's root message.
 - `approvals`: approval cards and refused-vote replies.
 - `results`: step, plan, escalation and closed-incident messages.
+- `recovery`: the recovery playbook applied to a failure (manual steps, recovery plan).
 - `dispatch`: :func:`render`, from outbox message kind to renderer.
 - `commands`: slash-command replies (help, usage, status) and the rejection-reason modal.
 

@@ -16,6 +16,7 @@ from bot.blocks.incident import render_incident_opened
 from bot.blocks.indoubt import render_step_in_doubt, render_step_rerun
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import MessageKind, Payload, Rendered
+from bot.blocks.recovery import render_recovery_playbook
 from bot.blocks.results import (
     render_escalation,
     render_incident_cancelled,
@@ -56,6 +57,7 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.INCIDENT_CANCELLED: render_incident_cancelled,
     MessageKind.STEP_IN_DOUBT: render_step_in_doubt,
     MessageKind.STEP_RERUN: render_step_rerun,
+    MessageKind.RECOVERY_PLAYBOOK: render_recovery_playbook,
 }
 
 

@@ -30,6 +30,7 @@ class MessageKind(StrEnum):
     INCIDENT_CANCELLED = "incident_cancelled"
     STEP_IN_DOUBT = "step_in_doubt"
     STEP_RERUN = "step_rerun"
+    RECOVERY_PLAYBOOK = "recovery_playbook"
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,16 @@ def free_port() -> int:
 
 
 def write_runbooks(folder: Path, service_url: str) -> None:
-    """The demo runbooks, pointed at this run's demo service."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for item in resources.files("bot.demo").joinpath("runbooks").iterdir():
-        if item.name.endswith(".yaml"):
-            text = item.read_text(encoding="utf-8").replace("http://127.0.0.1:9000", service_url)
-            (folder / item.name).write_text(text, encoding="utf-8")
+    """The demo runbooks and recovery playbooks, pointed at this run's demo service."""
+    shipped = resources.files("bot.demo").joinpath("runbooks")
+    for source, target in ((shipped, folder), (shipped.joinpath("recovery"), folder / "recovery")):
+        target.mkdir(parents=True, exist_ok=True)
+        for item in source.iterdir():
+            if item.name.endswith(".yaml"):
+                text = item.read_text(encoding="utf-8").replace(
+                    "http://127.0.0.1:9000", service_url
+                )
+                (target / item.name).write_text(text, encoding="utf-8")
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:

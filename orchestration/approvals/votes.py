@@ -203,7 +203,7 @@ def _admissible(
             "The step's arguments changed since this card was "
             "posted; this approval no longer applies.",
         )
-    if not check_fresh(session, ctx, plan):
+    if not check_fresh(session, ctx, plan, rt=rt):
         raise Refused("plan_stale", plan.status_reason)
     decision = Decision(
         verdict=Verdict.REQUIRE_APPROVAL,

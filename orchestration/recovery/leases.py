@@ -10,6 +10,7 @@ from orchestration.enums import StepStatus
 from orchestration.lifecycle import set_step
 from orchestration.models import Plan, Step
 from orchestration.records import Ctx, audit, emit
+from orchestration.recovery.respond import after_in_doubt
 from orchestration.statemachine import PLAN_FINAL
 
 _FINAL = [s.value for s in PLAN_FINAL]
@@ -113,3 +114,4 @@ def settle_orphan(session: Session, ctx: Ctx, step: Step, *, why: str) -> None:
         },
         step_id=step.id,
     )
+    after_in_doubt(session, ctx, step)

@@ -20,6 +20,7 @@ from orchestration.lifecycle import ctx_for, is_final, lock_plan, set_plan, set_
 from orchestration.models import AuditEvent, Plan, Span, Step
 from orchestration.records import Ctx, audit, emit, span
 from orchestration.recovery.leases import settle_orphan
+from orchestration.recovery.respond import after_in_doubt
 from orchestration.runtime import Runtime
 from orchestration.stepflow import open_approval, ticket_for
 
@@ -150,6 +151,7 @@ def _doubt(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> C
             code="in_doubt",
             detail={"owner": owner, "started_at": step.started_at},
         )
+        after_in_doubt(session, ctx, step)
     else:  # in doubt already; whoever claimed it died before posting the card
         owner = _first_owner(session, step)
     if plan.status == PlanStatus.RUNNING.value:
