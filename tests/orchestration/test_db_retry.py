@@ -52,7 +52,7 @@ async def two_counters(db: Database) -> None:
 async def hits(db: Database) -> dict[str, int]:
     def work(session: Session) -> dict[str, int]:
         rows = session.connection().execute(select(COUNTERS.c.tool_action, COUNTERS.c.hits))
-        return {str(key): int(count) for key, count in rows.tuples()}
+        return {str(key): int(count) for key, count in rows}
 
     return await db.run(work)
 
