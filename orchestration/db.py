@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Table, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_random_exponential
@@ -184,6 +185,12 @@ class Database:
         return await loop.run_in_executor(self._executor, call)
 
     def _run_retried(self, work: Callable[[Session], T]) -> T:
+        try:
+            return self._run_sync(work)  # the healthy path builds no retry machinery
+        except DBAPIError as exc:
+            if self.retry_attempts < 2 or store.contention_code(exc) is None:
+                raise
+            first_error = exc
         retrying = Retrying(
             stop=stop_after_attempt(self.retry_attempts),
             wait=wait_random_exponential(multiplier=0.02, max=RETRY_WAIT_MAX_S),
@@ -191,8 +198,12 @@ class Database:
             before_sleep=functools.partial(_log_retry, work),
             reraise=True,
         )
-        result: T = retrying(self._run_sync, work)
-        return result
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number == 1:
+                    raise first_error  # tenacity counts, logs and waits from the first attempt
+                return self._run_sync(work)
+        raise AssertionError("tenacity stops by returning or raising")
 
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         # A fresh session per attempt: rows a failed attempt queued with append_row go with it.

@@ -34,6 +34,7 @@ log = get_logger("opsgate.outbox")
 
 MAX_BACKOFF_S = 300.0
 LEASE_S = 10.0  # a relay that died frees its channels after this long
+_LEASES = OutboxLease.__table__  # type: ignore[attr-defined]
 
 
 class DeliveryRetry(Exception):
@@ -146,15 +147,14 @@ class OutboxRelay:
 
     def _lease(self, session: Session, channel: str) -> bool:
         now = self._clock.now()
-        table = OutboxLease.__table__  # type: ignore[attr-defined]
         until = now + self._lease_for
         upsert(
             session,
-            table,
+            _LEASES,
             {"channel": channel, "holder": self.relay_id, "until": until},
             keys=["channel"],
             update={"holder": self.relay_id, "until": until},
-            where=(table.c.until < now) | (table.c.holder == self.relay_id),
+            where=(_LEASES.c.until < now) | (_LEASES.c.holder == self.relay_id),
         )
         lease = session.get(OutboxLease, channel)
         return lease is not None and lease.holder == self.relay_id
@@ -162,11 +162,8 @@ class OutboxRelay:
     def _renew(self, session: Session, channel: str) -> bool:
         """Extend this relay's lease; False when another relay holds the channel now."""
         renewed = session.connection().execute(
-            update(OutboxLease.__table__)  # type: ignore[attr-defined]
-            .where(
-                OutboxLease.__table__.c.channel == channel,  # type: ignore[attr-defined]
-                OutboxLease.__table__.c.holder == self.relay_id,  # type: ignore[attr-defined]
-            )
+            update(_LEASES)
+            .where(_LEASES.c.channel == channel, _LEASES.c.holder == self.relay_id)
             .values(until=self._clock.now() + self._lease_for)
         )
         return renewed.rowcount == 1

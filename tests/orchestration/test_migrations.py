@@ -36,6 +36,7 @@ from orchestration import models
 from orchestration.db import Database
 from orchestration.errors import ConfigError
 from orchestration.store import alembic_config, current_revision, head_revision, new_revision
+from orchestration.store.__main__ import main as schema_tool
 from orchestration.store.schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -385,3 +386,20 @@ def test_a_revision_is_drafted_from_what_the_models_add(tmp_path: Path) -> None:
     assert "sa.Column('at', sa.DateTime(timezone=True), nullable=False)" in body
     assert "sqlmodel" not in body
     assert "orchestration" not in body
+
+
+def test_the_schema_tool_shows_the_database_revision_and_this_releases_head(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPSGATE_DATABASE_URL", db_url)
+    head = head_revision()
+    assert schema_tool(["current"]) == 0
+    assert capsys.readouterr().out == f"database: not migrated\nthis release: {head}\n"
+    db = Database(db_url)
+    db.create_schema()
+    db.engine.dispose()
+    capsys.readouterr()
+    assert schema_tool(["current"]) == 0
+    assert (
+        capsys.readouterr().out == f"database: {head_revision()}\nthis release: {head_revision()}\n"
+    )
