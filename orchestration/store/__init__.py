@@ -10,7 +10,7 @@ Public functions:
     head_revision()           the revision this release's schema is at
     current_revision(conn)    the revision a database is at (None: never migrated)
     alembic_config(conn)      the Alembic config, built in code, for Alembic's own commands
-    new_revision(message)     write the next revision file from what the models add
+    new_revision(message, scratch=engine)  draft the next revision from what the models add
     contention_code(exc)      the SQLSTATE / SQLite error name of a retryable conflict, or None
 
 Migrations live in ``migrations/versions/`` and ship with the package. A model change comes
