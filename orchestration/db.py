@@ -1,14 +1,18 @@
-"""The database: one engine, schema creation with a version, and async units of work.
+"""The database: one engine, schema migrations at start, and async units of work.
 
 Every public method of the store is async. A unit of work is a plain function taking a
 SQLModel ``Session``; :meth:`Database.run` executes it inside one transaction on a worker
 thread, so the event loop never blocks and a whole unit costs one thread hop and one commit.
 SQLite gets a single worker (one writer at a time, ``BEGIN IMMEDIATE`` so a read-then-write
 never deadlocks); PostgreSQL gets a pool of workers and relies on row locks
-(``SELECT ... FOR UPDATE``) for the few compare-and-set decisions.
+(``SELECT ... FOR UPDATE``) for the few compare-and-set decisions. A unit that loses to
+contention (a deadlock, a serialisation failure, SQLite's lock) runs again whole, in a fresh
+transaction, so a unit of work must change nothing but the database it is given.
 """
 
 import asyncio
+import contextvars
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,15 +22,22 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Table, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
+from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_random_exponential
 
-from orchestration import models
-from orchestration.errors import ConfigError
+from orchestration import store
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.db")
 
 T = TypeVar("T")
 
 DEFAULT_SQLITE_DIR = Path(".opsgate")
+RETRY_ATTEMPTS = 4  # a unit of work runs at most this often when it loses to contention
+RETRY_WAIT_MAX_S = 0.5
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def default_url() -> str:
@@ -90,8 +101,17 @@ def upsert(
 class Database:
     """An engine plus the worker threads that run units of work on it."""
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool_size: int = 8,
+        retry_attempts: int = RETRY_ATTEMPTS,
+        busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    ) -> None:
         self.url = _normalise(url or default_url())
+        self.retry_attempts = retry_attempts
+        self._busy_timeout_ms = busy_timeout_ms
         self.dialect = make_url(self.url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         if self.is_sqlite:
@@ -117,10 +137,12 @@ class Database:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # First: switching a new file to WAL takes a lock that another process starting
+            # at the same moment may hold.
+            cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")  # every commit durable
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -131,34 +153,60 @@ class Database:
 
         return engine
 
-    def create_schema(self) -> int:
-        """Create missing tables and record the schema version; returns the stored version."""
-        SQLModel.metadata.create_all(self.engine)
-        with Session(self.engine) as session:
-            info = session.get(models.SchemaInfo, 1)
-            if info is None:
-                session.add(models.SchemaInfo(id=1, version=models.SCHEMA_VERSION))
-                session.commit()
-                return models.SCHEMA_VERSION
-            if info.version > models.SCHEMA_VERSION:
-                raise ConfigError(
-                    f"the database schema is version {info.version}, newer than this opsgate "
-                    f"({models.SCHEMA_VERSION}); upgrade opsgate",
-                    code="schema_too_new",
-                )
-            return info.version
+    def create_schema(self) -> str:
+        """Migrate the schema to this release's revision; returns that revision.
+
+        Safe when several processes start at once (see :func:`orchestration.store.migrate`).
+        """
+        migrated = store.migrate(self.engine)
+        if migrated.before != migrated.after:
+            log.info(
+                "schema_migrated",
+                before=migrated.before,
+                after=migrated.after,
+                adopted=migrated.adopted,
+            )
+        return migrated.after
 
     async def start(self) -> None:
-        """Create the schema on first start (in a worker thread)."""
+        """Migrate the schema on start (in a worker thread)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.create_schema)
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        """Run ``work(session)`` in one transaction on a worker thread; commit, or roll back."""
+        """Run ``work(session)`` in one transaction on a worker thread; commit, or roll back.
+
+        On contention the whole unit runs again in a fresh transaction (at most
+        ``retry_attempts`` times, short jittered waits); then the last error propagates.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_sync, work)
+        # The worker logs with the caller's bound context (correlation id, plan id).
+        call = functools.partial(contextvars.copy_context().run, self._run_retried, work)
+        return await loop.run_in_executor(self._executor, call)
+
+    def _run_retried(self, work: Callable[[Session], T]) -> T:
+        try:
+            return self._run_sync(work)  # the healthy path builds no retry machinery
+        except DBAPIError as exc:
+            if self.retry_attempts < 2 or store.contention_code(exc) is None:
+                raise
+            first_error = exc
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_random_exponential(multiplier=0.02, max=RETRY_WAIT_MAX_S),
+            retry=_is_contention,
+            before_sleep=functools.partial(_log_retry, work),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number == 1:
+                    raise first_error  # tenacity counts, logs and waits from the first attempt
+                return self._run_sync(work)
+        raise AssertionError("tenacity stops by returning or raising")
 
     def _run_sync(self, work: Callable[[Session], T]) -> T:
+        # A fresh session per attempt: rows a failed attempt queued with append_row go with it.
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             result = work(session)
             flush_appends(session)
@@ -180,3 +228,23 @@ class Database:
         """Dispose the engine and stop the workers."""
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _is_contention(state: RetryCallState) -> bool:
+    outcome = state.outcome
+    if outcome is None or not outcome.failed:
+        return False
+    return store.contention_code(outcome.exception()) is not None
+
+
+def _log_retry(work: Callable[..., Any], state: RetryCallState) -> None:
+    assert state.outcome is not None
+    error = state.outcome.exception()
+    log.warning(
+        "unit_of_work_retried",
+        sqlstate=store.contention_code(error),
+        work=getattr(work, "__qualname__", repr(work)),
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 3),
+        error=str(getattr(error, "orig", error)).splitlines()[0][:200],
+    )

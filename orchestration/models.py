@@ -1,6 +1,7 @@
 """SQLModel tables: the whole durable state of opsgate.
 
 Every timestamp is timezone-aware UTC. JSON columns hold sanitised, JSON-serialisable data only.
+A change here comes with a revision in ``orchestration/store/migrations/versions/``.
 """
 
 from datetime import UTC, datetime
@@ -18,8 +19,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
-
-SCHEMA_VERSION = 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -51,14 +50,6 @@ def _json(default: Any = None) -> Any:
     if default is None:
         return Field(default=None, sa_column=Column(JSON, nullable=True))
     return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
-
-
-class SchemaInfo(SQLModel, table=True):
-    """One row: the schema version, so later releases can migrate."""
-
-    __tablename__ = "schema_info"
-    id: int = Field(default=1, primary_key=True)
-    version: int
 
 
 class Incident(SQLModel, table=True):

@@ -5,6 +5,13 @@ pending messages to a ``Notifier`` (the chat surface implements it) oldest first
 whose message fails stops there until its retry time, so order within a channel holds; other
 channels go on. Nothing is marked delivered before the notifier returns, so a crash or restart
 re-delivers at most the message in flight (notifiers make delivery idempotent by message id).
+
+Several relays (replicas) share one database: a channel is delivered by the relay holding its
+lease. The lease is short (``LEASE_S``) and renewed while its relay delivers: with each
+message marked delivered (same commit) and by a keeper task during a long wait (a slow or
+paced Slack call). So a relay that dies frees its channels within seconds, and a live one is
+never overtaken; a relay that finds its lease taken stops that channel after the message in
+flight.
 """
 
 import asyncio
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from sqlalchemy import update
 from sqlmodel import Session, col, delete, select
 
 from common import Clock
@@ -25,7 +33,8 @@ from orchestration.telemetry import get_logger
 log = get_logger("opsgate.outbox")
 
 MAX_BACKOFF_S = 300.0
-LEASE = timedelta(seconds=120)  # a relay that died frees its channels after this
+LEASE_S = 10.0  # a relay that died frees its channels after this long
+_LEASES = OutboxLease.__table__  # type: ignore[attr-defined]
 
 
 class DeliveryRetry(Exception):
@@ -65,13 +74,23 @@ class OutboxRelay:
         clock: Clock,
         batch: int = 200,
         pace: Callable[[], Awaitable[None]] | None = None,
+        lease_s: float = LEASE_S,
+        renew_every_s: float | None = None,
     ) -> None:
+        """A relay of its own id; ``drain()`` or ``run_forever()`` puts it to work.
+
+        Args:
+            lease_s: how long a channel's lease lasts unless renewed.
+            renew_every_s: how often a long delivery renews it (default: a third of the lease).
+        """
         self._db = db
         self._notifier = notifier
         self._clock = clock
         self._batch = batch
         self._lock = asyncio.Lock()
         self._pace = pace
+        self._lease_for = timedelta(seconds=lease_s)
+        self._renew_every_s = renew_every_s if renew_every_s is not None else lease_s / 3
         self.relay_id = uuid.uuid4().hex
         self.wakeup = asyncio.Event()
 
@@ -113,25 +132,61 @@ class OutboxRelay:
     async def _drain_leased(self, channel: str) -> tuple[int, int]:
         if not await self._db.run(lambda s: self._lease(s, channel)):
             return 0, 0  # another relay is delivering this channel
+        done, lost = asyncio.Event(), asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(channel, done=done, lost=lost))
         try:
             rows = await self.pending(channel)
-            return await self._drain_channel(rows)
+            return await self._drain_channel(rows, lost)
         finally:
-            await self._db.run(lambda s: self._unlease(s, channel))
+            # Wait for the keeper rather than cancel it: a renewal in flight must not commit
+            # after the lease is released.
+            done.set()
+            await keeper
+            if not lost.is_set():
+                await self._db.run(lambda s: self._unlease(s, channel))
 
     def _lease(self, session: Session, channel: str) -> bool:
         now = self._clock.now()
-        table = OutboxLease.__table__  # type: ignore[attr-defined]
+        until = now + self._lease_for
         upsert(
             session,
-            table,
-            {"channel": channel, "holder": self.relay_id, "until": now + LEASE},
+            _LEASES,
+            {"channel": channel, "holder": self.relay_id, "until": until},
             keys=["channel"],
-            update={"holder": self.relay_id, "until": now + LEASE},
-            where=(table.c.until < now) | (table.c.holder == self.relay_id),
+            update={"holder": self.relay_id, "until": until},
+            where=(_LEASES.c.until < now) | (_LEASES.c.holder == self.relay_id),
         )
         lease = session.get(OutboxLease, channel)
         return lease is not None and lease.holder == self.relay_id
+
+    def _renew(self, session: Session, channel: str) -> bool:
+        """Extend this relay's lease; False when another relay holds the channel now."""
+        renewed = session.connection().execute(
+            update(_LEASES)
+            .where(_LEASES.c.channel == channel, _LEASES.c.holder == self.relay_id)
+            .values(until=self._clock.now() + self._lease_for)
+        )
+        return renewed.rowcount == 1
+
+    async def _keep_lease(self, channel: str, *, done: asyncio.Event, lost: asyncio.Event) -> None:
+        """Renew the lease every ``renew_every_s`` until ``done`` (covers one long delivery)."""
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self._renew_every_s)
+                return
+            try:
+                held = await self._db.run(lambda s: self._renew(s, channel))
+            except Exception:
+                log.exception("outbox_lease_renewal_failed", channel=channel)
+                continue  # the next renewal (or the next message) tries again
+            if not held:
+                self._lost(channel, lost)
+                return
+
+    def _lost(self, channel: str, lost: asyncio.Event) -> None:
+        if not lost.is_set():
+            log.warning("outbox_lease_lost", channel=channel, relay=self.relay_id)
+        lost.set()
 
     def _unlease(self, session: Session, channel: str) -> None:
         session.exec(
@@ -140,9 +195,13 @@ class OutboxRelay:
             )
         )
 
-    async def _drain_channel(self, rows: list[OutboxMessage]) -> tuple[int, int]:
+    async def _drain_channel(
+        self, rows: list[OutboxMessage], lost: asyncio.Event
+    ) -> tuple[int, int]:
         delivered = 0
         for index, row in enumerate(rows):
+            if lost.is_set():
+                return delivered, len(rows) - index  # another relay has the channel now
             try:
                 await self._notifier.deliver(row)
             except DeliveryRetry as exc:
@@ -150,28 +209,33 @@ class OutboxRelay:
                 return delivered, len(rows) - index
             except DeliveryDropped as exc:
                 log.error("outbox_message_dropped", outbox_id=row.id, kind=row.kind, error=str(exc))
-                await self._mark_delivered(row, error=f"dropped: {exc}")
+                await self._mark_delivered(row, lost, error=f"dropped: {exc}")
                 continue
             except Exception as exc:
                 log.exception("outbox_delivery_failed", outbox_id=row.id, kind=row.kind)
                 await self._defer(row, f"{type(exc).__name__}: {exc}", None)
                 return delivered, len(rows) - index
-            await self._mark_delivered(row)
+            await self._mark_delivered(row, lost)
             delivered += 1
         return delivered, 0
 
-    async def _mark_delivered(self, row: OutboxMessage, *, error: str | None = None) -> None:
+    async def _mark_delivered(
+        self, row: OutboxMessage, lost: asyncio.Event, *, error: str | None = None
+    ) -> None:
+        """Record the delivery and renew the channel's lease in the same commit."""
         now = self._clock.now()
 
-        def work(session: Session) -> None:
+        def work(session: Session) -> bool:
             stored = session.get(OutboxMessage, row.id)
             if stored is not None:
                 stored.delivered_at = now
                 stored.attempts += 1
                 stored.last_error = error
                 session.add(stored)
+            return self._renew(session, row.channel)
 
-        await self._db.run(work)
+        if not await self._db.run(work):
+            self._lost(row.channel, lost)
 
     async def _defer(self, row: OutboxMessage, error: str, after_s: float | None) -> None:
         attempts = row.attempts + 1

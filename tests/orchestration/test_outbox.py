@@ -1,13 +1,19 @@
-"""The outbox relay: in order per channel, retried without loss, once across replicas."""
+"""The outbox relay: in order per channel, retried without loss, once across replicas; a
+short lease, renewed while delivering, frees a dead relay's channels within seconds."""
 
 import asyncio
-from datetime import datetime
+import signal
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import Session
+from structlog.testing import capture_logs
 
 from common import FakeClock
 from orchestration.db import Database
-from orchestration.models import OutboxMessage
+from orchestration.models import OutboxLease, OutboxMessage
 from orchestration.outbox import DeliveryDropped, DeliveryRetry, OutboxRelay
 
 
@@ -109,3 +115,183 @@ async def test_a_message_slack_can_never_take_is_recorded_and_skipped(
     assert (await db.run(errors))[0] == "dropped: channel_not_found"
     assert await relay.pending() == []
     await db.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+RELAY_THAT_DIES = """
+import asyncio, os, signal, sys
+from datetime import datetime
+from common import FakeClock
+from orchestration.db import Database
+from orchestration.outbox import OutboxRelay
+
+
+class DiesMidDelivery:
+    async def deliver(self, message):
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash while the channel's lease is held
+
+
+async def main():
+    db = Database(sys.argv[1])
+    await db.start()
+    clock = FakeClock(datetime.fromisoformat(sys.argv[2]))
+    relay = OutboxRelay(db=db, notifier=DiesMidDelivery(), clock=clock, lease_s=10)
+    await relay.drain()
+
+
+asyncio.run(main())
+"""
+
+
+async def lease_of(db: Database, channel: str) -> OutboxLease | None:
+    return await db.run(lambda s: s.get(OutboxLease, channel))
+
+
+async def test_a_relay_killed_while_delivering_frees_its_channel_after_the_lease(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Relay A is a real process killed mid-delivery; relay B delivers once the lease ends."""
+    db = Database(db_url)
+    await db.start()
+    await seed(db, clock.now(), 5, ["C1"])
+    dead = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", RELAY_THAT_DIES, db_url, clock.now().isoformat()),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(dead.communicate(), timeout=60)
+    assert dead.returncode == -signal.SIGKILL, stderr.decode()
+    lease = await lease_of(db, "C1")
+    assert lease is not None  # nothing released it
+    assert lease.until == clock.now() + timedelta(seconds=10)
+    log: list[tuple[str, int]] = []
+    survivor = OutboxRelay(db=db, notifier=Recorder(log, "b"), clock=clock, lease_s=10)
+    clock.advance(9.9)
+    assert (await survivor.drain()).delivered == 0  # the dead relay's lease still stands
+    clock.advance(0.2)
+    assert (await survivor.drain()).delivered == 5
+    ids = [message_id for _, message_id in log]
+    assert ids == sorted(ids)
+    assert len(ids) == 5
+    assert await lease_of(db, "C1") is None
+    await db.close()
+
+
+class SlowSlack:
+    """Each delivery takes ``takes_s`` of fake time; a rival relay tries the channel meanwhile.
+
+    With ``waits`` the first delivery is one long wait instead (like a paced or rate-limited
+    call) that lasts ``waits`` times ``takes_s``; after each step the test waits until the
+    lease was renewed, then lets the rival try.
+    """
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        log: list[tuple[str, int]],
+        *,
+        db: Database,
+        takes_s: float,
+        waits: int = 0,
+    ) -> None:
+        self.clock = clock
+        self.log = log
+        self.db = db
+        self.takes_s = takes_s
+        self.waits = waits
+        self.rival: OutboxRelay | None = None
+        self.rival_delivered: list[int] = []
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        assert message.id is not None
+        assert self.rival is not None
+        steps = self.waits if self.waits and not self.log else 1
+        for _ in range(steps):
+            self.clock.advance(self.takes_s)
+            if self.waits:
+                await self.renewed(message.channel)
+            self.rival_delivered.append((await self.rival.drain()).delivered)
+        self.log.append((message.channel, message.id))
+
+    async def renewed(self, channel: str) -> None:
+        """Until the lease reaches a full lease past the fake now (a generous deadline)."""
+        deadline = time.monotonic() + 20
+        while True:
+            lease = await lease_of(self.db, channel)
+            assert lease is not None
+            if lease.until >= self.clock.now() + timedelta(seconds=10):
+                return
+            assert time.monotonic() < deadline, "the lease was not renewed during the wait"
+            await asyncio.sleep(0.01)
+
+
+async def test_a_live_relay_that_delivers_longer_than_its_lease_keeps_the_channel(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Six deliveries of 4 s each (24 s, the lease is 10 s): the rival never gets a message."""
+    first, second = Database(db_url), Database(db_url)
+    await first.start()
+    await seed(first, clock.now(), 6, ["C1"])
+    log: list[tuple[str, int]] = []
+    rival_log: list[tuple[str, int]] = []
+    slack = SlowSlack(clock, log, db=first, takes_s=4)
+    # No keeper renewals (the fake clock moves, not real time): renewal with each message.
+    relay = OutboxRelay(db=first, notifier=slack, clock=clock, lease_s=10, renew_every_s=3600)
+    slack.rival = OutboxRelay(db=second, notifier=Recorder(rival_log, "b"), clock=clock)
+    assert (await relay.drain()).delivered == 6
+    assert slack.rival_delivered == [0] * 6
+    assert rival_log == []
+    ids = [message_id for _, message_id in log]
+    assert ids == sorted(ids)
+    assert len(ids) == 6
+    assert await lease_of(first, "C1") is None  # released when done
+    await first.close()
+    await second.close()
+
+
+async def test_a_long_wait_inside_one_delivery_renews_the_lease(
+    db_url: str, clock: FakeClock
+) -> None:
+    """One delivery waits 5 x 4 s = 20 s (lease 10 s): the keeper renews, the rival waits."""
+    first, second = Database(db_url), Database(db_url)
+    await first.start()
+    await seed(first, clock.now(), 3, ["C1"])
+    log: list[tuple[str, int]] = []
+    rival_log: list[tuple[str, int]] = []
+    slack = SlowSlack(clock, log, db=first, takes_s=4, waits=5)
+    relay = OutboxRelay(db=first, notifier=slack, clock=clock, lease_s=10, renew_every_s=0.01)
+    slack.rival = OutboxRelay(db=second, notifier=Recorder(rival_log, "b"), clock=clock)
+    assert (await relay.drain()).delivered == 3
+    assert slack.rival_delivered == [0] * 7  # five during the long wait, one per later message
+    assert rival_log == []
+    ids = [message_id for _, message_id in log]
+    assert ids == sorted(ids)
+    assert len(ids) == 3
+    await first.close()
+    await second.close()
+
+
+async def test_a_relay_that_lost_its_lease_stops_the_channel_after_the_message_in_flight(
+    db_url: str, clock: FakeClock
+) -> None:
+    """A stalls past its lease without renewing; B takes over; A does not go on."""
+    first, second = Database(db_url), Database(db_url)
+    await first.start()
+    await seed(first, clock.now(), 3, ["C1"])
+    log: list[tuple[str, int]] = []
+    rival_log: list[tuple[str, int]] = []
+    slack = SlowSlack(clock, log, db=first, takes_s=11)
+    relay = OutboxRelay(db=first, notifier=slack, clock=clock, lease_s=10, renew_every_s=3600)
+    slack.rival = OutboxRelay(db=second, notifier=Recorder(rival_log, "b"), clock=clock)
+    with capture_logs() as logs:
+        result = await relay.drain()
+    assert result.delivered == 1  # only the message in flight when the lease lapsed
+    rival_ids = [message_id for _, message_id in rival_log]
+    assert [message_id for _, message_id in log] == rival_ids[:1]
+    assert rival_ids == sorted(rival_ids)
+    assert len(rival_ids) == 3
+    assert any(line["event"] == "outbox_lease_lost" for line in logs)
+    assert await relay.pending() == []
+    await first.close()
+    await second.close()
