@@ -120,7 +120,9 @@ def compare_and_set(
             )
             .values(**values)
         )
-    return bool(session.connection().execute(statement).rowcount == 1)
+    # RETURNING rather than rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    written = session.connection().execute(statement.returning(_TABLE.c.key)).first()
+    return written is not None
 
 
 def _transact(
