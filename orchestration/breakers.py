@@ -28,6 +28,7 @@ the control plane.
 """
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ from orchestration.telemetry import get_logger
 log = get_logger("opsgate.breakers")
 
 CACHE_S = 1.0
-CAS_TRIES = 5
+CAS_TRIES = 10
 T = TypeVar("T")
 _TABLE: Table = BreakerRow.__table__  # type: ignore[attr-defined]
 
@@ -156,8 +157,7 @@ class DbBreakerStore:
         self._read_at: float | None = None  # monotonic start of the last refresh
         self._written: dict[str, tuple[float, BreakerRecord]] = {}  # our writes since then
         self._lock = asyncio.Lock()
-        self.reads = 0  # refreshes and row reads, for tests and benchmarks
-        self.writes = 0
+        self.writes = 0  # compare-and-sets that took effect (the healthy path makes none)
 
     async def admit(self, key: str, *, policy: BreakerPolicy) -> Admission:
         """Decide on a call to ``key``; claiming a probe is a compare-and-set in the database."""
@@ -193,6 +193,9 @@ class DbBreakerStore:
 
         try:
             before, _, written = await self._write(key, decide, now=now)
+        except _Contended:
+            log.warning("breaker_write_contended", key=key, ok=ok)
+            return
         except Exception as exc:  # fail open, as in admit
             log.warning("breaker_store_unavailable", key=key, error=repr(exc))
             return
@@ -209,7 +212,6 @@ class DbBreakerStore:
         before, value, written = await self._db.run(
             lambda session: _transact(session, key, decide, now=now)
         )
-        self.reads += 1
         self.writes += written is not None
         self._written[key] = (self._clock.monotonic(), written or before)
         return before, value, written
@@ -231,7 +233,6 @@ class DbBreakerStore:
         except Exception as exc:  # keep the last copy and try again after cache_s
             log.warning("breaker_store_unavailable", error=repr(exc))
             rows = self._rows
-        self.reads += 1
         self._rows = rows
         self._read_at = started
         # A write that committed before this read began is in ``rows``; keep only later ones.
@@ -245,8 +246,9 @@ class DbBreakerStore:
 
 
 def _busy(record: BreakerRecord) -> Admission:
-    """A refusal for a call that lost the race for the probe slot."""
-    return Admission(key=record.key, allowed=False, record=record)
+    """A refusal for a call that kept losing the race for the probe slot: others are probing."""
+    probing = dataclasses.replace(record, state=BreakerState.HALF_OPEN)
+    return Admission(key=record.key, allowed=False, record=probing)
 
 
 class BreakerView(BaseModel):

@@ -4,17 +4,16 @@ Only the composition root and the Executor's owner use this; the Planner never i
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
+from adapters.guards import Sleep
 from adapters.http import HttpConfig
 from adapters.shell import ShellConfig
 from adapters.testing import InMemoryBreakerStore
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.errors import ConfigError
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:

@@ -4,11 +4,14 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 from structlog.testing import capture_logs
 
 from adapters import (
     ActionSpec,
+    Admission,
     ArgsInvalid,
     BreakerPolicy,
     BreakerRecord,
@@ -601,3 +604,46 @@ async def test_guard_spec_is_the_inner_spec() -> None:
     fake = FakeTool(name="svc")
     assert isinstance(TimeoutGuard(fake, seconds=1).spec, ToolSpec)
     assert TimeoutGuard(fake, seconds=1).spec.name == "svc"
+
+
+# Property: whatever happens, the breaker stays consistent and admits one live probe at most
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("call")),
+        st.tuples(st.just("finish"), st.integers(0, 20), st.sampled_from([True, False, None])),
+        st.tuples(st.just("wait"), st.sampled_from([0.5, 5.0, 10.0, 60.0])),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_breaker_decisions_keep_their_invariants(ops: list[tuple[object, ...]]) -> None:
+    now = FakeClock().now()
+    record = BreakerRecord(key=KEY)
+    running: list[Admission] = []
+    for op in ops:
+        if op[0] == "wait":
+            now += timedelta(seconds=float(op[1]))  # type: ignore[arg-type]
+        elif op[0] == "call":
+            admission, claimed = admit_call(record, now=now, policy=POLICY)
+            record = claimed or record
+            if admission.allowed:
+                running.append(admission)
+        elif running:
+            admission = running.pop(int(op[1]) % len(running))  # type: ignore[call-overload]
+            ok = op[2]
+            assert ok is None or isinstance(ok, bool)
+            record = after_call(record, admission, ok=ok, now=now, policy=POLICY) or record
+        if record.state is BreakerState.CLOSED:
+            assert record.failures < POLICY.failure_threshold
+            assert record.opened_at is None
+            assert record.probe_until is None
+        elif record.state is BreakerState.OPEN:
+            assert record.opened_at is not None
+            assert record.probe_until is None
+        # Probes whose lease has not run out: never two at once.
+        live = [a for a in running if a.probe_token is not None and a.probe_token > now]
+        assert len(live) <= 1

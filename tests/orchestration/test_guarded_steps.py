@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlmodel import select
 
 from adapters import GrantSigner, RateLimited, ToolCall, ToolRegistry, ToolResult
+from adapters.guards import Sleep
 from adapters.testing import FakeSleep, FakeTool, ok_result
 from common import FakeClock, args_hash
 from orchestration.config import ToolLimits
@@ -17,7 +18,7 @@ from orchestration.control import ControlPlane
 from orchestration.enums import VoteChoice
 from orchestration.executor import Executor, Ticket, idempotency_key
 from orchestration.models import Approval
-from orchestration.toolbox import Sleep, build_registry
+from orchestration.toolbox import build_registry
 from tests.orchestration.fakeplans import FAKE_RUNBOOK, control_with, pending_nonce, steps_yaml
 from tests.orchestration.helpers import APPROVER_A, REQUESTER, make_config, make_control
 
