@@ -107,7 +107,7 @@ class OpsCollector(Collector):
         return self._report
 
     async def refresh(self) -> None:
-        """Recompute the report (breakers) when the cached one is older than ``ttl_s`` (1 s)."""
+        """Recompute the report once older than ``ttl_s``, the breakers once older than 1 s."""
         async with self._lock:
             now = self._clock.monotonic()
             if self._at is None or now - self._at >= self._ttl_s:
