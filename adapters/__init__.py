@@ -4,8 +4,9 @@ Each adapter is a :class:`Tool` that declares its actions (args schema, risk, re
 idempotent, compensation) in a :class:`ToolSpec` and runs a :class:`ToolCall` only under a
 :class:`Grant` naming that exact tool action and argument hash. Grant checks, circuit breaking,
 rate limiting and timeouts are guards stacked around a tool by :func:`guarded`, not code
-repeated in each adapter. Adapters import only ``common``; the control plane looks tools up in
-a :class:`ToolRegistry`.
+repeated in each adapter. Circuit breakers are per tool and target and live in a
+:class:`BreakerStore` (the control plane shares one through its database). Adapters import only
+``common``; the control plane looks tools up in a :class:`ToolRegistry`.
 
 Every error is an :class:`AdapterError` with a stable ``code``, a plain-words ``message`` and a
 ``retryable`` flag. Codes: ``grant_missing``, ``grant_scope_mismatch``, ``grant_expired``,
@@ -40,7 +41,11 @@ from adapters.errors import (
     UnknownAction,
 )
 from adapters.guards import (
+    Admission,
+    BreakerPolicy,
+    BreakerRecord,
     BreakerState,
+    BreakerStore,
     CircuitBreakerGuard,
     GrantGuard,
     RateLimitGuard,
@@ -55,8 +60,12 @@ from adapters.shell import ShellCommand, ShellTool
 __all__ = [
     "ActionSpec",
     "AdapterError",
+    "Admission",
     "ArgsInvalid",
+    "BreakerPolicy",
+    "BreakerRecord",
     "BreakerState",
+    "BreakerStore",
     "CircuitBreakerGuard",
     "CircuitOpen",
     "ErrorCode",

@@ -3,7 +3,7 @@
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,13 +27,27 @@ class ActionSpec:
     description: str = ""
 
 
+WHOLE_TOOL = "*"
+
+
+def _not_ok(result: "ToolResult") -> bool:
+    return not result.ok
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolSpec:
-    """A tool's name, its actions and what one call costs."""
+    """A tool's name, its actions, what one call costs, and how the circuit breaker sees a call.
+
+    ``target_of`` names what a call talks to (an HTTP host, a command), so that one failing
+    target does not pause calls to healthy ones; without it the whole tool is one target.
+    ``failure_of`` says whether a result is the target failing (default: ``ok`` is false).
+    """
 
     name: str
     actions: Mapping[str, ActionSpec]
     cost_per_call_usd: float = 0.0
+    target_of: Callable[["ToolCall"], str] | None = None
+    failure_of: Callable[["ToolResult"], bool] = _not_ok
 
     def __post_init__(self) -> None:
         """Refuse dotted names, mismatched keys and compensations naming no action."""
@@ -47,6 +61,14 @@ class ToolSpec:
                     f"tool {self.name}: action {key!r} is compensated by "
                     f"{action.compensation!r}, which is not one of its actions"
                 )
+
+    def target(self, call: "ToolCall") -> str:
+        """What ``call`` talks to, e.g. ``checkout.internal``; ``*`` for the whole tool."""
+        return self.target_of(call) if self.target_of is not None else WHOLE_TOOL
+
+    def failed(self, result: "ToolResult") -> bool:
+        """True when ``result`` means the target is failing (it counts for the breaker)."""
+        return self.failure_of(result)
 
     def action(self, name: str) -> ActionSpec:
         """The spec of action ``name``; raises :class:`UnknownAction` listing the known ones."""

@@ -2,17 +2,32 @@
 
 Each guard is itself a Tool with the inner tool's spec, so they compose like wrapper toolsets;
 :func:`guarded` stacks them in the one order opsgate uses.
+
+Circuit breakers are kept per tool and target (``"http:checkout.internal"``, see
+:meth:`ToolSpec.target`) in a :class:`BreakerStore`, so that replicas sharing a store agree on
+which targets are paused. The store applies the pure functions :func:`admit_call` and
+:func:`after_call` (transitions as data, :func:`breaker_transition`); the control plane ships a
+database store, :mod:`adapters.testing` an in-memory one.
 """
 
 import asyncio
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 import structlog
-from aiolimiter import AsyncLimiter
 
 from adapters.base import Grant, GrantSigner, Tool, ToolCall, ToolResult, ToolSpec, validate_args
-from adapters.errors import AdapterError, CircuitOpen, RateLimited, ToolTimeout, UnknownAction
+from adapters.errors import (
+    CircuitOpen,
+    RateLimited,
+    ToolFailed,
+    ToolTimeout,
+    UnknownAction,
+)
 from common import Clock
 
 log = structlog.get_logger(__name__)
@@ -82,32 +97,74 @@ class TimeoutGuard(ToolWrapper):
             ) from exc
 
 
-class RateLimitGuard(ToolWrapper):
-    """Allows ``per_second`` calls on average, bursts of ``burst``; waits at most ``max_wait_s``."""
+Sleep = Callable[[float], Awaitable[None]]
 
-    def __init__(self, inner: Tool, *, per_second: float, burst: int, max_wait_s: float) -> None:
-        """Build the leaky bucket; it binds to the event loop on first use."""
-        if per_second <= 0 or burst < 1 or max_wait_s < 0:
-            raise ValueError("rate limit needs per_second > 0, burst >= 1 and max_wait_s >= 0")
+
+class RateLimitGuard(ToolWrapper):
+    """Spaces calls to ``per_second`` on average with bursts of ``burst`` (GCRA, on ``clock``).
+
+    Each call reserves the next free slot and waits for it. Read-only idempotent actions wait
+    up to ``read_max_wait_s``: waiting costs nothing but time and beats failing the step. Other
+    actions wait at most ``max_wait_s`` and are refused at once with :class:`RateLimited` when
+    their slot lies further out, so a state-changing call never runs long after it was asked.
+    """
+
+    def __init__(
+        self,
+        inner: Tool,
+        *,
+        per_second: float,
+        burst: int,
+        max_wait_s: float,
+        read_max_wait_s: float | None = None,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        """Allow ``per_second`` calls; ``read_max_wait_s`` defaults to ``max_wait_s``."""
+        read_wait = max_wait_s if read_max_wait_s is None else read_max_wait_s
+        if per_second <= 0 or burst < 1 or max_wait_s < 0 or read_wait < 0:
+            raise ValueError("rate limit needs per_second > 0, burst >= 1 and waits >= 0")
         super().__init__(inner)
-        self._limiter = AsyncLimiter(burst, time_period=burst / per_second)
         self._per_second = per_second
+        self._interval = 1.0 / per_second
+        self._tolerance = (burst - 1) * self._interval
         self._max_wait_s = max_wait_s
+        self._read_max_wait_s = read_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._next_at: float | None = None  # GCRA's theoretical arrival time of the next call
+
+    @property
+    def longest_wait_s(self) -> float:
+        """The longest any call may wait for its slot."""
+        return max(self._max_wait_s, self._read_max_wait_s)
 
     async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
-        """Take a slot (waiting up to ``max_wait_s``), then run the call."""
-        if not self._limiter.has_capacity():
-            try:
-                async with asyncio.timeout(self._max_wait_s):
-                    await self._limiter.acquire()
-            except TimeoutError:
-                raise RateLimited(
-                    f"{self.spec.name} is limited to {self._per_second:g} calls per second and "
-                    f"no slot freed up within {self._max_wait_s:g} s; slow the plan down"
-                ) from None
-        else:
-            await self._limiter.acquire()
+        """Reserve a slot (or refuse), wait for it, then run the call."""
+        action = self.spec.actions.get(call.action)
+        patient = action is not None and action.read_only and action.idempotent
+        bound = self._read_max_wait_s if patient else self._max_wait_s
+        wait = self._reserve(bound)
+        if wait is None:
+            kind = "read" if patient else "state-changing or non-idempotent call"
+            raise RateLimited(
+                f"{call.tool_action} refused: {self.spec.name} is limited to "
+                f"{self._per_second:g} calls per second and no slot frees up within {bound:g} s "
+                f"(the longest a {kind} waits); slow the plan down or run the step again"
+            )
+        if wait > 0:
+            await self._sleep(wait)
         return await self.inner.invoke(call, grant)
+
+    def _reserve(self, bound: float) -> float | None:
+        # Reserving before sleeping keeps concurrent callers from all taking the same slot.
+        now = self._clock.monotonic()
+        due = now if self._next_at is None else max(self._next_at, now)
+        wait = max(0.0, due - self._tolerance - now)
+        if wait > bound:
+            return None
+        self._next_at = due + self._interval
+        return wait
 
 
 class BreakerState(StrEnum):
@@ -147,100 +204,212 @@ def breaker_transition(state: BreakerState, event: BreakerEvent) -> BreakerState
         raise InvalidTransition(f"circuit breaker cannot go from {state} on {event}") from None
 
 
-class CircuitBreakerGuard(ToolWrapper):
-    """Stops calling a tool after repeated failures; lets one probe through after a cool-down.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerPolicy:
+    """When a breaker opens, how long it cools down, and how long a probe may hold its slot."""
 
-    A failure is a retryable :class:`AdapterError` or a result with ``ok`` false. Refusals that
-    are not the tool's fault (bad grant, host not allowed, rate limited) leave the count alone.
+    failure_threshold: int
+    reset_after_s: float
+    probe_lease_s: float
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would never open or never let a probe finish."""
+        if self.failure_threshold < 1 or self.reset_after_s < 0 or self.probe_lease_s <= 0:
+            raise ValueError(
+                "breaker needs failure_threshold >= 1, reset_after_s >= 0 and probe_lease_s > 0"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerRecord:
+    """The shared state of the breaker of one tool and target (key ``"<tool>:<target>"``).
+
+    ``probe_until`` is set while half-open and a probe holds the one slot: it is both the
+    probe's claim and its lease (a probe whose process died frees the slot when it passes).
     """
 
-    def __init__(
-        self, inner: Tool, *, failure_threshold: int, reset_after_s: float, clock: Clock
-    ) -> None:
-        """Open after ``failure_threshold`` consecutive failures; probe after ``reset_after_s``."""
-        if failure_threshold < 1 or reset_after_s < 0:
-            raise ValueError("breaker needs failure_threshold >= 1 and reset_after_s >= 0")
-        super().__init__(inner)
-        self._threshold = failure_threshold
-        self._reset_after_s = reset_after_s
-        self._clock = clock
-        self._state = BreakerState.CLOSED
-        self._failures = 0
-        self._opened_at = 0.0
-        self._probe_in_flight = False
+    key: str
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    opened_at: datetime | None = None
+    probe_until: datetime | None = None
 
     @property
-    def state(self) -> BreakerState:
-        """The current state; an open breaker reads half-open once its cool-down has passed."""
-        if (
-            self._state is BreakerState.OPEN
-            and self._clock.monotonic() - self._opened_at >= self._reset_after_s
-        ):
-            self._fire(BreakerEvent.COOLED_DOWN)
-        return self._state
+    def settled(self) -> bool:
+        """Closed with no failures counted: the state of every target never seen failing."""
+        return self.state is BreakerState.CLOSED and self.failures == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    """What a call met at the breaker: let through, let through as the probe, or refused."""
+
+    key: str
+    allowed: bool
+    record: BreakerRecord  # the state the decision was taken on (after the claim, for a probe)
+    probe_token: datetime | None = None  # set when this call is the half-open probe
+    probe_in_s: float = 0.0  # refused while open: seconds until a probe may go
+
+    @property
+    def probing(self) -> bool:
+        """True when this call is the one probe of a half-open breaker."""
+        return self.probe_token is not None
+
+
+def admit_call(
+    record: BreakerRecord, *, now: datetime, policy: BreakerPolicy
+) -> tuple[Admission, BreakerRecord | None]:
+    """Decide on one call; the second value is the record to write when the call claims a probe."""
+    if record.state is BreakerState.CLOSED:
+        return Admission(key=record.key, allowed=True, record=record), None
+    if record.state is BreakerState.OPEN:
+        due = (record.opened_at or now) + timedelta(seconds=policy.reset_after_s)
+        if now < due:
+            wait = (due - now).total_seconds()
+            return Admission(key=record.key, allowed=False, record=record, probe_in_s=wait), None
+        state = breaker_transition(record.state, BreakerEvent.COOLED_DOWN)
+        claimed = dataclasses.replace(record, state=state, probe_until=_lease(now, policy))
+    elif record.probe_until is not None and now < record.probe_until:
+        return Admission(key=record.key, allowed=False, record=record), None
+    else:
+        # Half-open with a free slot, or one whose holder outlived its lease (crashed, hung).
+        claimed = dataclasses.replace(record, probe_until=_lease(now, policy))
+    admission = Admission(
+        key=record.key, allowed=True, record=claimed, probe_token=claimed.probe_until
+    )
+    return admission, claimed
+
+
+def after_call(
+    record: BreakerRecord,
+    admission: Admission,
+    *,
+    ok: bool | None,
+    now: datetime,
+    policy: BreakerPolicy,
+) -> BreakerRecord | None:
+    """The record after a call's outcome (``None``: unknown), or None when nothing changes."""
+    if admission.probing:
+        return _after_probe(record, admission, ok=ok, now=now)
+    if ok is None or record.state is not BreakerState.CLOSED:
+        # Outcomes of calls admitted before the breaker opened are ignored once it has.
+        return None
+    if ok:
+        return dataclasses.replace(record, failures=0) if record.failures else None
+    counted = dataclasses.replace(record, failures=record.failures + 1)
+    if counted.failures >= policy.failure_threshold:
+        return _fire(counted, BreakerEvent.TRIPPED, now=now)
+    return counted
+
+
+def _after_probe(
+    record: BreakerRecord, admission: Admission, *, ok: bool | None, now: datetime
+) -> BreakerRecord | None:
+    holds_slot = record.probe_until == admission.probe_token
+    if record.state is not BreakerState.HALF_OPEN or not holds_slot:
+        return None  # the probe outlived its lease and another call took the slot over
+    if ok is None:
+        return dataclasses.replace(record, probe_until=None)  # it told us nothing: free the slot
+    event = BreakerEvent.PROBE_SUCCEEDED if ok else BreakerEvent.PROBE_FAILED
+    return _fire(record, event, now=now)
+
+
+def _lease(now: datetime, policy: BreakerPolicy) -> datetime:
+    return now + timedelta(seconds=policy.probe_lease_s)
+
+
+def _fire(record: BreakerRecord, event: BreakerEvent, *, now: datetime) -> BreakerRecord:
+    state = breaker_transition(record.state, event)
+    if state is BreakerState.OPEN:
+        return dataclasses.replace(record, state=state, opened_at=now, probe_until=None)
+    if state is BreakerState.CLOSED:
+        return dataclasses.replace(
+            record, state=state, failures=0, opened_at=None, probe_until=None
+        )
+    return dataclasses.replace(record, state=state)
+
+
+def log_breaker_change(before: BreakerRecord, after: BreakerRecord) -> None:
+    """Log a change of state (stores call it after a write of theirs took effect)."""
+    if before.state is not after.state:
+        log.info(
+            "circuit_breaker_changed",
+            key=after.key,
+            before=str(before.state),
+            after=str(after.state),
+            failures=after.failures,
+        )
+
+
+class BreakerStore(Protocol):
+    """Where breakers live; replicas that share a store share their breakers."""
+
+    async def admit(self, key: str, *, policy: BreakerPolicy) -> Admission:
+        """Decide whether a call to ``key`` may go (claiming the probe slot when due)."""
+        ...
+
+    async def record(self, admission: Admission, *, ok: bool | None, policy: BreakerPolicy) -> None:
+        """Record how an admitted call went: ``True``, ``False`` (target failed) or ``None``."""
+        ...
+
+
+# Errors that mean the target failed; every other refusal is opsgate's or the caller's doing.
+TARGET_FAILURES: tuple[type[Exception], ...] = (ToolTimeout, ToolFailed)
+
+
+class CircuitBreakerGuard(ToolWrapper):
+    """Stops calling a target after repeated failures; lets one probe through after a cool-down.
+
+    The breaker is the one of the call's tool and target (``spec.target(call)``), so a failing
+    host pauses calls to that host only. A failure is a timeout, a transport error
+    (:data:`TARGET_FAILURES`) or a result that ``spec.failed`` says is the target failing (for
+    http: status 5xx). Refusals that are not the target's fault (grant, arguments, host not
+    allowed, rate limited) and answers such as a 404 leave the count alone.
+    """
+
+    def __init__(self, inner: Tool, *, store: BreakerStore, policy: BreakerPolicy) -> None:
+        """Keep breakers in ``store`` and run them by ``policy``."""
+        super().__init__(inner)
+        self._store = store
+        self._policy = policy
+
+    def key(self, call: ToolCall) -> str:
+        """The breaker key of ``call``: ``"<tool>:<target>"``."""
+        return f"{self.spec.name}:{self.spec.target(call)}"
 
     async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
         """Refuse at once while open; otherwise run the call and record how it went."""
-        probing = self._admit(call)
-        outcome_known = False
+        admission = await self._store.admit(self.key(call), policy=self._policy)
+        if not admission.allowed:
+            raise CircuitOpen(self._refusal(call, admission))
+        ok: bool | None = None
         try:
             try:
                 result = await self.inner.invoke(call, grant)
-            except AdapterError as exc:
-                if exc.retryable:
-                    outcome_known = True
-                    self._record(ok=False, probing=probing)
+            except TARGET_FAILURES:
+                ok = False
                 raise
-            outcome_known = True
-            self._record(ok=result.ok, probing=probing)
+            ok = not self.spec.failed(result)
             return result
         finally:
-            if probing and not outcome_known:
-                # The probe told us nothing about the tool (refused or cancelled): free the slot.
-                self._probe_in_flight = False
+            # An unknown outcome matters only to a probe: it frees the slot it held.
+            if ok is not None or admission.probing:
+                await self._store.record(admission, ok=ok, policy=self._policy)
 
-    def _admit(self, call: ToolCall) -> bool:
-        state = self.state
-        if state is BreakerState.OPEN:
-            wait = self._reset_after_s - (self._clock.monotonic() - self._opened_at)
-            raise CircuitOpen(
-                f"{call.tool_action} refused: {self.spec.name} kept failing, so calls are paused; "
-                f"a probe call is let through in {max(wait, 0):.0f} s"
+    def _refusal(self, call: ToolCall, admission: Admission) -> str:
+        target = admission.key.partition(":")[2]
+        if admission.record.state is BreakerState.OPEN:
+            return (
+                f"{call.tool_action} refused: {target} kept failing, so calls to it are paused; "
+                f"a probe call is let through in {max(admission.probe_in_s, 0):.0f} s"
             )
-        if state is BreakerState.HALF_OPEN:
-            if self._probe_in_flight:
-                raise CircuitOpen(
-                    f"{call.tool_action} refused: a probe of {self.spec.name} is running; "
-                    "calls resume if it succeeds"
-                )
-            self._probe_in_flight = True
-            return True
-        return False
-
-    def _record(self, *, ok: bool, probing: bool) -> None:
-        if probing:
-            self._probe_in_flight = False
-            self._fire(BreakerEvent.PROBE_SUCCEEDED if ok else BreakerEvent.PROBE_FAILED)
-        elif self._state is BreakerState.CLOSED:
-            # Outcomes of calls admitted before the breaker opened are ignored once it has.
-            self._failures = 0 if ok else self._failures + 1
-            if self._failures >= self._threshold:
-                self._fire(BreakerEvent.TRIPPED)
-
-    def _fire(self, event: BreakerEvent) -> None:
-        before = self._state
-        self._state = breaker_transition(before, event)
-        if self._state is BreakerState.OPEN:
-            self._opened_at = self._clock.monotonic()
-        if self._state is BreakerState.CLOSED:
-            self._failures = 0
-        log.info(
-            "circuit_breaker_changed",
-            tool=self.spec.name,
-            trigger=str(event),
-            before=str(before),
-            after=str(self._state),
+        return (
+            f"{call.tool_action} refused: a probe of {target} is running; calls resume if it "
+            "succeeds"
         )
+
+
+PROBE_LEASE_MARGIN_S = 5.0
 
 
 def guarded(
@@ -248,17 +417,36 @@ def guarded(
     *,
     signer: GrantSigner,
     clock: Clock,
+    breakers: BreakerStore,
     timeout_s: float = 10.0,
     rate_per_s: float = 5.0,
     burst: int = 10,
     rate_max_wait_s: float = 1.0,
+    rate_read_max_wait_s: float | None = None,
     breaker_threshold: int = 5,
     breaker_reset_s: float = 30.0,
+    sleep: Sleep = asyncio.sleep,
 ) -> GrantGuard:
-    """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout -> tool."""
+    """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout -> tool.
+
+    Read-only idempotent calls wait for a rate-limit slot up to ``rate_read_max_wait_s``
+    (default: ``timeout_s``); the others up to ``rate_max_wait_s``.
+    """
     timed = TimeoutGuard(tool, seconds=timeout_s)
-    limited = RateLimitGuard(timed, per_second=rate_per_s, burst=burst, max_wait_s=rate_max_wait_s)
-    breaker = CircuitBreakerGuard(
-        limited, failure_threshold=breaker_threshold, reset_after_s=breaker_reset_s, clock=clock
+    limited = RateLimitGuard(
+        timed,
+        per_second=rate_per_s,
+        burst=burst,
+        max_wait_s=rate_max_wait_s,
+        read_max_wait_s=timeout_s if rate_read_max_wait_s is None else rate_read_max_wait_s,
+        clock=clock,
+        sleep=sleep,
     )
+    # A probe holds its slot while it waits for a rate-limit slot and runs.
+    policy = BreakerPolicy(
+        failure_threshold=breaker_threshold,
+        reset_after_s=breaker_reset_s,
+        probe_lease_s=limited.longest_wait_s + timeout_s + PROBE_LEASE_MARGIN_S,
+    )
+    breaker = CircuitBreakerGuard(limited, store=breakers, policy=policy)
     return GrantGuard(breaker, signer=signer, clock=clock)

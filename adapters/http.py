@@ -1,6 +1,12 @@
-"""The ``http`` tool: GET and POST to allow-listed hosts, bounded in time and body size."""
+"""The ``http`` tool: GET and POST to allow-listed hosts, bounded in time and body size.
+
+Every request carries the call's idempotency key as ``Idempotency-Key`` (stable across the
+retries of a step, so a target can deduplicate); runbook headers may not set it. The circuit
+breaker target of a call is its URL's host, and a 5xx answer counts as the host failing.
+"""
 
 import codecs
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +27,8 @@ from adapters.base import (
 )
 from adapters.errors import HostNotAllowed, ToolFailed, ToolTimeout
 from common import Risk
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class HttpGetArgs(BaseModel):
@@ -47,6 +55,16 @@ class HttpGetArgs(BaseModel):
             raise ValueError("credentials in the URL are not allowed; send them as a header")
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _no_idempotency_key(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(name.strip().lower() == IDEMPOTENCY_HEADER.lower() for name in value):
+            raise ValueError(
+                f"opsgate sets the {IDEMPOTENCY_HEADER} header itself (one key per step); "
+                "remove it from the headers"
+            )
+        return value
+
 
 class HttpPostArgs(HttpGetArgs):
     """Arguments of ``http.post``; ``json`` is the request body."""
@@ -65,8 +83,23 @@ class HttpConfig(BaseModel):
     cost_per_call_usd: float = Field(default=0.0, ge=0)
 
 
+def _host_of(call: ToolCall) -> str:
+    # Arguments were validated by the grant guard; a malformed URL still gets a key of its own.
+    try:
+        host = URL(str(call.args.get("url", ""))).host
+    except ValueError:
+        host = None
+    return (host or "?").lower().rstrip(".")
+
+
+def _server_failed(result: ToolResult) -> bool:
+    return not result.ok or (result.status is not None and result.status >= 500)
+
+
 HTTP_SPEC = ToolSpec(
     name="http",
+    target_of=_host_of,
+    failure_of=_server_failed,
     actions={
         "get": ActionSpec(
             name="get",
@@ -121,9 +154,7 @@ class HttpTool:
         self._max_body_bytes = max_body_bytes
         self._session_factory = session_factory or aiohttp.ClientSession
         self._session: aiohttp.ClientSession | None = None
-        self._spec = ToolSpec(
-            name=HTTP_SPEC.name, actions=HTTP_SPEC.actions, cost_per_call_usd=cost_per_call_usd
-        )
+        self._spec = dataclasses.replace(HTTP_SPEC, cost_per_call_usd=cost_per_call_usd)
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "HttpTool":
@@ -155,12 +186,15 @@ class HttpTool:
         method = call.action.upper()
         body = args.json_body if isinstance(args, HttpPostArgs) else None
         timeout = args.timeout_s or self._timeout_s
+        headers = dict(args.headers)
+        if call.idempotency_key:
+            headers[IDEMPOTENCY_HEADER] = call.idempotency_key
         started = time.perf_counter()
         try:
             async with self._get_session().request(
                 method,
                 url,
-                headers=args.headers,
+                headers=headers,
                 json=body,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),

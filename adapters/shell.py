@@ -2,7 +2,8 @@
 
 Each configured command is one action. Its ``{placeholders}`` become string arguments limited
 to a safe character set and never starting with ``-``, so no argument can inject a shell
-construct or an option.
+construct or an option. The call's idempotency key reaches the process as
+``OPSGATE_IDEMPOTENCY_KEY``; the circuit breaker target of a call is its command's name.
 """
 
 import asyncio
@@ -40,6 +41,7 @@ from common import Risk
 
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 CLEAN_ENV: Mapping[str, str] = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8"}
+IDEMPOTENCY_ENV = "OPSGATE_IDEMPOTENCY_KEY"
 SAFE_ARG_PATTERN = r"^[A-Za-z0-9._:/@=+-]{1,200}$"
 _COMMAND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _REAP_TIMEOUT_S = 2.0
@@ -126,6 +128,10 @@ def _args_model(name: str, fields: list[str]) -> type[BaseModel]:
     )
 
 
+def _command_of(call: ToolCall) -> str:
+    return call.action
+
+
 class ShellTool:
     """Runs configured commands as subprocesses; exit code 0 is success."""
 
@@ -159,7 +165,12 @@ class ShellTool:
         self._commands = dict(commands)
         self._timeout_s = timeout_s
         self._max_output_bytes = max_output_bytes
-        self._spec = ToolSpec(name="shell", actions=actions, cost_per_call_usd=cost_per_call_usd)
+        self._spec = ToolSpec(
+            name="shell",
+            actions=actions,
+            cost_per_call_usd=cost_per_call_usd,
+            target_of=_command_of,
+        )
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "ShellTool":
@@ -189,6 +200,9 @@ class ShellTool:
         command = self._commands[call.action]
         argv = [self._programs[call.action]] + [part.format(**args) for part in command.argv[1:]]
         timeout = command.timeout_s or self._timeout_s
+        env = dict(CLEAN_ENV)
+        if call.idempotency_key:
+            env[IDEMPOTENCY_ENV] = call.idempotency_key
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -196,7 +210,7 @@ class ShellTool:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(CLEAN_ENV),
+                env=env,
                 start_new_session=True,
             )
         except OSError as exc:

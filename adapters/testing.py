@@ -1,5 +1,9 @@
-"""Test doubles shipped with the code: a scriptable FakeTool and an instant NoopTool."""
+"""Test doubles shipped with the code: a scriptable FakeTool, an instant NoopTool, a breaker
+store in memory (also what one process uses when no shared store is wired in), and a fake
+sleep that moves a FakeClock.
+"""
 
+import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -8,7 +12,16 @@ from pydantic import BaseModel, ConfigDict
 
 from adapters.base import ActionSpec, Grant, ToolCall, ToolResult, ToolSpec
 from adapters.errors import ToolFailed
-from common import Risk
+from adapters.guards import (
+    Admission,
+    BreakerPolicy,
+    BreakerRecord,
+    BreakerState,
+    admit_call,
+    after_call,
+    log_breaker_change,
+)
+from common import Clock, FakeClock, Risk
 
 Response = ToolResult | BaseException
 Responder = Callable[[ToolCall], ToolResult]
@@ -62,9 +75,15 @@ class FakeTool:
         *,
         actions: Mapping[str, ActionSpec] | None = None,
         responses: Iterable[Response] | Responder | None = None,
+        target: Callable[[ToolCall], str] | None = None,
     ) -> None:
-        """Build the fake; ``actions`` defaults to :func:`default_actions`."""
-        self._spec = ToolSpec(name=name, actions=dict(actions or default_actions()))
+        """Build the fake; ``actions`` defaults to :func:`default_actions`.
+
+        ``target`` names the breaker target of a call (default: the whole tool).
+        """
+        self._spec = ToolSpec(
+            name=name, actions=dict(actions or default_actions()), target_of=target
+        )
         self.calls: list[ToolCall] = []
         self._responder: Responder | None = None
         self._queue: deque[Response] = deque()
@@ -117,3 +136,61 @@ class NoopTool:
     async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
         """Return the shared ok result."""
         return self._result
+
+
+class InMemoryBreakerStore:
+    """Breakers in this process only; the same transitions as the database store."""
+
+    def __init__(self, clock: Clock) -> None:
+        """Time cool-downs and probe leases on ``clock``."""
+        self._clock = clock
+        self.records: dict[str, BreakerRecord] = {}
+
+    def get(self, key: str) -> BreakerRecord:
+        """The breaker of ``key`` (closed when never seen)."""
+        return self.records.get(key) or BreakerRecord(key=key)
+
+    def state(self, key: str) -> BreakerState:
+        """Where the breaker of ``key`` stands."""
+        return self.get(key).state
+
+    async def admit(self, key: str, *, policy: BreakerPolicy) -> Admission:
+        """Decide on a call to ``key``, claiming the probe slot when one is due."""
+        before = self.get(key)
+        admission, claimed = admit_call(before, now=self._clock.now(), policy=policy)
+        if claimed is not None:
+            self._write(before, claimed)
+        return admission
+
+    async def record(self, admission: Admission, *, ok: bool | None, policy: BreakerPolicy) -> None:
+        """Apply a call's outcome."""
+        before = self.get(admission.key)
+        after = after_call(before, admission, ok=ok, now=self._clock.now(), policy=policy)
+        if after is not None:
+            self._write(before, after)
+
+    def _write(self, before: BreakerRecord, after: BreakerRecord) -> None:
+        self.records[after.key] = after
+        log_breaker_change(before, after)
+
+
+class FakeSleep:
+    """An ``asyncio.sleep`` stand-in that moves a FakeClock instead of waiting.
+
+    Each sleeper lets the others run once, then moves the clock to its own wake-up time unless
+    another sleeper already moved it further; so no sleeper wakes before its time.
+    """
+
+    def __init__(self, clock: FakeClock) -> None:
+        """Move ``clock``."""
+        self._clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        """Record the wait and move the clock past it."""
+        self.waits.append(seconds)
+        wake_at = self._clock.monotonic() + seconds
+        await asyncio.sleep(0)
+        behind = wake_at - self._clock.monotonic()
+        if behind > 0:
+            self._clock.advance(behind)

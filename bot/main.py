@@ -4,8 +4,9 @@ import os
 import secrets
 from pathlib import Path
 
-from adapters import GrantSigner, ToolRegistry
+from adapters import BreakerStore, GrantSigner, ToolRegistry
 from common import Clock, SystemClock
+from orchestration.breakers import DbBreakerStore
 from orchestration.checks import load_policies
 from orchestration.config import OpsgateConfig, load_config
 from orchestration.control import ControlPlane
@@ -25,10 +26,16 @@ def grant_signer() -> GrantSigner:
 
 
 def tools_for(
-    config: OpsgateConfig, *, clock: Clock | None = None, signer: GrantSigner | None = None
+    config: OpsgateConfig,
+    *,
+    clock: Clock | None = None,
+    signer: GrantSigner | None = None,
+    breakers: BreakerStore | None = None,
 ) -> ToolRegistry:
-    """The configured, guarded tool registry."""
-    return build_registry(config, signer=signer or grant_signer(), clock=clock or SystemClock())
+    """The configured, guarded tool registry; ``breakers`` shares circuit breakers (else local)."""
+    return build_registry(
+        config, signer=signer or grant_signer(), clock=clock or SystemClock(), breakers=breakers
+    )
 
 
 def build_control(
@@ -46,10 +53,13 @@ def build_control(
     if pack is None:
         first = problems[0]
         raise ConfigError(f"{first.where}: {first.message}", path=first.source, line=first.line)
+    db = Database(database_url)
+    # Replicas on one database share their circuit breakers through it.
+    breakers = DbBreakerStore(db, clock=clock)
     return ControlPlane(
-        db=Database(database_url),
+        db=db,
         config=config,
-        tools=tools_for(config, clock=clock, signer=signer),
+        tools=tools_for(config, clock=clock, signer=signer, breakers=breakers),
         pack=pack,
         signer=signer,
         clock=clock,

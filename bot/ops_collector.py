@@ -4,6 +4,10 @@
 first awaits :meth:`OpsCollector.refresh`, which recomputes the :class:`OpsReport` in a database
 worker at most once per ``ttl_s``; scrapes in between cost nothing. A figure with nothing to
 measure has no sample (Prometheus' way of saying "unknown"), rather than a misleading 0.
+
+The circuit breakers shared by the replicas (``opsgate_circuit_breaker_state{tool,target}``:
+0 closed, 1 half-open, 2 open) are read from the database too, at most once per
+``breakers_ttl_s`` (1 s): a breaker opens and closes within seconds, the 24 h figures do not.
 """
 
 import asyncio
@@ -14,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from common import Clock
+from orchestration.breakers import BreakerView, breaker_views
 from orchestration.db import Database
 from orchestration.opsmetrics import OpsReport, ops_report
 from orchestration.telemetry import get_logger
@@ -22,6 +27,8 @@ log = get_logger("opsgate.metrics")
 
 WINDOW = timedelta(hours=24)
 CACHE_TTL_S = 30.0
+BREAKERS_TTL_S = 1.0
+BREAKER_STATE = "opsgate_circuit_breaker_state"
 
 GAUGES: tuple[tuple[str, str, str], ...] = (
     ("opsgate_mttr_seconds", "mttr_s", "Mean time to resolve incidents resolved in the last 24 h"),
@@ -64,12 +71,18 @@ class OpsCollector(Collector):
         *,
         clock: Clock,
         ttl_s: float = CACHE_TTL_S,
+        breakers: Callable[[], Awaitable[list[BreakerView]]] | None = None,
+        breakers_ttl_s: float = BREAKERS_TTL_S,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._ttl_s = ttl_s
         self._report: OpsReport | None = None
         self._at: float | None = None
+        self._fetch_breakers = breakers
+        self._breakers_ttl_s = breakers_ttl_s
+        self._breakers: list[BreakerView] = []
+        self._breakers_at: float | None = None
         self._lock = asyncio.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -82,7 +95,11 @@ class OpsCollector(Collector):
             end = clock.now()
             return await db.run(lambda session: ops_report(session, end - WINDOW, end))
 
-        return cls(fetch, clock=clock, ttl_s=ttl_s)
+        async def breakers() -> list[BreakerView]:
+            now = clock.now()
+            return await db.run(lambda session: breaker_views(session, now=now))
+
+        return cls(fetch, clock=clock, ttl_s=ttl_s, breakers=breakers)
 
     @property
     def report(self) -> OpsReport | None:
@@ -90,17 +107,24 @@ class OpsCollector(Collector):
         return self._report
 
     async def refresh(self) -> None:
-        """Recompute the report when the cached one is older than ``ttl_s``."""
+        """Recompute the report once older than ``ttl_s``, the breakers once older than 1 s."""
         async with self._lock:
             now = self._clock.monotonic()
-            if self._at is not None and now - self._at < self._ttl_s:
-                return
-            try:
-                self._report = await self._fetch()
-            except Exception as exc:  # a scrape must not fail because the database is down
-                log.warning("ops_metrics_failed", error=repr(exc))
-                self._report = None
-            self._at = now
+            if self._at is None or now - self._at >= self._ttl_s:
+                try:
+                    self._report = await self._fetch()
+                except Exception as exc:  # a scrape must not fail because the database is down
+                    log.warning("ops_metrics_failed", error=repr(exc))
+                    self._report = None
+                self._at = now
+            due = self._breakers_at is None or now - self._breakers_at >= self._breakers_ttl_s
+            if self._fetch_breakers is not None and due:
+                try:
+                    self._breakers = await self._fetch_breakers()
+                except Exception as exc:  # no sample beats a stale one
+                    log.warning("breaker_metrics_failed", error=repr(exc))
+                    self._breakers = []
+                self._breakers_at = now
 
     def collect(self) -> Iterable[Metric]:
         """The gauges of the cached report."""
@@ -125,3 +149,11 @@ class OpsCollector(Collector):
                 for amount in amounts:
                     spend.add_metric([dimension, amount.key], amount.usd)
         yield spend
+        state = GaugeMetricFamily(
+            BREAKER_STATE,
+            "Circuit breaker of each tool and target: 0 closed, 1 half-open, 2 open",
+            labels=["tool", "target"],
+        )
+        for breaker in self._breakers:
+            state.add_metric([breaker.tool, breaker.target], breaker.gauge)
+        yield state

@@ -242,6 +242,12 @@ STATUS_SUMMARY: Final = "*{status}*{dot}runbook `{runbook}`{dot}plan v{version}{
 STATUS_REASON: Final = "_{reason}_"
 STATUS_STEP: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{status}{detail}"
 STATUS_FALLBACK: Final = "Plan {status}: {done}/{total} steps done"
+BREAKERS_HEADING: Final = "*Circuit breakers* (calls to these targets are paused)"
+BREAKER_OPEN: Final = "🔴 `{key}` open since {since}, probe in {wait} s"
+BREAKER_OPEN_DUE: Final = "🔴 `{key}` open since {since}, probe due now"
+BREAKER_PROBING: Final = "🟡 `{key}` half-open, probe running"
+BREAKER_HALF_OPEN: Final = "🟡 `{key}` half-open, probe due now"
+MORE_BREAKERS: Final = "…and {count} more circuit breakers"
 STEP_STATUS_EMOJI: Final = {
     "pending": "⏳",
     "awaiting_approval": "🙋",

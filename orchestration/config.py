@@ -56,7 +56,9 @@ class ToolLimits(BaseModel):
     model_config = _STRICT
     rate_per_s: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
-    rate_max_wait_s: float = Field(default=5.0, ge=0)
+    rate_max_wait_s: float = Field(default=5.0, ge=0)  # state-changing calls wait this long
+    # Read-only idempotent calls wait this long for a slot (None: the step timeout).
+    rate_read_max_wait_s: float | None = Field(default=None, ge=0)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
     cache_ttl_s: float = Field(default=0.0, ge=0)  # read-only results reused this long; 0 = off

@@ -1,10 +1,11 @@
 """The Executor: runs one approved step with the grant it was handed, and nothing else.
 
 It never chooses what to run. It applies the retry policy (exponential backoff with jitter,
-idempotent actions only, stopping when the grant expires), gives each attempt its own
-idempotency key, and asks the Auditor's ``check`` whether a result meets the step's
+idempotent actions only, stopping when the grant expires), sends every attempt of a step with
+the step's one idempotency key (``opsgate-<step id>``, the same on retries and re-runs, so the
+target can deduplicate), and asks the Auditor's ``check`` whether a result meets the step's
 expectation. Timeouts, rate limits and circuit breakers are guards stacked around each tool
-(see ``adapters.guards``).
+(see ``adapters.guards``); a read-only idempotent step refused by a rate limit is retried too.
 """
 
 import contextlib
@@ -21,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from adapters import AdapterError, Grant, ToolCall, ToolRegistry, ToolResult
+from adapters import ActionSpec, AdapterError, ErrorCode, Grant, ToolCall, ToolRegistry, ToolResult
 from common import Clock
 from orchestration.auditor import Check, check_expect
 
@@ -90,6 +91,17 @@ class _Retry(Exception):
     """An attempt failed in a way worth another try."""
 
 
+def idempotency_key(step_id: str) -> str:
+    """The one idempotency key of a step, whatever the attempt."""
+    return f"opsgate-{step_id}"
+
+
+def _worth_retrying(exc: AdapterError, spec: ActionSpec) -> bool:
+    # A rate limit refusal is back-pressure, but a read that waits and asks again harms nobody.
+    patient = spec.read_only and spec.idempotent and exc.code == ErrorCode.RATE_LIMITED
+    return exc.retryable or patient
+
+
 class Executor:
     """Runs tickets through the tool registry."""
 
@@ -113,7 +125,7 @@ class Executor:
     async def run(self, ticket: Ticket) -> Outcome:
         """Run ``ticket``; never raises for tool failures, which are reported in the outcome."""
         outcome = Outcome()
-        tool, _spec = self._tools.action(ticket.tool_action)
+        tool, spec = self._tools.action(ticket.tool_action)
         tool_name, _, action = ticket.tool_action.partition(".")
         attempts = self._max_attempts if ticket.idempotent else 1
         number = ticket.first_attempt - 1
@@ -125,7 +137,7 @@ class Executor:
                 tool=tool_name,
                 action=action,
                 args=dict(ticket.args),
-                idempotency_key=f"{ticket.step_id}:{number}",
+                idempotency_key=idempotency_key(ticket.step_id),
                 correlation_id=ticket.correlation_id,
             )
             started = self._clock.now()
@@ -155,7 +167,7 @@ class Executor:
                     error=exc,
                     number=number,
                 )
-                if exc.retryable:
+                if _worth_retrying(exc, spec):
                     raise _Retry from exc
                 return
             self._record(

@@ -3,30 +3,25 @@
 Only the composition root and the Executor's owner use this; the Planner never imports it.
 """
 
+import asyncio
 from collections.abc import Iterable
 
-from adapters import GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
+from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
+from adapters.guards import Sleep
 from adapters.http import HttpConfig
 from adapters.shell import ShellConfig
+from adapters.testing import InMemoryBreakerStore
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.errors import ConfigError
 
 
-def _guard(
-    tool: Tool, limits: ToolLimits, *, timeout_s: float, signer: GrantSigner, clock: Clock
-) -> Tool:
-    return guarded(
-        tool,
-        signer=signer,
-        clock=clock,
-        timeout_s=timeout_s,
-        rate_per_s=limits.rate_per_s,
-        burst=limits.burst,
-        rate_max_wait_s=limits.rate_max_wait_s,
-        breaker_threshold=limits.breaker_threshold,
-        breaker_reset_s=limits.breaker_reset_s,
-    )
+def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:
+    """The guard settings of each configured tool, by tool name."""
+    limits: dict[str, ToolLimits] = {"http": config.adapters.http}
+    if config.adapters.shell is not None:
+        limits["shell"] = config.adapters.shell
+    return limits
 
 
 def build_registry(
@@ -34,13 +29,38 @@ def build_registry(
     *,
     signer: GrantSigner,
     clock: Clock,
+    breakers: BreakerStore | None = None,
+    sleep: Sleep = asyncio.sleep,
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
 ) -> ToolRegistry:
-    """The configured tools (http always, shell when configured, plus ``extra``), guarded."""
+    """The configured tools (http always, shell when configured, plus ``extra``), guarded.
+
+    ``breakers`` is where circuit breakers live; replicas share theirs through the database
+    store (``orchestration.breakers``); without one, this process keeps its own in memory.
+    ``sleep`` is what rate-limited calls wait with.
+    """
+    store = breakers if breakers is not None else InMemoryBreakerStore(clock)
     step_timeout = config.execution.step_timeout_s
+
+    def guard(tool: Tool, limits: ToolLimits) -> Tool:
+        return guarded(
+            tool,
+            signer=signer,
+            clock=clock,
+            breakers=store,
+            timeout_s=step_timeout,
+            rate_per_s=limits.rate_per_s,
+            burst=limits.burst,
+            rate_max_wait_s=limits.rate_max_wait_s,
+            rate_read_max_wait_s=limits.rate_read_max_wait_s,
+            breaker_threshold=limits.breaker_threshold,
+            breaker_reset_s=limits.breaker_reset_s,
+            sleep=sleep,
+        )
+
     http_cfg = config.adapters.http
     http = HttpTool.from_config(http_cfg.model_dump(include=set(HttpConfig.model_fields)))
-    tools = [_guard(http, http_cfg, timeout_s=step_timeout, signer=signer, clock=clock)]
+    tools = [guard(http, http_cfg)]
     shell_cfg = config.adapters.shell
     if shell_cfg is not None:
         try:
@@ -49,7 +69,6 @@ def build_registry(
             )
         except ValueError as exc:
             raise ConfigError(f"adapters.shell: {exc}", path=config.source) from exc
-        tools.append(_guard(shell, shell_cfg, timeout_s=step_timeout, signer=signer, clock=clock))
-    for tool, limits in extra:
-        tools.append(_guard(tool, limits, timeout_s=step_timeout, signer=signer, clock=clock))
+        tools.append(guard(shell, shell_cfg))
+    tools.extend(guard(tool, limits) for tool, limits in extra)
     return ToolRegistry(tools)

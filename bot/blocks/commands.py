@@ -1,5 +1,7 @@
 """Slash-command replies (help, usage, status) and the rejection-reason modal."""
 
+import math
+from collections.abc import Sequence
 from typing import Any, Final
 
 from slack_sdk.models.blocks import (
@@ -13,7 +15,7 @@ from slack_sdk.models.views import View
 from bot import strings as s
 from bot.blocks.layout import finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, mappings
-from bot.blocks.text import MAX_REJECT_REASON, esc, esc_reason, one_line, usd
+from bot.blocks.text import MAX_REJECT_REASON, esc, esc_reason, one_line, slack_date, usd
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.strings import escape
 from orchestration.enums import StepStatus
@@ -63,10 +65,39 @@ def _status_line(step: Payload, n: int) -> str:
     )
 
 
-def status_blocks(plan_view: Payload) -> Rendered:
-    """``/incident status``: a plan's steps with status, its spend vs budget, status and reason.
+def _breaker_line(breaker: Payload) -> str | None:
+    key = esc(breaker.get("key"), 200)
+    state = breaker.get("state")
+    if state == "open":
+        wait = as_float(breaker.get("probe_in_s"))
+        since = slack_date(breaker.get("opened_at"))
+        if wait is not None and wait > 0:
+            return s.BREAKER_OPEN.format(key=key, since=since, wait=math.ceil(wait))
+        return s.BREAKER_OPEN_DUE.format(key=key, since=since)
+    if state == "half_open":
+        return (s.BREAKER_PROBING if breaker.get("probing") else s.BREAKER_HALF_OPEN).format(
+            key=key
+        )
+    return None  # closed: nothing paused
 
-    ``plan_view`` is ``PlanView.model_dump(mode="json")``.
+
+def _breaker_blocks(breakers: Sequence[Payload]) -> list[Block]:
+    lines = [line for line in map(_breaker_line, breakers) if line is not None]
+    if not lines:
+        return []
+    return packed(
+        lines,
+        heading=s.BREAKERS_HEADING,
+        more=lambda count: s.MORE_BREAKERS.format(count=count),
+    )
+
+
+def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rendered:
+    """``/incident status``: a plan's steps with status, its spend vs budget, status and reason,
+    then a line per circuit breaker that is not closed.
+
+    ``plan_view`` is ``PlanView.model_dump(mode="json")``; each of ``breakers`` is
+    ``BreakerView.model_dump(mode="json")``.
     """
     status = str(plan_view.get("status") or "")
     label = s.PLAN_STATUS.get(status) or esc(status, 60)
@@ -94,6 +125,7 @@ def status_blocks(plan_view: Payload) -> Rendered:
             heading=s.STEPS_HEADING,
             more=lambda count: s.MORE_STEPS.format(emoji=s.MORE_STEPS_EMOJI, count=count),
         ),
+        *_breaker_blocks(breakers),
     ]
     done = sum(1 for step in steps if step.get("status") in _DONE_STEP_STATES)
     text = s.STATUS_FALLBACK.format(status=label, done=done, total=len(steps))

@@ -8,11 +8,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
+from adapters import BreakerState
 from bot import blocks, metrics, strings
 from bot.digest import metrics_blocks
 from bot.surface import Surface
+from orchestration.breakers import BreakerView, breaker_views
 from orchestration.errors import OrchestrationError
 from orchestration.opsmetrics import OpsReport, ops_report
+from orchestration.toolbox import tool_limits
 
 COMMAND = "/incident"
 SUBCOMMANDS = ("help", "status", "resolve", "cancel")
@@ -105,7 +108,8 @@ async def _subcommand(
         return
     if sub == "status":
         view = await surface.control.incident_plan(incident.id)
-        rendered = blocks.status_blocks(view.model_dump(mode="json"))
+        paused = [b.model_dump(mode="json") for b in await _paused_breakers(surface)]
+        rendered = blocks.status_blocks(view.model_dump(mode="json"), paused)
         await client.chat_postEphemeral(
             channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
         )
@@ -113,6 +117,18 @@ async def _subcommand(
     await surface.control.close_incident(
         incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve", reason=reason
     )
+
+
+async def _paused_breakers(surface: Surface) -> list[BreakerView]:
+    """The circuit breakers, shared by every replica, that are not closed."""
+    now = surface.control.clock.now()
+    resets = {tool: limits.breaker_reset_s for tool, limits in tool_limits(surface.config).items()}
+
+    def work(session: Session) -> list[BreakerView]:
+        views = breaker_views(session, now=now, reset_after_s=resets)
+        return [v for v in views if v.state is not BreakerState.CLOSED]
+
+    return await surface.control.db.run(work)
 
 
 async def _metrics(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from common import Role, args_hash
 from orchestration.enums import ApprovalPurpose, PlanStatus, SpanKind, StepStatus
-from orchestration.executor import Outcome, Ticket
+from orchestration.executor import Outcome, Ticket, idempotency_key
 from orchestration.grants import issue_grant, issue_scoped_grant
 from orchestration.lifecycle import ctx_for, is_final, lock_plan, set_plan, set_step
 from orchestration.models import AuditEvent, Plan, Span, Step
@@ -287,7 +287,7 @@ def post_in_doubt_card(
                     else None
                 ),
                 "check": check,
-                "idempotency_key": f"opsgate-{step.id}",
+                "idempotency_key": idempotency_key(step.id),
             }
         },
     )

@@ -9,9 +9,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters import ArgsInvalid, HostNotAllowed, HttpTool, ToolFailed, ToolResult, ToolTimeout
-from adapters.http import _host_allowed
-from tests.adapters.conftest import make_call
+from adapters import (
+    ArgsInvalid,
+    BreakerState,
+    CircuitOpen,
+    GrantSigner,
+    HostNotAllowed,
+    HttpTool,
+    ToolCall,
+    ToolFailed,
+    ToolResult,
+    ToolTimeout,
+    guarded,
+)
+from adapters.http import HTTP_SPEC, _host_allowed
+from adapters.testing import InMemoryBreakerStore
+from common import FakeClock
+from tests.adapters.conftest import grant_for, make_call
 
 BIG = "x" * 5000
 
@@ -31,6 +45,14 @@ async def big(_: web.Request) -> web.Response:
 async def echo(request: web.Request) -> web.Response:
     body = await request.json()
     return web.json_response({"got": body, "auth": request.headers.get("Authorization")})
+
+
+async def key(request: web.Request) -> web.Response:
+    return web.json_response({"key": request.headers.get("Idempotency-Key")})
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), text="as asked")
 
 
 async def redirect(_: web.Request) -> web.Response:
@@ -56,6 +78,9 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/slow", slow)
     app.router.add_get("/odd", odd_charset)
+    app.router.add_get("/key", key)
+    app.router.add_post("/key", key)
+    app.router.add_get("/status/{code}", status)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -203,3 +228,92 @@ async def test_cost_per_call_is_reported(base_url: str) -> None:
         assert (await get(tool, f"{base_url}/svc/x/health")).cost_usd == 0.002
     finally:
         await tool.aclose()
+
+
+# Idempotency key
+
+
+async def test_the_calls_idempotency_key_is_sent_as_a_header(http: HttpTool, base_url: str) -> None:
+    for action in ("get", "post"):
+        args = {"url": f"{base_url}/key"}
+        call = ToolCall(tool="http", action=action, args=args, idempotency_key="opsgate-s1")
+        result = await http.invoke(call, None)
+        assert result.output["json"] == {"key": "opsgate-s1"}
+        assert "opsgate-s1" not in result.summary
+
+
+async def test_no_header_without_a_key(http: HttpTool, base_url: str) -> None:
+    call = ToolCall(tool="http", action="get", args={"url": f"{base_url}/key"}, idempotency_key="")
+    assert (await http.invoke(call, None)).output["json"] == {"key": None}
+
+
+@pytest.mark.parametrize("name", ["Idempotency-Key", "idempotency-key", " IDEMPOTENCY-KEY"])
+async def test_runbook_headers_may_not_set_the_idempotency_key(
+    http: HttpTool, base_url: str, name: str
+) -> None:
+    with pytest.raises(ArgsInvalid, match="opsgate sets the Idempotency-Key header itself"):
+        await get(http, f"{base_url}/key", headers={name: "mine"})
+
+
+# Circuit breaker: per host, 5xx and transport errors count
+
+
+def test_breaker_target_is_the_urls_host() -> None:
+    call = make_call("http.get", url="https://Checkout.Internal.:8443/health?x=1")
+    assert HTTP_SPEC.target(call) == "checkout.internal"
+
+
+@pytest.mark.parametrize(
+    ("code", "failed"), [(200, False), (404, False), (429, False), (500, True), (503, True)]
+)
+def test_only_server_errors_count_as_the_host_failing(code: int, failed: bool) -> None:
+    result = ToolResult(ok=True, status=code, output={}, summary="", duration_ms=0, cost_usd=0)
+    assert HTTP_SPEC.failed(result) is failed
+
+
+async def test_a_host_answering_5xx_is_paused_while_another_host_is_still_called(
+    base_url: str, clock: FakeClock
+) -> None:
+    store = InMemoryBreakerStore(clock)
+    signer = GrantSigner(b"k" * 32)
+    http = HttpTool(allow_hosts=["127.0.0.1", "localhost"])
+    tool = guarded(
+        http, signer=signer, clock=clock, breakers=store, breaker_threshold=2, rate_per_s=100
+    )
+    port = base_url.rsplit(":", 1)[1]
+
+    async def call(url: str) -> ToolResult:
+        request = make_call("http.get", url=url)
+        return await tool.invoke(request, grant_for(request, signer, clock))
+
+    try:
+        for _ in range(3):
+            assert (await call(f"{base_url}/status/404")).status == 404
+        assert store.state("http:127.0.0.1") is BreakerState.CLOSED
+        for _ in range(2):
+            assert (await call(f"{base_url}/status/503")).status == 503
+        with pytest.raises(CircuitOpen, match=r"127\.0\.0\.1 kept failing"):
+            await call(f"{base_url}/svc/x/health")
+        healthy = await call(f"http://localhost:{port}/svc/x/health")
+        assert healthy.status == 200
+        assert store.state("http:localhost") is BreakerState.CLOSED
+    finally:
+        await http.aclose()
+
+
+async def test_connection_errors_count_as_the_host_failing(clock: FakeClock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = InMemoryBreakerStore(clock)
+    signer = GrantSigner(b"k" * 32)
+    http = HttpTool(allow_hosts=["127.0.0.1"])
+    tool = guarded(http, signer=signer, clock=clock, breakers=store, breaker_threshold=2)
+    request = make_call("http.get", url=f"http://127.0.0.1:{port}/")
+    try:
+        for _ in range(2):
+            with pytest.raises(ToolFailed):
+                await tool.invoke(request, grant_for(request, signer, clock))
+        assert store.state("http:127.0.0.1") is BreakerState.OPEN
+    finally:
+        await http.aclose()

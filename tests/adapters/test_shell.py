@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters import ArgsInvalid, ShellCommand, ShellTool, ToolResult, ToolTimeout
+from adapters import ArgsInvalid, ShellCommand, ShellTool, ToolCall, ToolResult, ToolTimeout
 from common import Risk
 from tests.adapters.conftest import make_call
 
@@ -66,13 +66,30 @@ async def test_safe_values_like_units_paths_and_versions_pass() -> None:
         assert (await run(tool, "say", name=value)).output["stdout"] == f"{value}\n"
 
 
-async def test_environment_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_environment_is_clean_but_for_the_idempotency_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SECRET_X", "leak-me")
+    monkeypatch.setenv("OPSGATE_IDEMPOTENCY_KEY", "from-the-parent")
     result = await run(shell(env=command("/usr/bin/env")), "env")
     assert sorted(result.output["stdout"].splitlines()) == [
         "LANG=C.UTF-8",
+        "OPSGATE_IDEMPOTENCY_KEY=k1",  # the call's key (make_call's), not the parent's
         "PATH=/usr/local/bin:/usr/bin:/bin",
     ]
+
+
+async def test_the_idempotency_key_is_left_out_when_the_call_has_none() -> None:
+    tool = shell(env=command("/usr/bin/env"))
+    call = ToolCall(tool="shell", action="env", args={}, idempotency_key="")
+    result = await tool.invoke(call, None)
+    assert "OPSGATE_IDEMPOTENCY_KEY" not in result.output["stdout"]
+
+
+def test_breaker_target_is_the_command_name() -> None:
+    tool = shell(restart=command("/bin/echo", "{unit}"), env=command("/usr/bin/env"))
+    assert tool.spec.target(make_call("shell.restart", unit="nginx")) == "restart"
+    assert tool.spec.target(make_call("shell.env")) == "env"
 
 
 async def test_stdin_is_closed() -> None:
