@@ -389,7 +389,11 @@ class CircuitBreakerGuard(ToolWrapper):
             except TARGET_FAILURES:
                 ok = False
                 raise
-            ok = not self.spec.failed(result)
+            # A read that answered (a 503 from a health check, a non-zero exit of a status
+            # command) reported the target's state: that is what probes are for, and pausing
+            # them would blind the incident. Only a state-changing call's failed answer counts.
+            read_only = self.spec.action(call.action).read_only
+            ok = read_only or not self.spec.failed(result)
             return result
         finally:
             # An unknown outcome matters only to a probe: it frees the slot it held.

@@ -395,11 +395,23 @@ async def test_breaker_frees_probe_slot_when_the_probe_is_cancelled(
     assert (await guard.invoke(make_call(), None)).ok
 
 
-async def test_breaker_counts_not_ok_results_as_failures(store: InMemoryBreakerStore) -> None:
+async def test_breaker_counts_not_ok_results_of_state_changing_calls_as_failures(
+    store: InMemoryBreakerStore,
+) -> None:
     guard = breaker(FakeTool(responses=failed_result), store)
-    await guard.invoke(make_call(), None)
-    await guard.invoke(make_call(), None)
+    await guard.invoke(make_call("fake.write"), None)
+    await guard.invoke(make_call("fake.write"), None)
     assert store.state(KEY) is BreakerState.OPEN
+
+
+async def test_a_read_that_answered_never_counts_against_its_target(
+    store: InMemoryBreakerStore,
+) -> None:
+    """A health probe answering 'down' reports the incident; pausing probes would blind it."""
+    guard = breaker(FakeTool(responses=failed_result), store)
+    for _ in range(5):
+        await guard.invoke(make_call("fake.read"), None)
+    assert store.state(KEY) is BreakerState.CLOSED
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,7 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_get("/key", key)
     app.router.add_post("/key", key)
     app.router.add_get("/status/{code}", status)
+    app.router.add_post("/status/{code}", status)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -282,16 +283,18 @@ async def test_a_host_answering_5xx_is_paused_while_another_host_is_still_called
     )
     port = base_url.rsplit(":", 1)[1]
 
-    async def call(url: str) -> ToolResult:
-        request = make_call("http.get", url=url)
+    async def call(url: str, action: str = "http.get") -> ToolResult:
+        request = make_call(action, url=url)
         return await tool.invoke(request, grant_for(request, signer, clock))
 
     try:
         for _ in range(3):
-            assert (await call(f"{base_url}/status/404")).status == 404
+            assert (await call(f"{base_url}/status/404", "http.post")).status == 404
+        for _ in range(3):  # a probe answering 503 reports the target's state
+            assert (await call(f"{base_url}/status/503")).status == 503
         assert store.state("http:127.0.0.1") is BreakerState.CLOSED
         for _ in range(2):
-            assert (await call(f"{base_url}/status/503")).status == 503
+            assert (await call(f"{base_url}/status/503", "http.post")).status == 503
         with pytest.raises(CircuitOpen, match=r"127\.0\.0\.1 kept failing"):
             await call(f"{base_url}/svc/x/health")
         healthy = await call(f"http://localhost:{port}/svc/x/health")

@@ -294,10 +294,10 @@ async def test_views_say_when_the_next_probe_goes_and_who_is_probing(
     assert (half.state, half.gauge, half.probing) == (BreakerState.HALF_OPEN, 1, True)
 
 
-async def test_a_plan_against_a_failing_host_trips_the_shared_breaker(
+async def test_probes_of_a_down_service_never_trip_the_shared_breaker(
     db_url: str, tmp_path: Path, clock: FakeClock, planes: list[ControlPlane]
 ) -> None:
-    """The probe step's 503s open ``http:127.0.0.1`` in the database; the next plan is refused."""
+    """Probe steps answered 503 for many incidents: every next incident still probes."""
     service = await DemoService().start()
     try:
         write_runbook(tmp_path / "rb", service.port)
@@ -312,16 +312,13 @@ async def test_a_plan_against_a_failing_host_trips_the_shared_breaker(
         tools = build_registry(config, signer=signer, clock=clock, breakers=store)
         cp = await make_control(db_url, config, clock, tools=tools, signer=signer)
         planes.append(cp)
-        # The verify step has expect status 200; the probe (no expect) records the 503.
-        for n in range(2):
-            await cp.open_incident(text=f"svc-{n} is down", requester=REQUESTER)
+        for n in range(4):
+            opened = await cp.open_incident(text=f"svc-{n} is down", requester=REQUESTER)
+            view = await cp.plan_view(opened.plan_id)
+            assert view.steps[0].status == "succeeded"  # the call worked: it answered 503
         stored = await cp.db.run(lambda s: read_breaker(s, "http:127.0.0.1"))
-        assert stored is not None
-        assert stored.state is BreakerState.OPEN
-        opened = await cp.open_incident(text="svc-9 is down", requester=REQUESTER)
-        view = await cp.plan_view(opened.plan_id)
-        assert view.steps[0].error_code == "circuit_open"
-        assert service.health_checks == 2
+        assert stored is None or stored.state is BreakerState.CLOSED
+        assert service.health_checks == 4
     finally:
         await db.close()
         await service.stop()
