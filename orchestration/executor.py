@@ -97,9 +97,11 @@ def idempotency_key(step_id: str) -> str:
 
 
 def _worth_retrying(exc: AdapterError, spec: ActionSpec) -> bool:
-    # A rate limit refusal is back-pressure, but a read that waits and asks again harms nobody.
-    patient = spec.read_only and spec.idempotent and exc.code == ErrorCode.RATE_LIMITED
-    return exc.retryable or patient
+    # Our own rate limit refuses a call before it is sent: asking again later repeats nothing,
+    # whatever the action (an approved restart must not fail for opsgate's back-pressure).
+    if exc.code == ErrorCode.RATE_LIMITED:
+        return True
+    return spec.idempotent and exc.retryable
 
 
 class Executor:
@@ -127,7 +129,7 @@ class Executor:
         outcome = Outcome()
         tool, spec = self._tools.action(ticket.tool_action)
         tool_name, _, action = ticket.tool_action.partition(".")
-        attempts = self._max_attempts if ticket.idempotent else 1
+        attempts = self._max_attempts
         number = ticket.first_attempt - 1
 
         async def attempt() -> None:
@@ -179,8 +181,8 @@ class Executor:
                 error=None,
                 number=number,
             )
-            if not outcome.check.ok:
-                raise _Retry
+            if not outcome.check.ok and ticket.idempotent:
+                raise _Retry  # a non-idempotent call that was answered is never sent again
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
