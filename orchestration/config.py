@@ -56,7 +56,9 @@ class ToolLimits(BaseModel):
     model_config = _STRICT
     rate_per_s: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
-    rate_max_wait_s: float = Field(default=5.0, ge=0)  # state-changing calls wait this long
+    # An approved state-changing call waits this long for a slot rather than fail: it was never
+    # sent, and a late restart beats a failed one (reads: rate_read_max_wait_s).
+    rate_max_wait_s: float = Field(default=20.0, ge=0)
     # Read-only idempotent calls wait this long for a slot (None: the step timeout).
     rate_read_max_wait_s: float | None = Field(default=None, ge=0)
     breaker_threshold: int = Field(default=5, ge=1)
