@@ -22,7 +22,7 @@ install: $(STAMP)
 test: lint unit
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4  # four workers: much of the suite waits on real processes and servers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
