@@ -72,7 +72,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
-    bolt.middleware(correlation(control, surface.quiet))
+    bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
 
@@ -87,6 +87,8 @@ def build_app(
         background["relay"] = asyncio.create_task(
             relay.run_forever(idle_s=relay_idle_s), name="outbox-relay"
         )
+        # Requests acknowledged by a process that died before doing them: redone from the inbox.
+        background["inbox"] = asyncio.create_task(surface.sweep_forever(), name="inbox-sweeper")
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
             control.expire_approvals,
@@ -112,6 +114,10 @@ def build_app(
         log.info("opsgate_started", runbooks=len(control.snapshot.runbooks))
 
     async def on_cleanup(_app: web.Application) -> None:
+        sweeper = background.get("inbox")
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         await surface.tasks.drain()
         scheduler = background.get("scheduler")
         if scheduler is not None:

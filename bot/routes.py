@@ -12,7 +12,7 @@ from bot import metrics as slack_metrics
 from bot.alerts import alert_handler
 from bot.ops_collector import OpsCollector
 from bot.settings import SlackSettings
-from bot.surface import Surface
+from bot.surface import RECORDED, Surface, send_now
 from orchestration.control import ControlPlane
 
 
@@ -52,7 +52,10 @@ def add_routes(
         except ValueError:  # signed but not a Slack payload we can parse
             slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="400").inc()
             return web.json_response({"error": "malformed request body"}, status=400)
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        if bolt_request.context.get(RECORDED):
+            return await send_now(request, response)  # the 2xx leaves before any work starts
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -80,9 +83,8 @@ def add_routes(
     app.router.add_post(
         "/alerts/alertmanager",
         alert_handler(
-            control,
+            surface,
             channel=control.config.slack.alert_channel,
             token=os.environ.get("OPSGATE_ALERT_TOKEN") or None,
-            run=surface.run,
         ),
     )

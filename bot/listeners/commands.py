@@ -1,4 +1,8 @@
-"""``/incident``: open, help, status, resolve, cancel, metrics."""
+"""``/incident``: open, help, status, resolve, cancel, metrics.
+
+Open, resolve and cancel change state: each is recorded in the inbox before its ack, so the
+ack's promise survives a crash, and a replayed request is answered alike and does nothing.
+"""
 
 from datetime import timedelta
 from typing import Any
@@ -10,12 +14,13 @@ from sqlmodel import Session
 
 from bot import blocks, metrics, strings
 from bot.digest import metrics_blocks
-from bot.surface import Surface
-from orchestration.errors import OrchestrationError
+from bot.surface import Intake, Surface
+from orchestration.inbox import Request, RequestKind
 from orchestration.opsmetrics import OpsReport, ops_report
 
 COMMAND = "/incident"
-SUBCOMMANDS = ("help", "status", "resolve", "cancel")
+READ_ONLY = ("status", "metrics")  # answered from the database; nothing to record
+CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
 
 
 class SlashCommand(BaseModel):
@@ -41,77 +46,56 @@ def register(app: AsyncApp, surface: Surface) -> None:
         if sub == "help":
             await ack(text=strings.HELP, blocks=blocks.help_blocks())
             return
-        if sub == "metrics":
+        if sub in READ_ONLY:
             await ack(text=strings.WORKING)
-            surface.run(_metrics(surface, client, cmd), name="incident-metrics")
+            work = (
+                _metrics(surface, client, cmd)
+                if sub == "metrics"
+                else _status(surface, client, cmd)
+            )
+            surface.run(work, name=f"incident-{sub}")
             return
-        if sub in SUBCOMMANDS:
-            await ack(text=strings.WORKING)
+        if sub in CLOSING:
             reason = text.split(" ", 1)[1].strip() if " " in text else ""
-            surface.run(_subcommand(surface, client, cmd, sub, reason), name=f"incident-{sub}")
-            return
-        if " " not in text and not surface.control.matches(text):
+            kind, reply = CLOSING[sub], strings.WORKING
+        elif " " not in text and not surface.control.matches(text):
             usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
             await ack(text=usage.text, blocks=usage.blocks)
             return
-        await ack(text=strings.opening(text))
-        metrics.INCIDENTS.labels(source="slash_command").inc()
-        surface.run(
-            open_incident(
-                surface,
-                client,
-                text=text,
-                user=cmd.user_id,
-                channel=cmd.channel_id,
-                correlation_id=str(context.get("correlation_id") or ""),
-            ),
-            name="incident-open",
+        else:
+            kind, reason, reply = RequestKind.OPEN, text, strings.opening(text)
+        request = Request(
+            kind=kind,
+            requester=cmd.user_id,
+            channel=cmd.channel_id,
+            text=reason,
+            correlation_id=str(context.get("correlation_id") or ""),
         )
+        key = str(context["inbox_key"])
+        # Recorded before the ack: once Slack has its 200, the request survives a crash.
+        intake = await surface.accept(request, key=key, context=context)
+        if intake is Intake.UNRECORDED:
+            await ack(text=strings.NOT_RECORDED)
+            return
+        await ack(text=reply)
+        if intake is Intake.NEW:
+            if kind is RequestKind.OPEN:
+                metrics.INCIDENTS.labels(source="slash_command").inc()
+            surface.perform(key, request, client)
 
 
-async def open_incident(
-    surface: Surface,
-    client: AsyncWebClient,
-    *,
-    text: str,
-    user: str,
-    channel: str,
-    correlation_id: str,
-    source: str = "slack",
-) -> None:
-    """Open an incident; a refusal goes back to the person, privately, in plain words."""
-    try:
-        await surface.control.open_incident(
-            text=text,
-            requester=user,
-            channel=channel,
-            source=source,
-            correlation_id=correlation_id or None,
-        )
-    except OrchestrationError as exc:
-        await client.chat_postEphemeral(
-            channel=channel, user=user, text=strings.refused(exc.message)
-        )
-
-
-async def _subcommand(
-    surface: Surface, client: AsyncWebClient, cmd: SlashCommand, sub: str, reason: str
-) -> None:
+async def _status(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:
+    """The open incident's plan progress, to the asker only."""
     incident = await surface.control.open_incident_in(cmd.channel_id)
     if incident is None:
         await client.chat_postEphemeral(
             channel=cmd.channel_id, user=cmd.user_id, text=strings.NO_OPEN_INCIDENT
         )
         return
-    if sub == "status":
-        view = await surface.control.incident_plan(incident.id)
-        rendered = blocks.status_blocks(view.model_dump(mode="json"))
-        await client.chat_postEphemeral(
-            channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
-        )
-        return
-    await surface.control.close_incident(
-        incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve", reason=reason
+    view = await surface.control.incident_plan(incident.id)
+    rendered = blocks.status_blocks(view.model_dump(mode="json"))
+    await client.chat_postEphemeral(
+        channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
     )
 
 
