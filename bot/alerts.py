@@ -12,8 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot import metrics
-from bot.surface import Intake, Surface, send_now
+from bot.surface import Acknowledged, Intake, Surface
 from orchestration.inbox import Request, RequestKind
 from orchestration.telemetry import new_correlation_id
 
@@ -59,7 +58,7 @@ def alert_key(alert: Alert) -> str:
 def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -> Any:
     """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.Response:
         if token and not hmac.compare_digest(
             request.headers.get("Authorization", ""), f"Bearer {token}"
         ):
@@ -98,14 +97,13 @@ def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -
         for (key, req), intake in zip(firing, intakes, strict=True):
             if intake is Intake.NEW:  # not a replay: one incident per firing
                 accepted.append(req.text)
-                metrics.INCIDENTS.labels(source="alertmanager").inc()
-                surface.perform(key, req, None)
+                surface.perform(key, req, None, counted_as=SOURCE)
         if Intake.UNRECORDED in intakes:
             # Alertmanager retries a 5xx; the alerts recorded now are replays then, not redone.
             return web.json_response(
                 {"error": "could not record every alert; retry", "accepted": accepted}, status=503
             )
         response = web.json_response({"accepted": accepted}, status=202)
-        return await send_now(request, response) if accepted else response
+        return Acknowledged.of(response) if accepted else response
 
     return handle

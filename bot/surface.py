@@ -1,33 +1,35 @@
 """What every listener needs: the control plane, background tasks, the outbox relay, the inbox.
 
-A request that does work is recorded (``accept``) before its 2xx goes out, then done after
-the ack (``perform``); ``sweep_forever`` redoes what a crashed process acknowledged but did not
-finish.
+A request that does work is recorded (``submit``, ``accept``) before its 2xx goes out, then
+done after the ack (``perform``); ``sweep_forever`` redoes what a crashed process acknowledged
+but did not finish.
 """
 
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import strings
+from bot import metrics, strings
 from bot.quiet import QuietGate
 from bot.tasks import TaskTracker
 from common import faults
 from orchestration.config import OpsgateConfig
 from orchestration.control import ControlPlane
-from orchestration.inbox import SWEEP_S, Outcome, Request
+from orchestration.inbox import SWEEP_S, Outcome, Request, RequestKind
 from orchestration.outbox import OutboxRelay
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.surface")
 
-R = TypeVar("R", bound=web.StreamResponse)
-RECORDED = "inbox_recorded"  # context key: this request was recorded just now
+# Bolt context keys of a request that does work.
+PENDING = "inbox_pending"  # (key, request, its record in flight)
+INTAKE = "inbox_intake"  # what recording it came to (an Intake), once known
+HOLDS_ACK = "route_holds_ack"  # the HTTP route sends the 2xx only once the record is durable
 
 
 class Intake(StrEnum):
@@ -60,26 +62,60 @@ class Surface:
 
         self.tasks.spawn(job(), name=name)
 
+    def submit(self, request: Request, *, key: str, context: dict[str, Any]) -> None:
+        """Start recording ``request`` under ``key``; ``accepted(context)`` waits for it."""
+        detail = {"retry": context["retry_num"]} if context.get("retry_num") else {}
+        context[PENDING] = (key, request, self.control.submit_request(key, request, **detail))
+
+    async def accepted(self, context: dict[str, Any]) -> Intake:
+        """Wait until the request ``submit`` started is durable, or could not be recorded."""
+        if INTAKE in context:
+            return Intake(context[INTAKE])
+        key, request, pending = context[PENDING]
+        try:
+            intake = Intake.NEW if await pending else Intake.REPLAY
+        except Exception as exc:
+            log.error("request_not_recorded", key=key, kind=request.kind.value, error=repr(exc))
+            intake = Intake.UNRECORDED
+        context[INTAKE] = intake
+        if intake is Intake.REPLAY:
+            context["replayed"] = True  # counted as a duplicate by the middleware
+        return intake
+
     async def accept(
         self, request: Request, *, key: str, context: dict[str, Any] | None = None
     ) -> Intake:
-        """Record ``request`` under ``key`` before its 2xx; marks the Bolt ``context``."""
+        """Record ``request`` under ``key`` (before its 2xx goes out); marks ``context``."""
         context = context if context is not None else {}
-        detail = {"retry": context["retry_num"]} if context.get("retry_num") else {}
-        try:
-            new = await self.control.record_request(key, request, **detail)
-        except Exception as exc:
-            log.error("request_not_recorded", key=key, kind=request.kind.value, error=repr(exc))
-            return Intake.UNRECORDED
-        context[RECORDED] = new
-        if not new:
-            context["replayed"] = True
-            return Intake.REPLAY
-        return Intake.NEW
+        self.submit(request, key=key, context=context)
+        return await self.accepted(context)
 
-    def perform(self, key: str, request: Request, client: AsyncWebClient | None) -> None:
+    def perform(
+        self,
+        key: str,
+        request: Request,
+        client: AsyncWebClient | None,
+        *,
+        counted_as: str | None = None,
+    ) -> None:
         """Do a recorded request's work after the ack; the asker hears if it must wait."""
+        if counted_as and request.kind is RequestKind.OPEN:
+            metrics.INCIDENTS.labels(source=counted_as).inc()
         self.run(self._perform(key, request, client), name=f"request-{request.kind.value}")
+
+    def perform_once_recorded(
+        self, context: dict[str, Any], client: AsyncWebClient | None, *, counted_as: str
+    ) -> None:
+        """After the ack: once the record ``submit`` started is durable, do it if it is new."""
+        key, request, _pending = context[PENDING]
+
+        async def job() -> None:
+            if await self.accepted(context) is Intake.NEW:
+                if request.kind is RequestKind.OPEN:
+                    metrics.INCIDENTS.labels(source=counted_as).inc()
+                await self._perform(key, request, client)
+
+        self.run(job(), name=f"request-{request.kind.value}")
 
     async def _perform(self, key: str, request: Request, client: AsyncWebClient | None) -> None:
         outcome = await self.control.handle_request(key, request)
@@ -104,13 +140,19 @@ class Surface:
             await asyncio.sleep(interval_s)
 
 
-async def send_now(request: web.Request, response: R) -> R:
-    """Write ``response`` to the client now, before anything else happens in this process.
+class Acknowledged(web.Response):
+    """The 2xx of a request just recorded; aiohttp writes it as any other response.
 
-    The crash tests' fault point ``after_intake`` sits right after: the sender has its 2xx
-    and the request exists only in the inbox.
+    The crash tests' fault point ``after_intake`` sits right after it is written: the sender
+    has its 2xx and the request exists only in the inbox (its work waits for a lull).
     """
-    await response.prepare(request)
-    await response.write_eof()
-    faults.point("after_intake")
-    return response
+
+    @classmethod
+    def of(cls, response: web.Response) -> "Acknowledged":
+        """The same status, headers and body."""
+        return cls(status=response.status, body=response.body, headers=response.headers)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Write the end of the response, then pass the fault point."""
+        await super().write_eof(data)
+        faults.point("after_intake")

@@ -556,9 +556,16 @@ class ControlPlane:
         """This process's inbox: group-commit writer, leases, sweeper (built on first use)."""
         return Inbox(db=self.db, clock=self.clock)
 
+    def submit_request(self, key: str, request: Request, **detail: Any) -> Awaitable[bool]:
+        """Start recording ``request`` under ``key`` (group commit); await it before the 2xx.
+
+        It resolves to False for a replay (audited in the same commit).
+        """
+        return self.inbox.submit(key, request, **detail)
+
     async def record_request(self, key: str, request: Request, **detail: Any) -> bool:
         """Record ``request`` under ``key`` before its 2xx; False for a replay (audited)."""
-        return await self.inbox.record(key, request, **detail)
+        return await self.submit_request(key, request, **detail)
 
     async def handle_request(self, key: str, request: Request) -> RequestOutcome:
         """Do the work of a recorded request, once: its row is marked done with the effect.

@@ -4,6 +4,8 @@ Open, resolve and cancel change state: each is recorded in the inbox before its 
 ack's promise survives a crash, and a replayed request is answered alike and does nothing.
 """
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -12,15 +14,16 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot import blocks, metrics, strings
+from bot import blocks, strings
 from bot.digest import metrics_blocks
-from bot.surface import Intake, Surface
+from bot.surface import HOLDS_ACK, INTAKE, Intake, Surface
 from orchestration.inbox import Request, RequestKind
 from orchestration.opsmetrics import OpsReport, ops_report
 
 COMMAND = "/incident"
 READ_ONLY = ("status", "metrics")  # answered from the database; nothing to record
 CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
+ANSWER = "incident_answer"  # context key: the routed command
 
 
 class SlashCommand(BaseModel):
@@ -33,55 +36,82 @@ class SlashCommand(BaseModel):
     channel_id: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What ``/incident <text>`` gets: an ack, and a request to record or a read to run."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    request: Request | None = None  # state-changing: recorded before the ack
+    read: str | None = None  # "status" or "metrics": answered privately after the ack
+
+
+def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) -> Answer:
+    """Route one ``/incident`` command."""
+    text = cmd.text.strip()
+    sub = text.split(" ", 1)[0].lower() if text else "help"
+    if sub == "help":
+        return Answer(strings.HELP, blocks.help_blocks())
+    if sub in READ_ONLY:
+        return Answer(strings.WORKING, read=sub)
+    if sub in CLOSING:
+        kind, reply = CLOSING[sub], strings.WORKING
+        text = text.split(" ", 1)[1].strip() if " " in text else ""
+    elif " " not in text and not surface.control.matches(text):
+        usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
+        return Answer(usage.text, usage.blocks)
+    else:
+        kind, reply = RequestKind.OPEN, strings.opening(text)
+    request = Request(
+        kind=kind,
+        requester=cmd.user_id,
+        channel=cmd.channel_id,
+        text=text,
+        correlation_id=correlation_id,
+    )
+    return Answer(reply, request=request)
+
+
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the ``/incident`` listener."""
 
-    @app.command(COMMAND)
+    async def record_first(
+        command: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> None:
+        # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
+        # request's commit overlaps that, and the listener mostly finds it durable already.
+        routed = answer(
+            SlashCommand.model_validate(command),
+            surface,
+            correlation_id=str(context.get("correlation_id") or ""),
+        )
+        context[ANSWER] = routed
+        if routed.request is not None:
+            surface.submit(routed.request, key=str(context["inbox_key"]), context=context)
+        await next()
+
+    @app.command(COMMAND, middleware=[record_first])
     async def incident(
         ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
-        cmd = SlashCommand.model_validate(command)
-        text = cmd.text.strip()
-        sub = text.split(" ", 1)[0].lower() if text else "help"
-        if sub == "help":
-            await ack(text=strings.HELP, blocks=blocks.help_blocks())
+        routed: Answer = context[ANSWER]
+        request = routed.request
+        if request is None:
+            await ack(text=routed.text, blocks=routed.blocks)
+            if routed.read is not None:
+                cmd = SlashCommand.model_validate(command)
+                read = _metrics if routed.read == "metrics" else _status
+                surface.run(read(surface, client, cmd), name=f"incident-{routed.read}")
             return
-        if sub in READ_ONLY:
-            await ack(text=strings.WORKING)
-            work = (
-                _metrics(surface, client, cmd)
-                if sub == "metrics"
-                else _status(surface, client, cmd)
-            )
-            surface.run(work, name=f"incident-{sub}")
-            return
-        if sub in CLOSING:
-            reason = text.split(" ", 1)[1].strip() if " " in text else ""
-            kind, reply = CLOSING[sub], strings.WORKING
-        elif " " not in text and not surface.control.matches(text):
-            usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
-            await ack(text=usage.text, blocks=usage.blocks)
-            return
-        else:
-            kind, reason, reply = RequestKind.OPEN, text, strings.opening(text)
-        request = Request(
-            kind=kind,
-            requester=cmd.user_id,
-            channel=cmd.channel_id,
-            text=reason,
-            correlation_id=str(context.get("correlation_id") or ""),
-        )
-        key = str(context["inbox_key"])
-        # Recorded before the ack: once Slack has its 200, the request survives a crash.
-        intake = await surface.accept(request, key=key, context=context)
-        if intake is Intake.UNRECORDED:
+        # No 2xx before the commit: over HTTP the route holds the response until the record
+        # is durable (the ack is then usually ready when it is); over Socket Mode the ack waits.
+        if not context.get(HOLDS_ACK):
+            await surface.accepted(context)
+        if context.get(INTAKE) is Intake.UNRECORDED:
             await ack(text=strings.NOT_RECORDED)
             return
-        await ack(text=reply)
-        if intake is Intake.NEW:
-            if kind is RequestKind.OPEN:
-                metrics.INCIDENTS.labels(source="slash_command").inc()
-            surface.perform(key, request, client)
+        await ack(text=routed.text)  # a replay gets the same answer, and nothing more happens
+        surface.perform_once_recorded(context, client, counted_as="slash_command")
 
 
 async def _status(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:

@@ -13,7 +13,6 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import metrics
 from bot.surface import Intake, Surface
 from orchestration.inbox import Request, RequestKind
 
@@ -92,8 +91,7 @@ def register(app: AsyncApp, surface: Surface) -> None:
 
     async def run(client: AsyncWebClient, context: AsyncBoltContext) -> None:
         request: Request = context[REQUEST]
-        metrics.INCIDENTS.labels(source=request.source).inc()
-        surface.perform(str(context["inbox_key"]), request, client)
+        surface.perform(str(context["inbox_key"]), request, client, counted_as=request.source)
 
     app.event("app_mention", middleware=[recorded(surface, mention_request)])(run)
     app.event("message", middleware=[recorded(surface, message_request(surface))])(run)

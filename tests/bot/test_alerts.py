@@ -14,6 +14,13 @@ from tests.bot.scenario import Stack
 ALERT_CHANNEL = "C0ALERTS"
 
 
+class DatabaseDown:
+    """A database whose units of work all fail, as when the server is unreachable."""
+
+    async def run(self, _work: object) -> None:
+        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
+
+
 def webhook(status: str = "firing", **labels: str) -> dict[str, Any]:
     return {
         "version": "4",
@@ -112,16 +119,12 @@ async def test_an_alert_that_cannot_be_recorded_gets_a_503_and_opens_on_the_retr
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Alertmanager retries a 5xx; a 202 is only given to what is recorded."""
-    record = stack.control.record_request
-
-    async def database_down(*_args: object, **_kwargs: object) -> bool:
-        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
-
-    monkeypatch.setattr(stack.control, "record_request", database_down)
+    inbox = stack.control.inbox
+    monkeypatch.setattr(inbox, "db", DatabaseDown())
     assert await post_alert(stack, webhook()) == 503
     await stack.settle()
     assert stack.slack.calls_to("chat.postMessage") == []
-    monkeypatch.setattr(stack.control, "record_request", record)
+    monkeypatch.setattr(inbox, "db", stack.control.db)
     assert await post_alert(stack, webhook()) == 202
     await stack.settle()
     assert len(stack.roots(ALERT_CHANNEL)) == 1

@@ -26,6 +26,13 @@ from tests.bot.scenario import (
 )
 
 
+class DatabaseDown:
+    """A database whose units of work all fail, as when the server is unreachable."""
+
+    async def run(self, _work: object) -> None:
+        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
+
+
 @pytest.fixture
 async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     async with Stack(db_url=db_url, tmp_path=tmp_path) as running:
@@ -313,12 +320,8 @@ async def test_slack_retries_of_a_mention_after_a_failed_record_open_one_inciden
 ) -> None:
     """Unrecorded means unacknowledged: the event gets a 503 (Slack delivers it again), the
     command's ack says nothing will happen."""
-    record = stack.control.record_request
-
-    async def database_down(*_args: object, **_kwargs: object) -> bool:
-        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
-
-    monkeypatch.setattr(stack.control, "record_request", database_down)
+    inbox = stack.control.inbox
+    monkeypatch.setattr(inbox, "db", DatabaseDown())
     event = {
         "type": "app_mention",
         "user": REQUESTER,
@@ -334,7 +337,7 @@ async def test_slack_retries_of_a_mention_after_a_failed_record_open_one_inciden
     await stack.settle()
     assert stack.slack.calls_to("chat.postMessage") == []
 
-    monkeypatch.setattr(stack.control, "record_request", record)
+    monkeypatch.setattr(inbox, "db", stack.control.db)
     assert (await stack.post(body, headers=signing.retry_headers(1)))[0] == 200
     assert (await stack.post(body, headers=signing.retry_headers(2)))[0] == 200
     await stack.settle()
