@@ -44,8 +44,10 @@ def request_key(req: AsyncBoltRequest) -> str:
 def correlation(quiet: QuietGate) -> Callable[..., Awaitable[BoltResponse | None]]:
     """Bind a correlation id, the actor and the request's inbox key (``context``); time it.
 
-    Replays are recognised where the request is recorded (``Surface.accept``), so a request
-    that does no work costs no database round trip here.
+    Replays are recognised where the request is recorded (``Surface.submit``, in the listener
+    that knows the request does work), so a request that does no work costs no database round
+    trip. (Bolt runs global middleware to the end before any listener: work after ``next()``
+    happens before the listener, not around it.)
     """
 
     async def middleware(
@@ -70,8 +72,7 @@ def correlation(quiet: QuietGate) -> Callable[..., Awaitable[BoltResponse | None
         response = await next()  # Bolt middleware chains may return None
         metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
         status = response.status if response is not None else 200
-        outcome = "duplicate" if context.get("replayed") else str(status)
-        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=outcome).inc()
+        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)).inc()
         return response
 
     return middleware

@@ -78,8 +78,6 @@ class Surface:
             log.error("request_not_recorded", key=key, kind=request.kind.value, error=repr(exc))
             intake = Intake.UNRECORDED
         context[INTAKE] = intake
-        if intake is Intake.REPLAY:
-            context["replayed"] = True  # counted as a duplicate by the middleware
         return intake
 
     async def accept(
@@ -99,9 +97,7 @@ class Surface:
         counted_as: str | None = None,
     ) -> None:
         """Do a recorded request's work after the ack; the asker hears if it must wait."""
-        if counted_as and request.kind is RequestKind.OPEN:
-            metrics.INCIDENTS.labels(source=counted_as).inc()
-        self.run(self._perform(key, request, client), name=f"request-{request.kind.value}")
+        self.run(self._perform(key, request, client, counted_as), name=f"request-{request.kind}")
 
     def perform_once_recorded(
         self, context: dict[str, Any], client: AsyncWebClient | None, *, counted_as: str
@@ -111,13 +107,15 @@ class Surface:
 
         async def job() -> None:
             if await self.accepted(context) is Intake.NEW:
-                if request.kind is RequestKind.OPEN:
-                    metrics.INCIDENTS.labels(source=counted_as).inc()
-                await self._perform(key, request, client)
+                await self._perform(key, request, client, counted_as)
 
-        self.run(job(), name=f"request-{request.kind.value}")
+        self.run(job(), name=f"request-{request.kind}")
 
-    async def _perform(self, key: str, request: Request, client: AsyncWebClient | None) -> None:
+    async def _perform(
+        self, key: str, request: Request, client: AsyncWebClient | None, counted_as: str | None
+    ) -> None:
+        if counted_as and request.kind is RequestKind.OPEN:
+            metrics.INCIDENTS.labels(source=counted_as).inc()
         outcome = await self.control.handle_request(key, request)
         if outcome is not Outcome.FAILED or client is None or not request.private:
             return
