@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bot import strings
 from bot.ids import ActionId, BlockId
 from bot.sandbox import signing
+from orchestration.inbox import NoticeKind, Request, RequestKind, notify
 from orchestration.models import AuditEvent, OutboxMessage
 from orchestration.views import Opened
 from tests.bot.scenario import (
@@ -376,3 +377,29 @@ async def test_work_that_fails_is_told_to_the_asker_and_redone_by_the_sweeper(
     assert calls[0] == calls[1]  # the same inbox row, redone
     assert len(stack.roots()) == 1
     assert stack.service.health_checks == 1
+
+
+async def test_a_request_opsgate_gave_up_on_is_told_in_plain_words(stack: Stack) -> None:
+    """Privately to the person who asked; an alert's in its channel (no person asked)."""
+    person = Request(
+        kind=RequestKind.OPEN,
+        requester=REQUESTER,
+        channel=CHANNEL,
+        text="checkout-api is down",
+        correlation_id="c1",
+    )
+    alert = person.model_copy(update={"requester": "alertmanager", "private": False})
+    now = stack.control.clock.now()
+
+    def work(session: Session) -> None:
+        for request in (person, alert):
+            notify(session, request, now=now, notice=NoticeKind.ABANDONED, attempts=5)
+
+    await stack.control.db.run(work)
+    assert stack.app is not None
+    stack.app.surface.relay.wakeup.set()
+    await stack.settle()
+    told = [e.text for e in stack.slack.ephemerals(REQUESTER)]
+    assert told == [strings.abandoned("checkout-api is down", 5)]
+    assert "after 5 attempts" in told[0]
+    assert [m.text for m in stack.roots()] == [strings.abandoned("checkout-api is down", 5)]
