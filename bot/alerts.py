@@ -1,19 +1,23 @@
-"""``POST /alerts/alertmanager``: firing alerts open incidents (Alertmanager webhook v4)."""
+"""``POST /alerts/alertmanager``: firing alerts open incidents (Alertmanager webhook v4).
 
+Each firing alert is recorded in the inbox before the 202, keyed by fingerprint and start, so
+the incident survives a crash after the 202 and Alertmanager's repeats open nothing more.
+"""
+
+import asyncio
+import hashlib
 import hmac
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot import metrics
-from orchestration.control import ControlPlane
-from orchestration.errors import OrchestrationError
-from orchestration.telemetry import get_logger
-
-log = get_logger("opsgate.alerts")
+from bot.surface import Acknowledged, Intake, Surface
+from orchestration.inbox import Request, RequestKind
+from orchestration.telemetry import new_correlation_id
 
 REQUESTER = "alertmanager"
+SOURCE = "alertmanager"
 
 
 class Alert(BaseModel):
@@ -45,10 +49,14 @@ def incident_text(alert: Alert) -> str:
     return f"{service} is down ({alert.labels.get('alertname', 'alert')})"
 
 
-def alert_handler(
-    control: ControlPlane, *, channel: str | None, token: str | None, run: Any
-) -> Any:
-    """The aiohttp handler; ``run`` schedules background work after the 202."""
+def alert_key(alert: Alert) -> str:
+    """One key per firing: Alertmanager repeats a notification until the alert resolves."""
+    identity = alert.fingerprint or hashlib.sha256(incident_text(alert).encode()).hexdigest()
+    return f"alert:{identity}:{alert.startsAt}"
+
+
+def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -> Any:
+    """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
     async def handle(request: web.Request) -> web.Response:
         if token and not hmac.compare_digest(
@@ -67,25 +75,35 @@ def alert_handler(
             )
         if not channel:
             return web.json_response({"error": "slack.alert_channel is not configured"}, status=503)
+        firing = [
+            (
+                alert_key(alert),
+                Request(
+                    kind=RequestKind.OPEN,
+                    requester=REQUESTER,
+                    channel=channel,
+                    text=incident_text(alert),
+                    source=SOURCE,
+                    correlation_id=new_correlation_id(),
+                    private=False,
+                ),
+            )
+            for alert in notification.alerts
+            if alert.status == "firing"
+        ]
+        # Concurrent records share one commit; one notification's alerts go in together.
+        intakes = await asyncio.gather(*(surface.accept(r, key=k) for k, r in firing))
         accepted = []
-        for alert in notification.alerts:
-            if alert.status != "firing":
-                continue
-            key = f"alert:{alert.fingerprint or incident_text(alert)}:{alert.startsAt}"
-            if not await control.first_delivery(key):
-                continue  # Alertmanager repeats notifications; one incident per firing
-            accepted.append(incident_text(alert))
-            metrics.INCIDENTS.labels(source="alertmanager").inc()
-            run(_open(control, text=incident_text(alert), channel=channel), name="alert-open")
-        return web.json_response({"accepted": accepted}, status=202)
+        for (key, req), intake in zip(firing, intakes, strict=True):
+            if intake is Intake.NEW:  # not a replay: one incident per firing
+                accepted.append(req.text)
+                surface.perform(key, req, None, counted_as=SOURCE)
+        if Intake.UNRECORDED in intakes:
+            # Alertmanager retries a 5xx; the alerts recorded now are replays then, not redone.
+            return web.json_response(
+                {"error": "could not record every alert; retry", "accepted": accepted}, status=503
+            )
+        response = web.json_response({"accepted": accepted}, status=202)
+        return Acknowledged.of(response) if accepted else response
 
     return handle
-
-
-async def _open(control: ControlPlane, *, text: str, channel: str) -> None:
-    try:
-        await control.open_incident(
-            text=text, requester=REQUESTER, channel=channel, source="alertmanager"
-        )
-    except OrchestrationError as exc:
-        log.warning("alert_not_planned", text=text, code=exc.code, reason=exc.message)

@@ -75,7 +75,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
-    bolt.middleware(correlation(control, surface.quiet))
+    bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
 
@@ -92,42 +92,10 @@ def build_app(
         background["knowledge"] = asyncio.create_task(
             control.knowledge.run_forever(), name="knowledge-refresh"
         )
-        scheduler = AsyncIOScheduler()
-        scheduler.add_job(
-            control.expire_approvals,
-            "interval",
-            seconds=expiry_interval_s,
-            id="expire-approvals",
-            max_instances=1,
-            coalesce=True,
-        )
-        execution = control.config.execution
-        scheduler.add_job(
-            control.renew_leases,
-            "interval",
-            seconds=execution.lease_s / 3,
-            id="renew-step-leases",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            control.reconcile,
-            "interval",
-            seconds=execution.reconcile_s,
-            id="reconcile-steps",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),  # at start-up too: a crash left steps behind
-        )
-        jobs = schedule_digest(scheduler, digest)
+        # Requests acknowledged by a process that died before doing them: redone from the inbox.
+        background["inbox"] = asyncio.create_task(surface.sweep_forever(), name="inbox-sweeper")
+        scheduler = _scheduler(control, digest, expiry_interval_s=expiry_interval_s)
         scheduler.start()
-        if jobs:
-            log.info(
-                "digest_scheduled",
-                channel=digest.channel,
-                at=digest.config.time,
-                timezone=digest.config.timezone,
-            )
         background["scheduler"] = scheduler
         # Long-lived start-up objects leave the GC's generations: full collections on a busy
         # heap otherwise pause the event loop for tens of milliseconds (measured in bench/).
@@ -135,6 +103,10 @@ def build_app(
         log.info("opsgate_started", runbooks=len(control.snapshot.runbooks))
 
     async def on_cleanup(_app: web.Application) -> None:
+        sweeper = background.get("inbox")
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         await surface.tasks.drain()
         scheduler = background.get("scheduler")
         if scheduler is not None:
@@ -155,3 +127,44 @@ def build_app(
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return SlackApp(bolt=bolt, web=app, surface=surface, client=client, digest=digest)
+
+
+def _scheduler(
+    control: ControlPlane, digest: DigestPoster, *, expiry_interval_s: float
+) -> AsyncIOScheduler:
+    """The periodic jobs: approval expiry, lease renewal, the reconciler, the daily digest."""
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(
+        control.expire_approvals,
+        "interval",
+        seconds=expiry_interval_s,
+        id="expire-approvals",
+        max_instances=1,
+        coalesce=True,
+    )
+    execution = control.config.execution
+    scheduler.add_job(
+        control.renew_leases,
+        "interval",
+        seconds=execution.lease_s / 3,
+        id="renew-step-leases",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        control.reconcile,
+        "interval",
+        seconds=execution.reconcile_s,
+        id="reconcile-steps",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),  # at start-up too: a crash left steps behind
+    )
+    if schedule_digest(scheduler, digest):
+        log.info(
+            "digest_scheduled",
+            channel=digest.channel,
+            at=digest.config.time,
+            timezone=digest.config.timezone,
+        )
+    return scheduler

@@ -13,9 +13,11 @@ from aiolimiter import AsyncLimiter
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import strings
 from bot.blocks import render, render_approval_card, render_incident_root
 from bot.refs import Refs
 from orchestration.control import ControlPlane
+from orchestration.inbox import NOTICE_KIND, NoticeKind
 from orchestration.models import OutboxMessage
 from orchestration.outbox import DeliveryDropped, DeliveryRetry
 from orchestration.telemetry import get_logger
@@ -34,6 +36,19 @@ PERMANENT = frozenset(
         "invalid_arguments",
     }
 )
+
+
+def notice_text(payload: dict[str, Any]) -> str:
+    """The plain words of a ``request_notice``."""
+    notice = payload.get("notice")
+    if notice == NoticeKind.NO_OPEN_INCIDENT:
+        return strings.NO_OPEN_INCIDENT
+    if notice == NoticeKind.ABANDONED:
+        attempts = payload.get("attempts")
+        return strings.abandoned(
+            str(payload.get("text") or ""), attempts if isinstance(attempts, int) else 0
+        )
+    return strings.refused(str(payload.get("message") or payload.get("code") or "refused"))
 
 
 class SlackNotifier:
@@ -117,6 +132,8 @@ class SlackNotifier:
             )
         elif kind == "approval_updated":
             ts = await self._update_card(payload)
+        elif kind == NOTICE_KIND:
+            ts = await self._notice(message, payload)
         else:
             rendered = await asyncio.to_thread(render, kind, payload)
             thread = await self._thread(message)
@@ -126,6 +143,21 @@ class SlackNotifier:
             if kind in ("incident_resolved", "incident_cancelled"):
                 await self._update_root(message, kind.removeprefix("incident_"))
         await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
+
+    async def _notice(self, message: OutboxMessage, payload: dict[str, Any]) -> str:
+        """A reply about a request: to its asker alone, or (an alert's) to the channel."""
+        text = notice_text(payload)
+        thread = None
+        if message.incident_id is not None:
+            ref = await self._refs.get(f"incident:{message.incident_id}")
+            thread = ref.ts if ref is not None else None
+        user = payload.get("user")
+        if user:
+            await self._client.chat_postEphemeral(
+                channel=message.channel, user=str(user), text=text, thread_ts=thread
+            )
+            return "ephemeral"
+        return await self._post(message.channel, text=text, thread_ts=thread)
 
     async def _update_card(self, update: dict[str, Any]) -> str:
         ref = await self._refs.get(f"approval:{update['approval_id']}")

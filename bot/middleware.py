@@ -1,5 +1,6 @@
-"""Cross-cutting work for every Slack request: correlation id, actor, retry dedupe, timing."""
+"""Cross-cutting work for every Slack request: correlation id, actor, inbox key, timing."""
 
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,10 +13,7 @@ from slack_bolt.response import BoltResponse
 
 from bot import metrics
 from bot.quiet import QuietGate
-from orchestration.control import ControlPlane
-from orchestration.telemetry import bind_context, get_logger
-
-log = get_logger("opsgate.slack")
+from orchestration.telemetry import bind_context
 
 Next = Callable[[], Awaitable[BoltResponse]]
 
@@ -26,10 +24,31 @@ def _kind(body: dict[str, Any]) -> str:
     return str(body.get("type") or "unknown")
 
 
-def correlation(
-    control: ControlPlane, quiet: QuietGate
-) -> Callable[..., Awaitable[BoltResponse | None]]:
-    """Bind a correlation id and the actor; drop Slack's retried deliveries of one event."""
+def request_key(req: AsyncBoltRequest) -> str:
+    """The inbox key of a request: the same for a replay or a retry, different otherwise.
+
+    Events API deliveries: the event id (Slack's retries are signed anew but keep it). Other
+    signed requests: a hash of the signature, which covers the timestamp and the body, so only
+    a byte-identical replay maps to it. Socket Mode carries no signature (the socket itself is
+    authenticated, and Slack resends nothing but events): a fresh key.
+    """
+    event_id = req.body.get("event_id")
+    if event_id:
+        return f"event:{event_id}"
+    signature = req.headers.get("x-slack-signature", [""])[0]
+    if signature:
+        return "slack:" + hashlib.sha256(signature.encode()).hexdigest()
+    return f"request:{uuid.uuid4().hex}"
+
+
+def correlation(quiet: QuietGate) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bind a correlation id, the actor and the request's inbox key (``context``); time it.
+
+    Replays are recognised where the request is recorded (``Surface.submit``, in the listener
+    that knows the request does work), so a request that does no work costs no database round
+    trip. (Bolt runs global middleware to the end before any listener: work after ``next()``
+    happens before the listener, not around it.)
+    """
 
     async def middleware(
         req: AsyncBoltRequest,
@@ -46,12 +65,10 @@ def correlation(
         bind_context(
             correlation_id=correlation_id, actor=context.user_id, channel=context.channel_id
         )
-        event_id = body.get("event_id")
-        if event_id and not await control.first_delivery(f"event:{event_id}"):
-            retry = req.headers.get("x-slack-retry-num", ["0"])[0]
-            log.info("slack_retry_ignored", event_id=event_id, retry=retry)
-            metrics.SLACK_REQUESTS.labels(kind=kind, outcome="duplicate").inc()
-            return BoltResponse(status=200, body="")
+        context["inbox_key"] = request_key(req)
+        retry = req.headers.get("x-slack-retry-num", [""])[0]
+        if retry:
+            context["retry_num"] = retry
         response = await next()  # Bolt middleware chains may return None
         metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
         status = response.status if response is not None else 200

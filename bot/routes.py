@@ -6,13 +6,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics as slack_metrics
+from bot import strings
 from bot.alerts import alert_handler
 from bot.ops_collector import OpsCollector
 from bot.settings import SlackSettings
-from bot.surface import Surface
+from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface
 from orchestration.control import ControlPlane
 
 
@@ -52,7 +54,18 @@ def add_routes(
         except ValueError:  # signed but not a Slack payload we can parse
             slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="400").inc()
             return web.json_response({"error": "malformed request body"}, status=400)
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        context = bolt_request.context
+        context[HOLDS_ACK] = True
+        response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        if PENDING not in context:
+            return response  # nothing to record (help, status, clicks, ...)
+        intake = await surface.accepted(context)  # usually durable before the ack was ready
+        if intake is Intake.UNRECORDED and "command" in bolt_request.body:
+            # The listener acked before the outcome was known: say what is true instead.
+            return await to_aiohttp_response(BoltResponse(status=200, body=strings.NOT_RECORDED))
+        if intake is Intake.NEW:
+            return Acknowledged.of(response)
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -85,9 +98,8 @@ def add_routes(
     app.router.add_post(
         "/alerts/alertmanager",
         alert_handler(
-            control,
+            surface,
             channel=control.config.slack.alert_channel,
             token=os.environ.get("OPSGATE_ALERT_TOKEN") or None,
-            run=surface.run,
         ),
     )

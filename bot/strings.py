@@ -349,3 +349,23 @@ def opening(text: str) -> str:
 def refused(message: str) -> str:
     """Why opsgate did not open an incident, in the control plane's words."""
     return f"🚫 opsgate did not open an incident: {_quote(message, 1000)}"
+
+
+# Replies about a recorded request whose work did not (yet) happen.
+NOT_RECORDED: Final = (
+    "⚠️ opsgate could not record your request (its database did not answer), so nothing will "
+    "happen. Please try again in a minute."
+)
+REQUEST_DELAYED: Final = (
+    "⏳ opsgate has your request but could not act on it yet (its database did not answer). "
+    "It will keep trying by itself, and tell you here if it gives up."
+)
+
+
+def abandoned(text: str, attempts: int) -> str:
+    """A recorded request opsgate gave up on: nothing was done."""
+    what = f" {_quote(text)}" if text else ""
+    return (
+        f"⚠️ opsgate could not act on the request{what} after {attempts} attempts and has "
+        "stopped trying. Nothing was done: try again, or act by hand."
+    )

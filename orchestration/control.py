@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,17 @@ from orchestration.db import Database, flush_appends
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
+from orchestration.inbox import (
+    AlreadyDone,
+    Inbox,
+    NoticeKind,
+    Request,
+    RequestKind,
+    finish,
+    notify,
+    refuse,
+)
+from orchestration.inbox import Outcome as RequestOutcome
 from orchestration.knowledge import KnowledgeSnapshot, KnowledgeSync, behind
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
 from orchestration.materialise import materialise
@@ -220,10 +232,13 @@ class ControlPlane:
         source: str = "slack",
         correlation_id: str | None = None,
         run: bool = True,
+        inbox_key: str | None = None,
     ) -> Opened:
         """Open an incident, propose its plan, and (unless ``run`` is False) start it.
 
-        Raises InputRejected or NoMatch (both audited) when no plan can be proposed.
+        Raises InputRejected or NoMatch (both audited) when no plan can be proposed. With
+        ``inbox_key`` the recorded request is marked done in the commit that opens the incident
+        (or records the refusal), and AlreadyDone is raised when it was done before.
         """
         ctx = self._ctx(correlation_id, actor=requester, role=Role.HUMAN)
         bind_context(correlation_id=ctx.correlation_id, actor=requester)
@@ -231,6 +246,8 @@ class ControlPlane:
         # Planning is CPU work: it runs in the database worker with the commit, so a burst of
         # incidents never holds the event loop (and Slack's acks) behind it.
         def work(session: Session, *, fresh_only: bool = True) -> Opened:
+            if inbox_key is not None:
+                finish(session, inbox_key, now=ctx.now)  # locks the row: one try opens it
             clean = intake.validate(text)
             draft = planner.plan(self.snapshot, clean)
             if fresh_only and behind(session, draft.knowledge_pins):
@@ -336,7 +353,7 @@ class ControlPlane:
                 await self.knowledge.refresh()
                 opened = await self.db.run(lambda s: work(s, fresh_only=False))
         except OrchestrationError as exc:
-            await self._audit_refusal(ctx, exc, text=text, channel=channel)
+            await self._audit_refusal(ctx, exc, text=text, channel=channel, inbox_key=inbox_key)
             raise
         log.info(
             "incident_opened",
@@ -375,11 +392,26 @@ class ControlPlane:
         return previews
 
     async def _audit_refusal(
-        self, ctx: Ctx, exc: OrchestrationError, *, text: str, channel: str
+        self,
+        ctx: Ctx,
+        exc: OrchestrationError,
+        *,
+        text: str,
+        channel: str,
+        inbox_key: str | None = None,
     ) -> None:
         event = "plan_not_found" if isinstance(exc, NoMatch) else "input_rejected"
 
         def work(session: Session) -> None:
+            if inbox_key is not None:
+                refuse(
+                    session,
+                    inbox_key,
+                    now=ctx.now,
+                    notice=NoticeKind.REFUSED,
+                    code=exc.code,
+                    message=exc.message,
+                )
             audit(
                 session,
                 ctx,
@@ -563,25 +595,55 @@ class ControlPlane:
         return await self.db.run(lambda s: expire_due(s, self._ctx()))
 
     async def close_incident(
-        self, *, incident_id: str, actor: str, resolved: bool, reason: str = ""
-    ) -> None:
-        """Resolve or cancel an incident; an unfinished plan is cancelled with it."""
+        self,
+        *,
+        actor: str,
+        resolved: bool,
+        reason: str = "",
+        incident_id: str | None = None,
+        channel: str | None = None,
+        inbox_key: str | None = None,
+    ) -> bool:
+        """Resolve or cancel ``incident_id`` (else ``channel``'s newest open incident); an
+        unfinished plan is cancelled with it.
 
-        def work(session: Session) -> list[str]:
-            incident = session.get(Incident, incident_id)
-            if incident is None:
+        A step whose call is in flight is stopped (see ``recovery.stop_running``). Returns
+        False, changing nothing, when it is not open (closed already, or nothing open
+        in ``channel``); with ``inbox_key`` the asker is then told, and the recorded request is
+        marked done in the same commit either way (AlreadyDone when it was done before).
+        """
+        if incident_id is None and channel is None:
+            raise ValueError("close_incident needs incident_id or channel")
+
+        def work(session: Session) -> list[str] | None:
+            now = self.clock.now()
+            request = finish(session, inbox_key, now=now) if inbox_key is not None else None
+            query = select(Incident)
+            if incident_id is not None:
+                query = query.where(Incident.id == incident_id)
+            else:
+                query = query.where(
+                    Incident.channel == channel, Incident.status == IncidentStatus.OPEN.value
+                ).order_by(col(Incident.created_at).desc())
+            incident = session.exec(query.limit(1).with_for_update()).first()
+            if incident is None and incident_id is not None:
                 raise NotFound(f"no incident {incident_id}")
+            if incident is None or incident.status != IncidentStatus.OPEN.value:
+                if request is not None and request.private:
+                    notify(session, request, now=now, notice=NoticeKind.NO_OPEN_INCIDENT)
+                log.info("incident_not_closed", incident_id=incident_id, channel=channel)
+                return None
             status = IncidentStatus.RESOLVED if resolved else IncidentStatus.CANCELLED
             ctx = Ctx(
                 correlation_id=incident.correlation_id,
-                now=self.clock.now(),
+                now=now,
                 actor=actor,
                 role=Role.HUMAN,
                 incident_id=incident.id,
                 channel=incident.channel,
             )
             stop: list[str] = []
-            for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident_id)):
+            for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident.id)):
                 plan = lock_plan(session, plan_id)
                 if not is_final(plan) or plan.status == PlanStatus.BLOCKED.value:
                     end_plan(
@@ -600,7 +662,74 @@ class ControlPlane:
             emit(session, ctx, f"incident_{status.value}", {"actor": actor, "reason": reason})
             return stop
 
-        self._stop_local(await self.db.run(work))
+        stop = await self.db.run(work)
+        if stop is None:
+            return False
+        self._stop_local(stop)
+        return True
+
+    # --- inbox: requests acknowledged to their sender -----------------------------------
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """This process's inbox: group-commit writer, leases, sweeper (built on first use)."""
+        return Inbox(db=self.db, clock=self.clock)
+
+    def submit_request(self, key: str, request: Request, **detail: Any) -> Awaitable[bool]:
+        """Start recording ``request`` under ``key`` (group commit); await it before the 2xx.
+
+        It resolves to False for a replay (audited in the same commit).
+        """
+        return self.inbox.submit(key, request, **detail)
+
+    async def record_request(self, key: str, request: Request, **detail: Any) -> bool:
+        """Record ``request`` under ``key`` before its 2xx; False for a replay (audited)."""
+        return await self.submit_request(key, request, **detail)
+
+    async def handle_request(self, key: str, request: Request) -> RequestOutcome:
+        """Do the work of a recorded request, once: its row is marked done with the effect.
+
+        A failed try leaves the row for the next one (a sweeper's, after a backoff); after the
+        last, the asker is told. A refusal is recorded and told in the commit that marks it done.
+        """
+        self.inbox.working.add(key)
+        opened: Opened | None = None
+        try:
+            if request.kind is RequestKind.OPEN:
+                try:
+                    opened = await self.open_incident(
+                        text=request.text,
+                        requester=request.requester,
+                        channel=request.channel,
+                        source=request.source,
+                        correlation_id=request.correlation_id or None,
+                        run=False,
+                        inbox_key=key,
+                    )
+                except OrchestrationError:
+                    return RequestOutcome.DONE  # refused: audited, done and told in one commit
+            else:
+                await self.close_incident(
+                    channel=request.channel,
+                    actor=request.requester,
+                    resolved=request.kind is RequestKind.RESOLVE,
+                    reason=request.text,
+                    inbox_key=key,
+                )
+        except AlreadyDone:
+            log.info("request_already_done", key=key, kind=request.kind.value)
+            return RequestOutcome.ALREADY_DONE
+        except Exception as exc:
+            return await self.inbox.failed(key, exc)
+        finally:
+            self.inbox.working.discard(key)
+        if opened is not None and opened.status != PlanStatus.BLOCKED.value:
+            await self.advance(opened.plan_id)
+        return RequestOutcome.DONE
+
+    async def sweep_inbox(self) -> list[tuple[str, Request]]:
+        """Renew this process's leases, prune, and claim lapsed requests to redo."""
+        return await self.inbox.sweep()
 
     # --- queries -----------------------------------------------------------------------
 

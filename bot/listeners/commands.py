@@ -1,5 +1,11 @@
-"""``/incident``: open, help, status, resolve, cancel, metrics."""
+"""``/incident``: open, help, status, resolve, cancel, metrics.
 
+Open, resolve and cancel change state: each is recorded in the inbox before its ack, so the
+ack's promise survives a crash, and a replayed request is answered alike and does nothing.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -9,16 +15,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
 from adapters import BreakerState
-from bot import blocks, metrics, strings
+from bot import blocks, strings
 from bot.digest import metrics_blocks
-from bot.surface import Surface
+from bot.surface import HOLDS_ACK, INTAKE, Intake, Surface
 from orchestration.breakers import BreakerView, breaker_views
-from orchestration.errors import OrchestrationError
+from orchestration.inbox import Request, RequestKind
 from orchestration.opsmetrics import OpsReport, ops_report
 from orchestration.toolbox import tool_limits
 
 COMMAND = "/incident"
-SUBCOMMANDS = ("help", "status", "resolve", "cancel")
+READ_ONLY = ("status", "metrics")  # answered from the database; nothing to record
+CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
+ANSWER = "incident_answer"  # context key: the routed command
 
 
 class SlashCommand(BaseModel):
@@ -31,91 +39,97 @@ class SlashCommand(BaseModel):
     channel_id: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What ``/incident <text>`` gets: an ack, and a request to record or a read to run."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    request: Request | None = None  # state-changing: recorded before the ack
+    read: str | None = None  # "status" or "metrics": answered privately after the ack
+
+
+def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) -> Answer:
+    """Route one ``/incident`` command."""
+    text = cmd.text.strip()
+    sub = text.split(" ", 1)[0].lower() if text else "help"
+    if sub == "help":
+        return Answer(strings.HELP, blocks.help_blocks())
+    if sub in READ_ONLY:
+        return Answer(strings.WORKING, read=sub)
+    if sub in CLOSING:
+        kind, reply = CLOSING[sub], strings.WORKING
+        text = text.split(" ", 1)[1].strip() if " " in text else ""
+    elif " " not in text and not surface.control.matches(text):
+        usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
+        return Answer(usage.text, usage.blocks)
+    else:
+        kind, reply = RequestKind.OPEN, strings.opening(text)
+    request = Request(
+        kind=kind,
+        requester=cmd.user_id,
+        channel=cmd.channel_id,
+        text=text,
+        correlation_id=correlation_id,
+    )
+    return Answer(reply, request=request)
+
+
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the ``/incident`` listener."""
 
-    @app.command(COMMAND)
+    async def record_first(
+        command: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> None:
+        # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
+        # request's commit overlaps that, and the listener mostly finds it durable already.
+        routed = answer(
+            SlashCommand.model_validate(command),
+            surface,
+            correlation_id=str(context.get("correlation_id") or ""),
+        )
+        context[ANSWER] = routed
+        if routed.request is not None:
+            surface.submit(routed.request, key=str(context["inbox_key"]), context=context)
+        await next()
+
+    @app.command(COMMAND, middleware=[record_first])
     async def incident(
         ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
-        cmd = SlashCommand.model_validate(command)
-        text = cmd.text.strip()
-        sub = text.split(" ", 1)[0].lower() if text else "help"
-        if sub == "help":
-            await ack(text=strings.HELP, blocks=blocks.help_blocks())
+        routed: Answer = context[ANSWER]
+        request = routed.request
+        if request is None:
+            await ack(text=routed.text, blocks=routed.blocks)
+            if routed.read is not None:
+                cmd = SlashCommand.model_validate(command)
+                read = _metrics if routed.read == "metrics" else _status
+                surface.run(read(surface, client, cmd), name=f"incident-{routed.read}")
             return
-        if sub == "metrics":
-            await ack(text=strings.WORKING)
-            surface.run(_metrics(surface, client, cmd), name="incident-metrics")
+        # No 2xx before the commit: over HTTP the route holds the response until the record
+        # is durable (the ack is then usually ready when it is); over Socket Mode the ack waits.
+        if not context.get(HOLDS_ACK):
+            await surface.accepted(context)
+        if context.get(INTAKE) is Intake.UNRECORDED:
+            await ack(text=strings.NOT_RECORDED)
             return
-        if sub in SUBCOMMANDS:
-            await ack(text=strings.WORKING)
-            reason = text.split(" ", 1)[1].strip() if " " in text else ""
-            surface.run(_subcommand(surface, client, cmd, sub, reason), name=f"incident-{sub}")
-            return
-        if " " not in text and not surface.control.matches(text):
-            usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
-            await ack(text=usage.text, blocks=usage.blocks)
-            return
-        await ack(text=strings.opening(text))
-        metrics.INCIDENTS.labels(source="slash_command").inc()
-        surface.run(
-            open_incident(
-                surface,
-                client,
-                text=text,
-                user=cmd.user_id,
-                channel=cmd.channel_id,
-                correlation_id=str(context.get("correlation_id") or ""),
-            ),
-            name="incident-open",
-        )
+        await ack(text=routed.text)  # a replay gets the same answer, and nothing more happens
+        surface.perform_once_recorded(context, client, counted_as="slash_command")
 
 
-async def open_incident(
-    surface: Surface,
-    client: AsyncWebClient,
-    *,
-    text: str,
-    user: str,
-    channel: str,
-    correlation_id: str,
-    source: str = "slack",
-) -> None:
-    """Open an incident; a refusal goes back to the person, privately, in plain words."""
-    try:
-        await surface.control.open_incident(
-            text=text,
-            requester=user,
-            channel=channel,
-            source=source,
-            correlation_id=correlation_id or None,
-        )
-    except OrchestrationError as exc:
-        await client.chat_postEphemeral(
-            channel=channel, user=user, text=strings.refused(exc.message)
-        )
-
-
-async def _subcommand(
-    surface: Surface, client: AsyncWebClient, cmd: SlashCommand, sub: str, reason: str
-) -> None:
+async def _status(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:
+    """The open incident's plan progress, to the asker only."""
     incident = await surface.control.open_incident_in(cmd.channel_id)
     if incident is None:
         await client.chat_postEphemeral(
             channel=cmd.channel_id, user=cmd.user_id, text=strings.NO_OPEN_INCIDENT
         )
         return
-    if sub == "status":
-        view = await surface.control.incident_plan(incident.id)
-        paused = [b.model_dump(mode="json") for b in await _paused_breakers(surface)]
-        rendered = blocks.status_blocks(view.model_dump(mode="json"), paused)
-        await client.chat_postEphemeral(
-            channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
-        )
-        return
-    await surface.control.close_incident(
-        incident_id=incident.id, actor=cmd.user_id, resolved=sub == "resolve", reason=reason
+    view = await surface.control.incident_plan(incident.id)
+    paused = [b.model_dump(mode="json") for b in await _paused_breakers(surface)]
+    rendered = blocks.status_blocks(view.model_dump(mode="json"), paused)
+    await client.chat_postEphemeral(
+        channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
     )
 
 

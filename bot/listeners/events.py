@@ -1,47 +1,52 @@
-"""Events: an ``@opsgate`` mention, or a message in a configured incident channel."""
+"""Events: an ``@opsgate`` mention, or a message in a configured incident channel.
+
+Bolt acknowledges events before their listener runs, so the request is recorded in a listener
+middleware, which runs before that ack; the listener then does the recorded work. A retried
+or replayed delivery (same ``event_id``) is acknowledged again and does nothing more.
+"""
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import metrics
-from bot.listeners.commands import open_incident
-from bot.surface import Surface
+from bot.surface import Intake, Surface
+from orchestration.inbox import Request, RequestKind
 
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
 EVENTS = ("app_mention", "message")
+REQUEST = "inbox_request"  # context key: the recorded request the listener does
+
+Parse = Callable[[dict[str, Any], AsyncBoltContext], Request | None]
 
 
-def register(app: AsyncApp, surface: Surface) -> None:
-    """Attach the event listeners."""
+def _request(
+    event: dict[str, Any], context: AsyncBoltContext, *, text: str, source: str
+) -> Request:
+    return Request(
+        kind=RequestKind.OPEN,
+        requester=str(event.get("user")),
+        channel=str(event.get("channel")),
+        text=text,
+        source=source,
+        correlation_id=str(context.get("correlation_id") or ""),
+    )
 
-    @app.event("app_mention")
-    async def mention(
-        event: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
-        text = _MENTION.sub("", str(event.get("text", ""))).strip()
-        if not text:
-            return
-        metrics.INCIDENTS.labels(source="mention").inc()
-        surface.run(
-            open_incident(
-                surface,
-                client,
-                text=text,
-                user=str(event.get("user")),
-                channel=str(event.get("channel")),
-                correlation_id=str(context.get("correlation_id") or ""),
-                source="mention",
-            ),
-            name="incident-mention",
-        )
 
-    @app.event("message")
-    async def message(
-        event: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
+def mention_request(event: dict[str, Any], context: AsyncBoltContext) -> Request | None:
+    """The incident an ``app_mention`` asks for (None for a bare mention)."""
+    text = _MENTION.sub("", str(event.get("text", ""))).strip()
+    return _request(event, context, text=text, source="mention") if text else None
+
+
+def message_request(surface: Surface) -> Parse:
+    """The incident a channel message asks for: only in an incident channel, only when a
+    runbook recognises it (ordinary conversation opens nothing)."""
+
+    def parse(event: dict[str, Any], context: AsyncBoltContext) -> Request | None:
         channel = str(event.get("channel", ""))
         if (
             channel not in surface.config.slack.incident_channels
@@ -49,22 +54,44 @@ def register(app: AsyncApp, surface: Surface) -> None:
             or event.get("bot_id")
             or event.get("thread_ts")
         ):
-            return
+            return None
         text = str(event.get("text", "")).strip()
         if not text or _MENTION.search(text):
-            return  # mentions are handled by app_mention
+            return None  # mentions are handled by app_mention
         if not surface.control.matches(text):
-            return  # ordinary conversation: no runbook recognises it
-        metrics.INCIDENTS.labels(source="channel_message").inc()
-        surface.run(
-            open_incident(
-                surface,
-                client,
-                text=text,
-                user=str(event.get("user")),
-                channel=channel,
-                correlation_id=str(context.get("correlation_id") or ""),
-                source="channel_message",
-            ),
-            name="incident-message",
-        )
+            return None
+        return _request(event, context, text=text, source="channel_message")
+
+    return parse
+
+
+def recorded(surface: Surface, parse: Parse) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Listener middleware: record the event's request before Bolt acknowledges it."""
+
+    async def middleware(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        request = parse(body.get("event") or {}, context)
+        if request is None:
+            return BoltResponse(status=200, body="")  # nothing to do; the listener is skipped
+        intake = await surface.accept(request, key=str(context["inbox_key"]), context=context)
+        if intake is Intake.UNRECORDED:
+            return BoltResponse(status=503, body="")  # not acknowledged: Slack delivers it again
+        if intake is Intake.REPLAY:
+            return BoltResponse(status=200, body="")
+        context[REQUEST] = request
+        await next()
+        return None
+
+    return middleware
+
+
+def register(app: AsyncApp, surface: Surface) -> None:
+    """Attach the event listeners."""
+
+    async def run(client: AsyncWebClient, context: AsyncBoltContext) -> None:
+        request: Request = context[REQUEST]
+        surface.perform(str(context["inbox_key"]), request, client, counted_as=request.source)
+
+    app.event("app_mention", middleware=[recorded(surface, mention_request)])(run)
+    app.event("message", middleware=[recorded(surface, message_request(surface))])(run)

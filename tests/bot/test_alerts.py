@@ -5,10 +5,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
 
+from orchestration.models import AuditEvent, InboxItem
 from tests.bot.scenario import Stack
 
 ALERT_CHANNEL = "C0ALERTS"
+
+
+class DatabaseDown:
+    """A database whose units of work all fail, as when the server is unreachable."""
+
+    async def run(self, _work: object) -> None:
+        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
 
 
 def webhook(status: str = "firing", **labels: str) -> dict[str, Any]:
@@ -72,3 +82,49 @@ async def test_malformed_and_unauthenticated_alerts_are_refused(stack: Stack) ->
     assert await post_alert(stack, webhook(), token="wrong") == 401
     await stack.settle()
     assert stack.slack.calls_to("chat.postMessage") == []
+
+
+async def audit_events(stack: Stack, name: str) -> list[AuditEvent]:
+    return await stack.control.db.run(
+        lambda s: list(s.exec(select(AuditEvent).where(AuditEvent.event == name)))
+    )
+
+
+async def test_a_repeated_alert_is_recorded_once_and_audited_as_a_replay(stack: Stack) -> None:
+    assert await post_alert(stack, webhook()) == 202
+    assert await post_alert(stack, webhook()) == 202
+    await stack.settle()
+    (replayed,) = await audit_events(stack, "request_replayed")
+    assert replayed.detail["key"] == "alert:abc123:2026-11-25T10:00:00Z"
+    rows = await stack.control.db.run(lambda s: list(s.exec(select(InboxItem))))
+    assert [(r.key, r.done_at is not None) for r in rows] == [
+        ("alert:abc123:2026-11-25T10:00:00Z", True)
+    ]
+    assert "Bearer" not in str(rows[0].payload)
+
+
+async def test_two_firing_alerts_open_two_incidents_each_with_its_own_trace(stack: Stack) -> None:
+    body = webhook()
+    second = dict(body["alerts"][0], fingerprint="def456")
+    second["annotations"] = {"summary": "orders-api is down"}
+    body["alerts"].append(second)
+    assert await post_alert(stack, body) == 202
+    await stack.settle()
+    assert len(stack.roots(ALERT_CHANNEL)) == 2
+    opened = await audit_events(stack, "incident_opened")
+    assert len({e.correlation_id for e in opened}) == 2
+
+
+async def test_an_alert_that_cannot_be_recorded_gets_a_503_and_opens_on_the_retry(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alertmanager retries a 5xx; a 202 is only given to what is recorded."""
+    inbox = stack.control.inbox
+    monkeypatch.setattr(inbox, "db", DatabaseDown())
+    assert await post_alert(stack, webhook()) == 503
+    await stack.settle()
+    assert stack.slack.calls_to("chat.postMessage") == []
+    monkeypatch.setattr(inbox, "db", stack.control.db)
+    assert await post_alert(stack, webhook()) == 202
+    await stack.settle()
+    assert len(stack.roots(ALERT_CHANNEL)) == 1

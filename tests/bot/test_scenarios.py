@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from bot import strings
 from bot.ids import ActionId, BlockId
 from bot.sandbox import signing
 from bot.sandbox.workspace import Message
-from orchestration.models import Vote
+from orchestration.inbox import NoticeKind, Request, RequestKind, notify
+from orchestration.models import AuditEvent, OutboxMessage, Vote
+from orchestration.views import Opened
 from tests.bot.scenario import (
     APPROVER_A,
     APPROVER_B,
@@ -25,6 +28,13 @@ from tests.bot.scenario import (
     STRANGER,
     Stack,
 )
+
+
+class DatabaseDown:
+    """A database whose units of work all fail, as when the server is unreachable."""
+
+    async def run(self, _work: object) -> None:
+        raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
 
 
 @pytest.fixture
@@ -460,3 +470,131 @@ async def test_soft_budget_card_in_the_thread_asks_to_continue(db_url: str, tmp_
         assert "Verify checkout-api is healthy" in stack.texts()
         view = await stack.control.incident_plan((await stack.control.open_incident_in(CHANNEL)).id)  # type: ignore[union-attr]
         assert view.status == "succeeded"
+
+
+async def audit_events(stack: Stack, name: str) -> list[AuditEvent]:
+    return await stack.control.db.run(
+        lambda s: list(s.exec(select(AuditEvent).where(AuditEvent.event == name)))
+    )
+
+
+async def test_a_replayed_signed_slash_command_opens_one_incident(stack: Stack) -> None:
+    """Five byte-identical copies inside Slack's signature window: one incident, same ack."""
+    body = signing.slash_command_body(
+        command="/incident", text="checkout-api is down", user_id=REQUESTER, channel_id=CHANNEL
+    )
+    headers = signing.sign(body, secret=SECRET)
+    answers = [await stack.post(body, headers=headers, signed=False) for _ in range(5)]
+    assert {status for status, _ in answers} == {200}
+    assert len({text for _, text in answers}) == 1
+    assert "checkout-api is down" in answers[0][1]
+    await stack.settle()
+    assert len(stack.roots()) == 1
+    assert stack.service.health_checks == 1
+    assert len(await audit_events(stack, "incident_opened")) == 1
+    assert len(await audit_events(stack, "request_replayed")) == 4
+
+
+async def test_a_replayed_resolve_closes_the_incident_once(stack: Stack) -> None:
+    await open_checkout(stack)
+    body = signing.slash_command_body(
+        command="/incident", text="resolve restarted by hand", user_id=REQUESTER, channel_id=CHANNEL
+    )
+    headers = signing.sign(body, secret=SECRET)
+    for _ in range(3):
+        assert (await stack.post(body, headers=headers, signed=False))[0] == 200
+    await stack.settle()
+    assert len(await audit_events(stack, "incident_resolved")) == 1
+    kinds = await stack.control.db.run(lambda s: list(s.exec(select(OutboxMessage.kind))))
+    assert kinds.count("incident_resolved") == 1
+    assert len(await audit_events(stack, "request_replayed")) == 2
+    assert stack.slack.ephemerals(REQUESTER) == []  # not "no open incident" for the replays
+
+
+async def test_slack_retries_of_a_mention_after_a_failed_record_open_one_incident(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unrecorded means unacknowledged: the event gets a 503 (Slack delivers it again), the
+    command's ack says nothing will happen."""
+    inbox = stack.control.inbox
+    monkeypatch.setattr(inbox, "db", DatabaseDown())
+    event = {
+        "type": "app_mention",
+        "user": REQUESTER,
+        "channel": CHANNEL,
+        "text": "<@UBOT> checkout-api is down",
+        "ts": "1700000000.000200",
+    }
+    body = signing.event_body(event=event, event_id="Ev0002")
+    assert (await stack.post(body))[0] == 503
+    status, text = await stack.command("checkout-api is down")
+    assert status == 200
+    assert text == strings.NOT_RECORDED
+    await stack.settle()
+    assert stack.slack.calls_to("chat.postMessage") == []
+
+    monkeypatch.setattr(inbox, "db", stack.control.db)
+    assert (await stack.post(body, headers=signing.retry_headers(1)))[0] == 200
+    assert (await stack.post(body, headers=signing.retry_headers(2)))[0] == 200
+    await stack.settle()
+    assert len(stack.roots()) == 1
+    (replayed,) = await audit_events(stack, "request_replayed")
+    assert replayed.detail["retry"] == "2"
+
+
+async def test_work_that_fails_is_told_to_the_asker_and_redone_by_the_sweeper(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails the unit of work: the row stays, the asker hears it is delayed, and
+    the sweeper (no restart needed) opens the incident once the database answers again."""
+    control = stack.control
+    real_open = control.open_incident
+    calls: list[str] = []
+
+    async def fails_once(**kwargs: Any) -> Opened:
+        calls.append(str(kwargs.get("inbox_key")))
+        if len(calls) == 1:
+            raise OperationalError("INSERT INTO incidents", {}, Exception("database is down"))
+        return await real_open(**kwargs)
+
+    monkeypatch.setattr(control, "open_incident", fails_once)
+    status, _ = await stack.command("checkout-api is down")
+    assert status == 200
+    await stack.settle()
+    assert strings.REQUEST_DELAYED in [e.text for e in stack.slack.ephemerals(REQUESTER)]
+    assert stack.slack.calls_to("chat.postMessage") == []
+    deadline = time.monotonic() + 30
+    while not stack.slack.calls_to("chat.postMessage"):
+        assert time.monotonic() < deadline, "the sweeper never redid the request"
+        await asyncio.sleep(0.1)
+    await stack.settle()
+    assert len(calls) == 2
+    assert calls[0] == calls[1]  # the same inbox row, redone
+    assert len(stack.roots()) == 1
+    assert stack.service.health_checks == 1
+
+
+async def test_a_request_opsgate_gave_up_on_is_told_in_plain_words(stack: Stack) -> None:
+    """Privately to the person who asked; an alert's in its channel (no person asked)."""
+    person = Request(
+        kind=RequestKind.OPEN,
+        requester=REQUESTER,
+        channel=CHANNEL,
+        text="checkout-api is down",
+        correlation_id="c1",
+    )
+    alert = person.model_copy(update={"requester": "alertmanager", "private": False})
+    now = stack.control.clock.now()
+
+    def work(session: Session) -> None:
+        for request in (person, alert):
+            notify(session, request, now=now, notice=NoticeKind.ABANDONED, attempts=5)
+
+    await stack.control.db.run(work)
+    assert stack.app is not None
+    stack.app.surface.relay.wakeup.set()
+    await stack.settle()
+    told = [e.text for e in stack.slack.ephemerals(REQUESTER)]
+    assert told == [strings.abandoned("checkout-api is down", 5)]
+    assert "after 5 attempts" in told[0]
+    assert [m.text for m in stack.roots()] == [strings.abandoned("checkout-api is down", 5)]
