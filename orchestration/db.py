@@ -14,6 +14,8 @@ import asyncio
 import contextvars
 import functools
 import os
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,7 +142,7 @@ class Database:
             # First: switching a new file to WAL takes a lock that another process starting
             # at the same moment may hold.
             cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-            cur.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cur, within_s=self._busy_timeout_ms / 1000)
             cur.execute("PRAGMA synchronous=FULL")  # every commit durable
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -248,3 +250,20 @@ def _log_retry(work: Callable[..., Any], state: RetryCallState) -> None:
         wait_s=round(state.upcoming_sleep, 3),
         error=str(getattr(error, "orig", error)).splitlines()[0][:200],
     )
+
+
+def _switch_to_wal(cursor: Any, *, within_s: float) -> None:
+    """``PRAGMA journal_mode=WAL``, asked again while another process holds the new file.
+
+    SQLite may answer "database is locked" at once, without its busy handler, when several
+    processes open a new database together (replicas starting at the same instant).
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
