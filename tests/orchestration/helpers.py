@@ -102,6 +102,9 @@ def make_config(runbooks: Path, **overrides: Any) -> OpsgateConfig:
         "runbooks": str(runbooks),
         "approvers": [REQUESTER, APPROVER_A, APPROVER_B],
         "execution": {"backoff_initial_s": 0.01, "backoff_max_s": 0.02, "max_attempts": 3},
+        # The rate limit runs on the test's clock, which stands still: a test of many calls
+        # would otherwise queue them seconds apart in real time (rate tests set their own).
+        "adapters": {"http": {"rate_per_s": 10000, "burst": 10000}},
     }
     data.update(overrides)
     return OpsgateConfig.model_validate(data)
