@@ -20,6 +20,8 @@ from bot.ids import ActionId
 from bot.sandbox import signing
 from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
 from bot.sandbox.workspace import Message
+from tests.bot.test_process import free_port
+from tests.orchestration.helpers import serve_locally
 
 SECRET = "fault-test-secret"
 CHANNEL = "C0FAULT"
@@ -99,13 +101,7 @@ class Target:
         app = web.Application()
         app.router.add_get("/svc/{name}/health", self._health)
         app.router.add_post("/svc/{name}/{verb}", self._post)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.runner, self.port = await serve_locally(app)
         return self
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -129,14 +125,6 @@ class Target:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Replica:

@@ -47,6 +47,17 @@ steps:
 """
 
 
+async def serve_locally(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on an ephemeral port of 127.0.0.1; returns the runner and the port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+
 @dataclass
 class DemoService:
     """A local HTTP service that is broken until restarted."""
@@ -62,13 +73,7 @@ class DemoService:
         app = web.Application()
         app.router.add_get("/svc/{name}/health", self._health)
         app.router.add_post("/svc/{name}/restart", self._restart)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.runner, self.port = await serve_locally(app)
         return self
 
     async def _health(self, request: web.Request) -> web.Response:
