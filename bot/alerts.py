@@ -2,22 +2,111 @@
 
 Each firing alert is recorded in the inbox before the 202, keyed by fingerprint and start, so
 the incident survives a crash after the 202 and Alertmanager's repeats open nothing more.
+
+Intake is authenticated by default: a request presents ``OPSGATE_ALERT_TOKEN`` either as a
+bearer token (``Authorization: Bearer <token>``, Alertmanager's ``http_config.authorization``)
+or as an HMAC-SHA256 of the body keyed with it (``X-Opsgate-Signature: sha256=<hex>``). With an
+alert channel and no token, ``serve`` refuses to start (:func:`check_alert_intake`) unless
+``slack.allow_unauthenticated_alerts`` is true, which is logged at every start.
+
+The requester of an alert-opened incident is the alert's source: ``alertmanager``, which is no
+person and no approver, so every high-risk step still needs two distinct configured approvers.
+An alert that names the person behind it (annotation or label ``opsgate_requester``, a Slack
+user id) makes that person the requester: the requester rule then applies to them as to an
+incident they opened with ``/incident``.
 """
 
 import asyncio
 import hashlib
 import hmac
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.settings import ALERT_TOKEN_VAR, SettingsError, SlackSettings
 from bot.surface import Acknowledged, Intake, Surface
+from orchestration.config import OpsgateConfig
 from orchestration.inbox import Request, RequestKind
-from orchestration.telemetry import new_correlation_id
+from orchestration.telemetry import get_logger, new_correlation_id
+
+log = get_logger("opsgate.alerts")
 
 REQUESTER = "alertmanager"
 SOURCE = "alertmanager"
+REQUESTER_KEY = "opsgate_requester"  # annotation or label naming the person behind an alert
+SIGNATURE_HEADER = "X-Opsgate-Signature"
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+@dataclass(frozen=True)
+class AlertAuth:
+    """How alert webhooks authenticate: a shared token, or (explicitly) not at all."""
+
+    token: str | None
+    allow_unauthenticated: bool = False
+
+    @classmethod
+    def of(cls, config: OpsgateConfig, settings: SlackSettings) -> "AlertAuth":
+        """The intake's credential from the environment and the config's explicit opt-out."""
+        return cls(settings.alert_token, config.slack.allow_unauthenticated_alerts)
+
+    def refusal(self, headers: Any, body: bytes) -> str | None:
+        """Why a request is not authenticated (None when it is)."""
+        if self.token is None:
+            if self.allow_unauthenticated:
+                return None
+            return f"alert intake is closed: {ALERT_TOKEN_VAR} is not set"
+        bearer = headers.get("Authorization", "")
+        if bearer and hmac.compare_digest(bearer.encode(), f"Bearer {self.token}".encode()):
+            return None
+        signature = headers.get(SIGNATURE_HEADER, "")
+        if signature:
+            digest = hmac.new(self.token.encode(), body, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(signature.encode(), f"sha256={digest}".encode()):
+                return None
+            return f"wrong {SIGNATURE_HEADER}"
+        return "missing or wrong bearer token"
+
+
+def sign_body(token: str, body: bytes) -> str:
+    """The ``X-Opsgate-Signature`` value of ``body`` under ``token``."""
+    return "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+
+
+def require_alert_intake(config: OpsgateConfig, settings: SlackSettings) -> None:
+    """:func:`check_alert_intake` for ``serve``: a refusal ends the process with its reason
+    (exit status 1, no traceback)."""
+    try:
+        check_alert_intake(config, settings)
+    except SettingsError as exc:
+        raise SystemExit(f"config_invalid: {exc}\nopsgate did not start.") from None
+
+
+def check_alert_intake(config: OpsgateConfig, settings: SlackSettings) -> None:
+    """Refuse to start with an alert channel and no alert credential (SettingsError).
+
+    ``slack.allow_unauthenticated_alerts: true`` is the only way around, logged every start.
+    """
+    if not config.slack.alert_channel or settings.alert_token:
+        return
+    if config.slack.allow_unauthenticated_alerts:
+        log.warning(
+            "alerts_unauthenticated",
+            channel=config.slack.alert_channel,
+            detail=(
+                "slack.allow_unauthenticated_alerts is true: anyone who can reach "
+                "POST /alerts/alertmanager can open incidents and start their probes"
+            ),
+        )
+        return
+    raise SettingsError(
+        f"slack.alert_channel is set but {ALERT_TOKEN_VAR} is not: set {ALERT_TOKEN_VAR} to the "
+        "token Alertmanager sends (http_config.authorization, type Bearer), or set "
+        "slack.allow_unauthenticated_alerts: true to accept alerts from anyone"
+    )
 
 
 class Alert(BaseModel):
@@ -49,22 +138,29 @@ def incident_text(alert: Alert) -> str:
     return f"{service} is down ({alert.labels.get('alertname', 'alert')})"
 
 
+def alert_requester(alert: Alert) -> str:
+    """The person the alert names (``opsgate_requester``), else the alert's source."""
+    named = (alert.annotations.get(REQUESTER_KEY) or alert.labels.get(REQUESTER_KEY) or "").strip()
+    return named if _USER_ID.fullmatch(named) else REQUESTER
+
+
 def alert_key(alert: Alert) -> str:
     """One key per firing: Alertmanager repeats a notification until the alert resolves."""
     identity = alert.fingerprint or hashlib.sha256(incident_text(alert).encode()).hexdigest()
     return f"alert:{identity}:{alert.startsAt}"
 
 
-def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -> Any:
+def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> Any:
     """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
     async def handle(request: web.Request) -> web.Response:
-        if token and not hmac.compare_digest(
-            request.headers.get("Authorization", ""), f"Bearer {token}"
-        ):
-            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        body = await request.read()
+        refusal = auth.refusal(request.headers, body)
+        if refusal is not None:
+            log.info("alert_refused", reason=refusal, remote=request.remote)
+            return web.json_response({"error": refusal}, status=401)
         try:
-            notification = Notification.model_validate_json(await request.read())
+            notification = Notification.model_validate_json(body)
         except ValidationError as exc:
             return web.json_response(
                 {
@@ -80,7 +176,7 @@ def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -
                 alert_key(alert),
                 Request(
                     kind=RequestKind.OPEN,
-                    requester=REQUESTER,
+                    requester=alert_requester(alert),
                     channel=channel,
                     text=incident_text(alert),
                     source=SOURCE,

@@ -1,7 +1,5 @@
 """HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics."""
 
-import os
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -11,7 +9,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics as slack_metrics
 from bot import strings
-from bot.alerts import alert_handler
+from bot.alerts import AlertAuth, alert_handler
 from bot.ops_collector import OpsCollector
 from bot.settings import SlackSettings
 from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface
@@ -100,6 +98,6 @@ def add_routes(
         alert_handler(
             surface,
             channel=control.config.slack.alert_channel,
-            token=os.environ.get("OPSGATE_ALERT_TOKEN") or None,
+            auth=AlertAuth.of(control.config, settings),
         ),
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.alerts import require_alert_intake
 from bot.app import build_app
 from bot.main import build_control
 from bot.settings import SlackSettings
@@ -19,6 +20,7 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM; background work is drained before exit."""
     control = build_control(config_path=config)
+    require_alert_intake(control.config, settings)  # no open alert intake by default
     slack = build_app(control, settings)
     runner = web.AppRunner(slack.web)
     await runner.setup()

@@ -1,9 +1,10 @@
-"""Slack settings from the environment, checked before the app starts."""
+"""Slack and alert-intake settings from the environment, checked before the app starts."""
 
 import os
 from dataclasses import dataclass
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
+ALERT_TOKEN_VAR = "OPSGATE_ALERT_TOKEN"  # noqa: S105 - the variable name, not a value
 
 
 class SettingsError(ValueError):
@@ -12,12 +13,14 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class SlackSettings:
-    """Tokens, signing secret and Web API base URL (Slack's usual variable names)."""
+    """Tokens, signing secret and Web API base URL (Slack's usual variable names), and the
+    credential alert webhooks must present (``OPSGATE_ALERT_TOKEN``)."""
 
     bot_token: str
     signing_secret: str
     app_token: str | None
     api_url: str
+    alert_token: str | None = None
 
     @classmethod
     def from_env(cls, *, socket_mode: bool = False) -> "SlackSettings":
@@ -49,4 +52,5 @@ class SlackSettings:
             signing_secret=secret,
             app_token=app_token,
             api_url=api_url if api_url.endswith("/") else api_url + "/",
+            alert_token=os.environ.get(ALERT_TOKEN_VAR) or None,
         )

@@ -95,6 +95,8 @@ class SlackConfig(BaseModel):
     incident_channels: list[str] = Field(default_factory=list)
     ops_channel: str | None = None
     alert_channel: str | None = None  # where Alertmanager alerts open incidents
+    # Accept alerts without OPSGATE_ALERT_TOKEN (logged at every start); never the default.
+    allow_unauthenticated_alerts: bool = False
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel
 
 

@@ -64,7 +64,9 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
-async def watch_and_alert(service: DemoService, *, break_after_s: float, alert_url: str) -> None:
+async def watch_and_alert(
+    service: DemoService, *, break_after_s: float, alert_url: str, alert_token: str
+) -> None:
     """Break the service after a while; when its health fails twice, fire an alert."""
     await asyncio.sleep(break_after_s)
     service.break_service(SERVICE)
@@ -87,7 +89,11 @@ async def watch_and_alert(service: DemoService, *, break_after_s: float, alert_u
             }
         ],
     }
-    async with aiohttp.ClientSession() as http, http.post(alert_url, json=alert) as resp:
+    headers = {"Authorization": f"Bearer {alert_token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(alert_url, json=alert, headers=headers) as resp,
+    ):
         log.info("demo_alert_sent", status=resp.status)
 
 
@@ -123,6 +129,7 @@ async def run_demo(
         service_port, bot_port = free_port(), free_port()
         runners.append(await _serve(service.app, service_port))
         secret = secrets.token_hex(16)
+        alert_token = secrets.token_hex(16)  # the demo's alerts authenticate like real ones
         fake = FakeSlack()
         sandbox = Sandbox(
             fake,
@@ -155,7 +162,11 @@ async def run_demo(
             clock=clock,
         )
         settings = SlackSettings(
-            bot_token=DEFAULT_TOKEN, signing_secret=secret, app_token=None, api_url=fake.base_url
+            bot_token=DEFAULT_TOKEN,
+            signing_secret=secret,
+            app_token=None,
+            api_url=fake.base_url,
+            alert_token=alert_token,
         )
         slack = build_app(control, settings, relay_idle_s=0.2)
         try:
@@ -167,6 +178,7 @@ async def run_demo(
                         service,
                         break_after_s=break_after_s,
                         alert_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
+                        alert_token=alert_token,
                     )
                 )
             )

@@ -1,6 +1,7 @@
 """A whole Slack stack in one test: the real aiohttp app, a fake Slack Web API, a demo service."""
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,11 @@ class Stack:
             self.slack.add_user(user, name=user.lower())
         write_runbook(self.tmp_path / "runbooks", self.service.port)
         self.settings = SlackSettings(
-            bot_token=DEFAULT_TOKEN, signing_secret=SECRET, app_token=None, api_url=api_url
+            bot_token=DEFAULT_TOKEN,
+            signing_secret=SECRET,
+            app_token=None,
+            api_url=api_url,
+            alert_token=os.environ.get("OPSGATE_ALERT_TOKEN") or None,
         )
         self.http = aiohttp.ClientSession()
         await self.boot()

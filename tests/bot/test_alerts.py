@@ -1,5 +1,8 @@
 """Alertmanager webhooks open incidents: once per firing alert, refusing malformed bodies."""
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -7,9 +10,15 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
+from structlog.testing import capture_logs
 
-from orchestration.models import AuditEvent, InboxItem
-from tests.bot.scenario import Stack
+from bot.alerts import check_alert_intake, sign_body
+from bot.ids import ActionId
+from bot.settings import SettingsError, SlackSettings
+from orchestration.config import OpsgateConfig
+from orchestration.models import AuditEvent, InboxItem, Incident
+from tests.bot.scenario import APPROVER_A, APPROVER_B, Stack
+from tests.bot.test_process import Served
 
 ALERT_CHANNEL = "C0ALERTS"
 
@@ -50,12 +59,19 @@ async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         yield s
 
 
-async def post_alert(stack: Stack, body: object, token: str | None = "alert-secret") -> int:
+async def post_alert(
+    stack: Stack,
+    body: object,
+    token: str | None = "alert-secret",
+    *,
+    headers: dict[str, str] | None = None,
+) -> int:
     assert stack.http is not None
     assert stack.server is not None
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    send = {"Authorization": f"Bearer {token}"} if token else {}
+    send.update(headers or {})
     async with stack.http.post(
-        stack.server.make_url("/alerts/alertmanager"), json=body, headers=headers
+        stack.server.make_url("/alerts/alertmanager"), json=body, headers=send
     ) as resp:
         return resp.status
 
@@ -128,3 +144,121 @@ async def test_an_alert_that_cannot_be_recorded_gets_a_503_and_opens_on_the_retr
     assert await post_alert(stack, webhook()) == 202
     await stack.settle()
     assert len(stack.roots(ALERT_CHANNEL)) == 1
+
+
+async def test_an_hmac_signed_alert_is_accepted_and_a_wrong_signature_refused(stack: Stack) -> None:
+    body = json.dumps(webhook()).encode()
+    assert stack.http is not None
+    assert stack.server is not None
+    url = stack.server.make_url("/alerts/alertmanager")
+    wrong = {"X-Opsgate-Signature": sign_body("not-the-token", body)}
+    async with stack.http.post(url, data=body, headers=wrong) as resp:
+        assert resp.status == 401
+    right = {"X-Opsgate-Signature": sign_body("alert-secret", body)}
+    async with stack.http.post(url, data=body, headers=right) as resp:
+        assert resp.status == 202
+    await stack.settle()
+    assert len(stack.roots(ALERT_CHANNEL)) == 1
+
+
+async def test_without_a_token_alert_intake_is_closed_unless_explicitly_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secure by default even when the app is embedded without ``serve``'s start-up check."""
+    monkeypatch.delenv("OPSGATE_ALERT_TOKEN", raising=False)
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'closed.db'}",
+        tmp_path=tmp_path,
+        slack={"alert_channel": ALERT_CHANNEL, "channel_rate_per_s": 1000},
+    ) as closed:
+        assert await post_alert(closed, webhook(), token=None) == 401
+        await closed.settle()
+        assert closed.slack.calls_to("chat.postMessage") == []
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'open.db'}",
+        tmp_path=tmp_path,
+        slack={
+            "alert_channel": ALERT_CHANNEL,
+            "channel_rate_per_s": 1000,
+            "allow_unauthenticated_alerts": True,
+        },
+    ) as opened:
+        assert await post_alert(opened, webhook(), token=None) == 202
+        await opened.settle()
+        assert len(opened.roots(ALERT_CHANNEL)) == 1
+
+
+def _settings(alert_token: str | None) -> SlackSettings:
+    return SlackSettings(
+        bot_token="xoxb-1",
+        signing_secret="s",
+        app_token=None,
+        api_url="http://x/",
+        alert_token=alert_token,
+    )
+
+
+def test_the_start_up_check_names_the_variable_and_logs_an_explicit_opt_out() -> None:
+    closed = OpsgateConfig.model_validate({"slack": {"alert_channel": ALERT_CHANNEL}})
+    with pytest.raises(SettingsError, match="OPSGATE_ALERT_TOKEN"):
+        check_alert_intake(closed, _settings(None))
+    check_alert_intake(closed, _settings("t"))  # a credential: starts
+    check_alert_intake(OpsgateConfig(), _settings(None))  # no alert channel: nothing to guard
+    opted = OpsgateConfig.model_validate(
+        {"slack": {"alert_channel": ALERT_CHANNEL, "allow_unauthenticated_alerts": True}}
+    )
+    with capture_logs() as logs:
+        check_alert_intake(opted, _settings(None))
+        check_alert_intake(opted, _settings(None))
+    assert [e["event"] for e in logs] == ["alerts_unauthenticated"] * 2
+    assert all(e["log_level"] == "warning" for e in logs)
+
+
+def test_serve_refuses_to_start_with_an_alert_channel_and_no_token(tmp_path: Path) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "opsgate.yaml").write_text(
+        f"runbooks: ./runbooks\nslack: {{alert_channel: {ALERT_CHANNEL}}}\n"
+    )
+    served = Served(tmp_path, "http://127.0.0.1:9/")
+    command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    done = subprocess.run(
+        command, env=served.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert "OPSGATE_ALERT_TOKEN" in done.stderr
+    assert "http_listening" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_an_alert_naming_its_requester_keeps_them_from_approving_high_risk(
+    stack: Stack,
+) -> None:
+    """The person an alert names is its requester: their approval of the restart never counts."""
+    body = webhook()
+    body["alerts"][0]["annotations"]["opsgate_requester"] = APPROVER_A
+    assert await post_alert(stack, body) == 202
+    await stack.settle()
+    (incident,) = await stack.control.db.run(lambda s: list(s.exec(select(Incident))))
+    assert incident.requester == APPROVER_A
+    card = stack.card("Restart checkout-api", ALERT_CHANNEL)
+    for user in (APPROVER_A, APPROVER_B):
+        await stack.click(card, ActionId.APPROVE.value, user=user)
+    await stack.settle()
+    assert stack.service.restarts == 0
+    assert "requested" in " ".join(e.text for e in stack.slack.ephemerals(APPROVER_A))
+
+
+async def test_an_alert_without_a_person_needs_two_distinct_approvers(stack: Stack) -> None:
+    assert await post_alert(stack, webhook()) == 202
+    await stack.settle()
+    (incident,) = await stack.control.db.run(lambda s: list(s.exec(select(Incident))))
+    assert incident.requester == "alertmanager"
+    card = stack.card("Restart checkout-api", ALERT_CHANNEL)
+    await stack.click(card, ActionId.APPROVE.value, user=APPROVER_A)
+    await stack.settle()
+    assert stack.service.restarts == 0
+    await stack.click(
+        stack.card("Restart checkout-api", ALERT_CHANNEL), ActionId.APPROVE.value, user=APPROVER_B
+    )
+    await stack.settle()
+    assert stack.service.restarts == 1
