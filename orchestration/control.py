@@ -13,15 +13,15 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
-from orchestration import intake, planner
+from orchestration import closing, intake, planner
 from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
+from orchestration.closing import Assessment, CloseOutcome
 from orchestration.config import OpsgateConfig
 from orchestration.db import Database, flush_appends
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
@@ -34,19 +34,17 @@ from orchestration.inbox import (
     Request,
     RequestKind,
     finish,
-    notify,
     refuse,
 )
 from orchestration.inbox import Outcome as RequestOutcome
 from orchestration.knowledge import KnowledgeSnapshot, KnowledgeSync, behind
-from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
+from orchestration.lifecycle import ctx_for
 from orchestration.materialise import materialise
 from orchestration.models import (
     AuditEvent,
     CostEntry,
     Incident,
     Plan,
-    ProcessedRequest,
     Span,
     Step,
 )
@@ -57,7 +55,6 @@ from orchestration.recovery import (
     proposed_plans,
     record_check,
     renew_held,
-    stop_running,
     store_playbooks,
 )
 from orchestration.runtime import Runtime
@@ -602,71 +599,56 @@ class ControlPlane:
         reason: str = "",
         incident_id: str | None = None,
         channel: str | None = None,
-        inbox_key: str | None = None,
     ) -> bool:
-        """Resolve or cancel ``incident_id`` (else ``channel``'s newest open incident); an
-        unfinished plan is cancelled with it.
+        """Resolve or cancel ``incident_id`` (else ``channel``'s one open incident) as ``actor``,
+        as the policy pack allows; an unfinished plan is cancelled with it.
 
-        A step whose call is in flight is stopped (see ``recovery.stop_running``). Returns
-        False, changing nothing, when it is not open (closed already, or nothing open
-        in ``channel``); with ``inbox_key`` the asker is then told, and the recorded request is
-        marked done in the same commit either way (AlreadyDone when it was done before).
+        Returns False, changing nothing, when it does not close (see ``orchestration.closing``).
         """
         if incident_id is None and channel is None:
             raise ValueError("close_incident needs incident_id or channel")
+        request = Request(
+            kind=RequestKind.RESOLVE if resolved else RequestKind.CANCEL,
+            requester=actor,
+            channel=channel or "",
+            text=reason,
+            incident_ref=incident_id,
+            correlation_id=new_correlation_id(),
+        )
+        return await self.close_request(request) is CloseOutcome.CLOSED
 
-        def work(session: Session) -> list[str] | None:
+    async def assess_close(self, request: Request) -> Assessment:
+        """What a resolve or cancel would come to now (reads only: the ack says it)."""
+        return await self.db.run(
+            lambda s: closing.assess(s, request, pack=self.rt.pack, approvers=self.rt.approvers)[0]
+        )
+
+    async def close_request(
+        self, request: Request, *, inbox_key: str | None = None
+    ) -> CloseOutcome:
+        """Do a resolve or cancel; with ``inbox_key`` the recorded request is marked done in the
+        same commit (AlreadyDone when it was done before). A step whose call is in flight is
+        stopped (see ``recovery.stop_running``)."""
+
+        def work(session: Session) -> tuple[CloseOutcome, list[str]]:
             now = self.clock.now()
-            request = finish(session, inbox_key, now=now) if inbox_key is not None else None
-            query = select(Incident)
-            if incident_id is not None:
-                query = query.where(Incident.id == incident_id)
-            else:
-                query = query.where(
-                    Incident.channel == channel, Incident.status == IncidentStatus.OPEN.value
-                ).order_by(col(Incident.created_at).desc())
-            incident = session.exec(query.limit(1).with_for_update()).first()
-            if incident is None and incident_id is not None:
-                raise NotFound(f"no incident {incident_id}")
-            if incident is None or incident.status != IncidentStatus.OPEN.value:
-                if request is not None and request.private:
-                    notify(session, request, now=now, notice=NoticeKind.NO_OPEN_INCIDENT)
-                log.info("incident_not_closed", incident_id=incident_id, channel=channel)
-                return None
-            status = IncidentStatus.RESOLVED if resolved else IncidentStatus.CANCELLED
-            ctx = Ctx(
-                correlation_id=incident.correlation_id,
+            if inbox_key is not None:
+                finish(session, inbox_key, now=now)
+            found, stop = closing.close(
+                session,
+                request,
                 now=now,
-                actor=actor,
-                role=Role.HUMAN,
-                incident_id=incident.id,
-                channel=incident.channel,
+                pack=self.rt.pack,
+                approvers=self.rt.approvers,
+                stop_owner=self.rt.replica_id,
             )
-            stop: list[str] = []
-            for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident.id)):
-                plan = lock_plan(session, plan_id)
-                if not is_final(plan) or plan.status == PlanStatus.BLOCKED.value:
-                    end_plan(
-                        session,
-                        ctx_for(plan, ctx),
-                        plan,
-                        PlanStatus.CANCELLED,
-                        code="incident_closed",
-                        reason=reason or f"Incident {status.value} by {actor}.",
-                    )
-                stop += stop_running(session, ctx_for(plan, ctx), plan, owner=self.rt.replica_id)
-            incident.status = status.value
-            incident.resolved_at = ctx.now
-            session.add(incident)
-            audit(session, ctx, f"incident_{status.value}", detail={"reason": reason})
-            emit(session, ctx, f"incident_{status.value}", {"actor": actor, "reason": reason})
-            return stop
+            return found.outcome, stop
 
-        stop = await self.db.run(work)
-        if stop is None:
-            return False
+        outcome, stop = await self.db.run(work)
+        if outcome is not CloseOutcome.CLOSED:
+            log.info("incident_not_closed", outcome=outcome.value, channel=request.channel)
         self._stop_local(stop)
-        return True
+        return outcome
 
     # --- inbox: requests acknowledged to their sender -----------------------------------
 
@@ -709,13 +691,7 @@ class ControlPlane:
                 except OrchestrationError:
                     return RequestOutcome.DONE  # refused: audited, done and told in one commit
             else:
-                await self.close_incident(
-                    channel=request.channel,
-                    actor=request.requester,
-                    resolved=request.kind is RequestKind.RESOLVE,
-                    reason=request.text,
-                    inbox_key=key,
-                )
+                await self.close_request(request, inbox_key=key)
         except AlreadyDone:
             log.info("request_already_done", key=key, kind=request.kind.value)
             return RequestOutcome.ALREADY_DONE
@@ -826,22 +802,6 @@ class ControlPlane:
                 session.add(incident)
 
         await self.db.run(work)
-
-    async def first_delivery(self, key: str) -> bool:
-        """True the first time ``key`` (a chat request or event id) is seen; False after."""
-        now = self.clock.now()
-
-        def work(session: Session) -> bool:
-            if session.get(ProcessedRequest, key) is not None:
-                return False
-            session.add(ProcessedRequest(key=key, at=now))
-            session.flush()
-            return True
-
-        try:
-            return await self.db.run(work)
-        except IntegrityError:  # another replica recorded it at the same instant
-            return False
 
     async def cost_totals(self, by: str) -> dict[str, tuple[float, int]]:
         """Spend (USD, tokens) grouped by ``plan_id``, ``role``, ``tool``, ``runbook_id`` or

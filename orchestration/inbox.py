@@ -25,7 +25,7 @@ import asyncio
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -70,6 +70,11 @@ class NoticeKind(StrEnum):
     REFUSED = "refused"  # the control plane refused it (no runbook, rejected input)
     NO_OPEN_INCIDENT = "no_open_incident"  # resolve or cancel with nothing open
     ABANDONED = "abandoned"  # it failed MAX_ATTEMPTS times; nothing more will be tried
+    # Resolve / cancel (see orchestration.closing): what became of it when it did not close.
+    NO_SUCH_INCIDENT = "no_such_incident"  # the id or thread names no incident
+    WHICH_INCIDENT = "which_incident"  # several open (or several ids match): which one?
+    ALREADY_CLOSED = "already_closed"  # a no-op: the incident was closed before
+    CLOSE_REFUSED = "close_refused"  # the policy pack does not let the asker close it
 
 
 class Outcome(StrEnum):
@@ -95,6 +100,12 @@ class Request(BaseModel):
     source: str = "slack"
     correlation_id: str
     private: bool = True  # replies go to the requester alone; False: to the channel
+    # Resolve / cancel: which incident (an id or its prefix, else the incident of the thread,
+    # else the channel's only open one), and what the ack already told the asker (a
+    # ``closing.CloseOutcome`` value), so that the asker hears again only what differs.
+    incident_ref: str | None = None
+    thread_ts: str | None = None
+    announced: str = ""
 
     @field_validator("text")
     @classmethod
@@ -186,12 +197,20 @@ def finish(session: Session, key: str, *, now: datetime) -> Request:
 
 
 def notify(
-    session: Session, request: Request, *, now: datetime, notice: NoticeKind, **detail: Any
+    session: Session,
+    request: Request,
+    *,
+    now: datetime,
+    notice: NoticeKind,
+    incident_id: str | None = None,
+    **detail: Any,
 ) -> None:
-    """Queue a plain-words reply about ``request`` for its asker (private) or its channel."""
+    """Queue a plain-words reply about ``request`` for its asker (private) or its channel
+    (in ``incident_id``'s thread when given)."""
+    ctx = _ctx(request, now)
     emit(
         session,
-        _ctx(request, now),
+        replace(ctx, incident_id=incident_id) if incident_id else ctx,
         NOTICE_KIND,
         {
             "notice": notice.value,

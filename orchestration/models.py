@@ -298,14 +298,6 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = None
 
 
-class ProcessedRequest(SQLModel, table=True):
-    """A chat request already handled (dedupe of retried deliveries)."""
-
-    __tablename__ = "processed_requests"
-    key: str = Field(primary_key=True)
-    at: datetime = _ts(index=True)
-
-
 class TaskMemory(SQLModel, table=True):
     """Short-term memory of one plan execution; pruned when the plan ends."""
 

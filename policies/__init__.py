@@ -29,8 +29,12 @@ Decision codes (:class:`Code`), besides the ``code`` of each deny rule in the pa
 
 Vote codes (:class:`Eligibility`): ``vote_counts``, ``not_an_approver``,
 ``requester_cannot_approve``, ``no_approval_needed``.
+
+:func:`may_close` says whether a person may resolve or cancel an incident (the pack's
+``incidents`` rules): ``close_allowed`` or ``close_forbidden``.
 """
 
+from policies.closing import CloseAction, CloseContext, closer_roles, may_close
 from policies.engine import (
     CHAIN,
     ROLE_SCOPES,
@@ -55,8 +59,10 @@ from policies.model import (
 from policies.pack import (
     Approval,
     ApprovalLevel,
+    Closer,
     DenyRule,
     EscalateRule,
+    Incidents,
     Pack,
     Rule,
     check_pack,
@@ -71,11 +77,15 @@ __all__ = [
     "ROLE_SCOPES",
     "Approval",
     "ApprovalLevel",
+    "CloseAction",
+    "CloseContext",
+    "Closer",
     "Code",
     "Decision",
     "DenyRule",
     "Eligibility",
     "EscalateRule",
+    "Incidents",
     "Pack",
     "PackError",
     "Policy",
@@ -89,10 +99,12 @@ __all__ = [
     "assess_risk",
     "check_pack",
     "check_pack_text",
+    "closer_roles",
     "default_pack",
     "eligible_rejecter",
     "eligible_voter",
     "evaluate",
     "load_pack",
     "load_pack_text",
+    "may_close",
 ]

@@ -36,6 +36,8 @@ class Code(StrEnum):
     NOT_AN_APPROVER = "not_an_approver"
     REQUESTER_CANNOT_APPROVE = "requester_cannot_approve"
     NO_APPROVAL_NEEDED = "no_approval_needed"
+    CLOSE_ALLOWED = "close_allowed"
+    CLOSE_FORBIDDEN = "close_forbidden"
     INVALID_PACK = "invalid_pack"
 
 

@@ -10,6 +10,7 @@ import functools
 import itertools
 import os
 import re
+from enum import StrEnum
 from importlib import resources
 from typing import Any, Literal, Self
 
@@ -134,6 +135,35 @@ class EscalateRule(Rule):
     to: Risk
 
 
+class Closer(StrEnum):
+    """Who, relative to an incident, may close it by hand."""
+
+    REQUESTER = "requester"  # opened it (or the person its alert names)
+    PARTICIPANT = "participant"  # the requester, or voted on one of its steps
+    APPROVER = "approver"  # a configured approver
+    RESPONDER = "responder"  # listed in ``incidents.responders``
+
+
+class Incidents(_Strict):
+    """Who may resolve or cancel an incident (``/incident resolve|cancel``)."""
+
+    resolve: tuple[Closer, ...] = Field(
+        default=(Closer.REQUESTER, Closer.APPROVER, Closer.RESPONDER), min_length=1
+    )
+    cancel: tuple[Closer, ...] = Field(
+        default=(Closer.PARTICIPANT, Closer.APPROVER, Closer.RESPONDER), min_length=1
+    )
+    responders: tuple[str, ...] = Field(default=(), description="Slack user ids.")
+
+    @field_validator("responders")
+    @classmethod
+    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not re.fullmatch(r"[A-Z][A-Z0-9]{2,20}", item):
+                raise ValueError(f"{item!r} is not a Slack user id (like U0123)")
+        return value
+
+
 class Pack(_Strict):
     """A whole policy pack."""
 
@@ -146,6 +176,7 @@ class Pack(_Strict):
     )
     deny: tuple[DenyRule, ...] = ()
     escalate: tuple[EscalateRule, ...] = ()
+    incidents: Incidents = Incidents()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
