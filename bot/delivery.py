@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import strings
 from bot.blocks import render, render_approval_card, render_incident_root
+from bot.blocks.incidents import close_answer
 from bot.refs import Refs
 from orchestration.control import ControlPlane
 from orchestration.inbox import NOTICE_KIND, NoticeKind
@@ -23,6 +24,15 @@ from orchestration.outbox import DeliveryDropped, DeliveryRetry
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.delivery")
+
+CLOSE_NOTICES = frozenset(
+    {
+        NoticeKind.NO_SUCH_INCIDENT,
+        NoticeKind.WHICH_INCIDENT,
+        NoticeKind.ALREADY_CLOSED,
+        NoticeKind.CLOSE_REFUSED,
+    }
+)
 
 PERMANENT = frozenset(
     {
@@ -41,6 +51,8 @@ PERMANENT = frozenset(
 def notice_text(payload: dict[str, Any]) -> str:
     """The plain words of a ``request_notice``."""
     notice = payload.get("notice")
+    if notice in CLOSE_NOTICES:
+        return close_answer(payload)
     if notice == NoticeKind.NO_OPEN_INCIDENT:
         return strings.NO_OPEN_INCIDENT
     if notice == NoticeKind.ABANDONED:

@@ -227,9 +227,15 @@ HELP_TITLE: Final = "*opsgate — incident response with approvals*"
 HELP_COMMANDS: Final = (
     ("/incident <text>", "open an incident and propose a plan"),
     ("/incident help", "show this help"),
-    ("/incident status", "show the plan's progress in this incident's thread"),
-    ("/incident resolve [reason]", "mark the incident resolved"),
-    ("/incident cancel [reason]", "cancel the incident and stop its plan"),
+    ("/incident status [id]", "list the channel's open incidents, or show one's plan"),
+    (
+        "/incident resolve [id] [reason]",
+        "mark the incident resolved (or @opsgate resolve in its thread)",
+    ),
+    (
+        "/incident cancel [id] [reason]",
+        "cancel the incident and stop its plan (or @opsgate cancel)",
+    ),
     ("/incident metrics", "operational metrics of the last 24 hours and 7 days (only you see it)"),
 )
 HELP_LINE: Final = "`{command}` — {what}"
@@ -368,4 +374,46 @@ def abandoned(text: str, attempts: int) -> str:
     return (
         f"⚠️ opsgate could not act on the request{what} after {attempts} attempts and has "
         "stopped trying. Nothing was done: try again, or act by hand."
+    )
+
+
+# Resolve, cancel and status scoped to one incident (bot.blocks.incidents renders them).
+INCIDENT_REF: Final = "`{short}` ({text})"
+CLOSING: Final = {
+    "resolve": "✅ Resolving incident {incident}.",
+    "cancel": "🚫 Cancelling incident {incident}; its plan stops.",
+}
+CLOSE_VERB: Final = {"resolve": "resolve", "cancel": "cancel"}
+CLOSE_REFUSED: Final = "🚫 You cannot {action} incident {incident}: {reason}"
+ALREADY_CLOSED: Final = "Incident {incident} is already {status}; nothing changed."
+NO_SUCH_INCIDENT: Final = "There is no incident `{ref}`. `/incident status` lists the open ones."
+NOT_AN_INCIDENT_THREAD: Final = (
+    "This thread is not an incident's thread. Name the incident: `/incident {action} <id>`."
+)
+WHICH_INCIDENT: Final = "This channel has {count} open incidents; say which one:"
+WHICH_ID: Final = "{count} incidents start with `{ref}`; type more of the id:"
+WHICH_LINE: Final = "• `/incident {action} {short}` — {text}"
+OPEN_LIST_HEADING: Final = "*{count} open incidents in this channel*"
+OPEN_LIST_LINE: Final = "• `{short}` — {text}{dot}{status}{dot}opened {when}"
+OPEN_LIST_MORE: Final = "…and more: resolve some, or ask `/incident status <id>`"
+OPEN_LIST_HINT: Final = "`/incident status <id>` shows one incident's plan."
+STATUS_INCIDENT: Final = "*Incident {incident}*{dot}{status}"
+READ_FAILED: Final = (
+    "⚠️ opsgate could not read its database just now, so it cannot answer. Nothing changed; "
+    "try again in a minute."
+)
+METRICS_WORKING: Final = (
+    "📈 Counting the last 24 hours and 7 days; the figures follow, only to you."
+)
+MENTION_HELP: Final = (
+    "In an incident's thread, mention me with `resolve [reason]` or `cancel [reason]`; "
+    "`/incident help` lists the rest."
+)
+
+
+def opening_plan(text: str, title: str) -> str:
+    """The instant reply to ``/incident <text>`` once intake and a runbook accepted it."""
+    return (
+        f"🔥 Opening an incident: {_quote(text)}. Runbook *{_quote(title, 200)}* matches; "
+        "its plan follows in this channel."
     )

@@ -12,7 +12,7 @@ Public functions:
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -256,6 +256,11 @@ def close(
     from orchestration.recovery import stop_running  # noqa: PLC0415 - recovery imports lifecycle
 
     found, incident = assess(session, request, pack=pack, approvers=approvers, lock=True)
+    announced = request.announced
+    if found.outcome is CloseOutcome.CLOSED and announced not in ("", CloseOutcome.CLOSED):
+        # The ack told the asker something else (nothing open, which one?, not allowed):
+        # closing now, after the fact, would act on what they never confirmed.
+        found = replace(found, outcome=CloseOutcome(announced))
     action = "resolve" if request.kind is RequestKind.RESOLVE else "cancel"
     base = Ctx(
         correlation_id=incident.correlation_id if incident else request.correlation_id,

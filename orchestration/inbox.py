@@ -87,6 +87,9 @@ class Outcome(StrEnum):
 
 
 NOTICE_KIND = "request_notice"  # outbox message kind
+# What an ack told the asker of an open request (``Request.announced``).
+ANNOUNCED_OPENING = "opening"
+ANNOUNCED_REFUSED = "refused"
 
 
 class Request(BaseModel):
@@ -231,9 +234,10 @@ def refuse(
     code: str,
     message: str = "",
 ) -> None:
-    """Mark ``key`` done and tell a private asker why nothing happened (same commit)."""
+    """Mark ``key`` done and tell a private asker why nothing happened (same commit), unless
+    the ack told them already."""
     request = finish(session, key, now=now)
-    if request.private:
+    if request.private and request.announced != ANNOUNCED_REFUSED:
         notify(session, request, now=now, notice=notice, code=code, message=message)
 
 

@@ -3,7 +3,9 @@
 import re
 import unicodedata
 
+from orchestration import planner
 from orchestration.errors import InputRejected
+from orchestration.knowledge import KnowledgeSnapshot
 
 MAX_TEXT = 500
 _INJECTION = [
@@ -48,3 +50,13 @@ def validate(text: str) -> str:
                 "in plain words, e.g. `checkout-api is down`."
             )
     return clean
+
+
+def screen(snapshot: KnowledgeSnapshot, text: str) -> str:
+    """The title of the plan ``text`` would get from ``snapshot``; InputRejected or NoMatch
+    (each with its plain reason) when it would get none.
+
+    In memory and cheap: an acknowledgement says this much, and no more, before the incident
+    is opened (where the same check runs again against the knowledge of that moment).
+    """
+    return planner.plan(snapshot, validate(text)).title

@@ -1,9 +1,23 @@
 """``/incident``: open, help, status, resolve, cancel, metrics.
 
-Open, resolve and cancel change state: each is recorded in the inbox before its ack, so the
-ack's promise survives a crash, and a replayed request is answered alike and does nothing.
+The ack says only what is known when it goes out. Opening: intake and runbook matching run in
+memory first, so ``/incident the moon is made of cheese`` is told at once that no runbook
+matches. Resolve, cancel and status read the database before the ack, so they answer which
+incident they mean (an id or its prefix as first word, else the channel's only open one; with
+several open, nothing is guessed: the ack lists them and asks which).
+
+Slack does not send slash commands from threads (developer commands cannot be invoked in
+message threads), so a thread is named by an ``@opsgate resolve|cancel`` mention instead
+(see ``bot.listeners.events``).
+
+Open, resolve and cancel change state (or, refused, are audited): each is recorded in the
+inbox before its ack, so the ack's promise survives a crash, and a replayed request (same
+signature) is answered alike and does nothing. Help and status are answered in the ack and
+change nothing; metrics posts its figures once per request (a replay within the process's
+window posts nothing more).
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,19 +26,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from adapters import BreakerState
 from bot import blocks, strings
+from bot.blocks.incidents import close_answer, open_list, with_incident
 from bot.digest import metrics_blocks
 from bot.surface import HOLDS_ACK, INTAKE, Intake, Surface
+from orchestration import closing, intake
 from orchestration.breakers import BreakerView, breaker_views
-from orchestration.inbox import Request, RequestKind
+from orchestration.closing import Summary
+from orchestration.errors import OrchestrationError
+from orchestration.inbox import ANNOUNCED_OPENING, ANNOUNCED_REFUSED, Request, RequestKind
+from orchestration.models import Incident, Plan
 from orchestration.opsmetrics import OpsReport, ops_report
+from orchestration.telemetry import get_logger
 from orchestration.toolbox import tool_limits
 
+log = get_logger("opsgate.commands")
+
 COMMAND = "/incident"
-READ_ONLY = ("status", "metrics")  # answered from the database; nothing to record
 CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
 ANSWER = "incident_answer"  # context key: the routed command
 
@@ -45,45 +66,78 @@ class Answer:
 
     text: str
     blocks: list[dict[str, Any]] | None = None
-    request: Request | None = None  # state-changing: recorded before the ack
-    read: str | None = None  # "status" or "metrics": answered privately after the ack
+    request: Request | None = None  # recorded before the ack
+    read: str | None = None  # "metrics": answered privately after the ack
 
 
-def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) -> Answer:
-    """Route one ``/incident`` command."""
-    text = cmd.text.strip()
-    sub = text.split(" ", 1)[0].lower() if text else "help"
-    if sub == "help":
-        return Answer(strings.HELP, blocks.help_blocks())
-    if sub in READ_ONLY:
-        return Answer(strings.WORKING, read=sub)
-    if sub in CLOSING:
-        kind, reply = CLOSING[sub], strings.WORKING
-        text = text.split(" ", 1)[1].strip() if " " in text else ""
-    elif " " not in text and not surface.control.matches(text):
-        usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
-        return Answer(usage.text, usage.blocks)
-    else:
-        kind, reply = RequestKind.OPEN, strings.opening(text)
-    request = Request(
+def _request(cmd: SlashCommand, kind: RequestKind, text: str, correlation_id: str) -> Request:
+    return Request(
         kind=kind,
         requester=cmd.user_id,
         channel=cmd.channel_id,
         text=text,
         correlation_id=correlation_id,
     )
-    return Answer(reply, request=request)
+
+
+def answer_open(surface: Surface, request: Request) -> Answer:
+    """Open: what intake and the runbooks say of the text, from memory (the snapshot)."""
+    try:
+        title = intake.screen(surface.control.snapshot, request.text)
+    except OrchestrationError as exc:  # refused: recorded all the same, so it is audited
+        refused = request.model_copy(update={"announced": ANNOUNCED_REFUSED})
+        return Answer(strings.refused(exc.message), request=refused)
+    opening = request.model_copy(update={"announced": ANNOUNCED_OPENING})
+    return Answer(strings.opening_plan(request.text, title), request=opening)
+
+
+async def answer_close(surface: Surface, request: Request, action: str) -> Answer:
+    """Resolve or cancel: which incident, and whether the asker may, before the ack."""
+    try:
+        found = await surface.control.assess_close(request)
+    except Exception as exc:  # the database is down: promise nothing
+        log.error("close_not_assessed", error=repr(exc))
+        return Answer(strings.READ_FAILED)
+    text = close_answer({**found.detail(), "action": action})
+    # Recorded whatever it comes to, so a replay is recognised (and audited); the work then
+    # does no more than the ack announced, on the incident it named.
+    update: dict[str, Any] = {"announced": found.outcome.value}
+    if found.incident is not None:
+        update["incident_ref"] = found.incident.id
+    return Answer(text, request=request.model_copy(update=update))
+
+
+async def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) -> Answer:
+    """Route one ``/incident`` command."""
+    text = cmd.text.strip()
+    sub = text.split(" ", 1)[0].lower() if text else "help"
+    rest = text.split(" ", 1)[1].strip() if " " in text else ""
+    if sub == "help":
+        return Answer(strings.HELP, blocks.help_blocks())
+    if sub == "metrics":
+        return Answer(strings.METRICS_WORKING, read=sub)
+    if sub == "status":
+        return await answer_status(surface, cmd, rest)
+    if sub in CLOSING:
+        ref, reason = closing.split_ref(rest)
+        request = _request(cmd, CLOSING[sub], reason, correlation_id)
+        return await answer_close(surface, request.model_copy(update={"incident_ref": ref}), sub)
+    if " " not in text and not surface.control.matches(text):
+        usage = blocks.usage_for_unknown(text)  # a mistyped subcommand, not an incident
+        return Answer(usage.text, usage.blocks)
+    return answer_open(surface, _request(cmd, RequestKind.OPEN, text, correlation_id))
 
 
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the ``/incident`` listener."""
+    seen = RecentKeys()
 
     async def record_first(
         command: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
     ) -> None:
         # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
         # request's commit overlaps that, and the listener mostly finds it durable already.
-        routed = answer(
+        routed = await answer(
             SlashCommand.model_validate(command),
             surface,
             correlation_id=str(context.get("correlation_id") or ""),
@@ -101,10 +155,9 @@ def register(app: AsyncApp, surface: Surface) -> None:
         request = routed.request
         if request is None:
             await ack(text=routed.text, blocks=routed.blocks)
-            if routed.read is not None:
+            if routed.read is not None and seen.first(str(context["inbox_key"])):
                 cmd = SlashCommand.model_validate(command)
-                read = _metrics if routed.read == "metrics" else _status
-                surface.run(read(surface, client, cmd), name=f"incident-{routed.read}")
+                surface.run(_metrics(surface, client, cmd), name=f"incident-{routed.read}")
             return
         # No 2xx before the commit: over HTTP the route holds the response until the record
         # is durable (the ack is then usually ready when it is); over Socket Mode the ack waits.
@@ -117,20 +170,84 @@ def register(app: AsyncApp, surface: Surface) -> None:
         surface.perform_once_recorded(context, client, counted_as="slash_command")
 
 
-async def _status(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) -> None:
-    """The open incident's plan progress, to the asker only."""
-    incident = await surface.control.open_incident_in(cmd.channel_id)
-    if incident is None:
-        await client.chat_postEphemeral(
-            channel=cmd.channel_id, user=cmd.user_id, text=strings.NO_OPEN_INCIDENT
-        )
-        return
+class RecentKeys:
+    """Request keys seen in the last five minutes (Slack's signature window), this process.
+
+    Read-only answers posted after the ack (metrics) use it so that a replayed request posts
+    nothing more; a replay reaching another replica posts the asker's figures once more, to
+    the same asker, which changes nothing.
+    """
+
+    WINDOW_S = 300.0
+    MAX_KEYS = 10_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def first(self, key: str, *, now: float | None = None) -> bool:
+        """True the first time ``key`` is seen inside the window."""
+        at = time.monotonic() if now is None else now
+        if len(self._seen) >= self.MAX_KEYS:
+            self._seen = {k: t for k, t in self._seen.items() if at - t < self.WINDOW_S}
+        seen_at = self._seen.get(key)
+        if seen_at is not None and at - seen_at < self.WINDOW_S:
+            return False
+        self._seen[key] = at
+        return True
+
+
+async def answer_status(surface: Surface, cmd: SlashCommand, rest: str) -> Answer:
+    """``/incident status [id]``: one incident's plan, or every open incident of the channel."""
+    ref, _ = closing.split_ref(rest)
+
+    def work(session: Session) -> tuple[list[Incident], dict[str, str]]:
+        if ref:
+            found = list(
+                session.exec(
+                    select(Incident)
+                    .where(col(Incident.id).startswith(ref))
+                    .limit(closing.MAX_LISTED + 1)
+                )
+            )
+        else:
+            found = closing.open_incidents(session, cmd.channel_id)
+        statuses: dict[str, str] = {}
+        for plan in session.exec(
+            select(Plan)
+            .where(col(Plan.incident_id).in_([i.id for i in found]))
+            .order_by(col(Plan.version))
+        ):
+            statuses[plan.incident_id] = plan.status  # the latest version wins
+        return found, statuses
+
+    try:
+        found, statuses = await surface.control.db.run(work)
+        if len(found) == 1:
+            return await _one_status(surface, found[0])
+    except Exception as exc:  # the database is down: say so, never a stale answer
+        log.error("status_not_read", error=repr(exc))
+        return Answer(strings.READ_FAILED)
+    if not found:
+        text = strings.NO_SUCH_INCIDENT.format(ref=ref) if ref else strings.NO_OPEN_INCIDENT
+        return Answer(text)
+    items = [
+        {
+            **Summary.of(i).as_json(),
+            "created_at": i.created_at.isoformat(),
+            "plan_status": statuses.get(i.id, ""),
+        }
+        for i in found
+    ]
+    rendered = open_list(items)
+    return Answer(rendered.text, rendered.blocks)
+
+
+async def _one_status(surface: Surface, incident: Incident) -> Answer:
     view = await surface.control.incident_plan(incident.id)
     paused = [b.model_dump(mode="json") for b in await _paused_breakers(surface)]
     rendered = blocks.status_blocks(view.model_dump(mode="json"), paused)
-    await client.chat_postEphemeral(
-        channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
-    )
+    headed = with_incident(rendered, Summary.of(incident).as_json())
+    return Answer(headed.text, headed.blocks)
 
 
 async def _paused_breakers(surface: Surface) -> list[BreakerView]:

@@ -3,6 +3,12 @@
 Bolt acknowledges events before their listener runs, so the request is recorded in a listener
 middleware, which runs before that ack; the listener then does the recorded work. A retried
 or replayed delivery (same ``event_id``) is acknowledged again and does nothing more.
+
+``@opsgate resolve [id] [reason]`` and ``@opsgate cancel ...`` close the incident of the thread
+they are typed in (Slack sends slash commands from no thread, mentions from any): by id when
+one is given, else the thread's incident, else (outside a thread) the channel's only open one.
+The asker hears privately what became of it when it did not close; a close shows in the
+incident's thread.
 """
 
 import re
@@ -14,6 +20,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.surface import Intake, Surface
+from orchestration.closing import split_ref
 from orchestration.inbox import Request, RequestKind
 
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
@@ -36,10 +43,28 @@ def _request(
     )
 
 
+CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
+
+
 def mention_request(event: dict[str, Any], context: AsyncBoltContext) -> Request | None:
-    """The incident an ``app_mention`` asks for (None for a bare mention)."""
+    """What an ``app_mention`` asks for: a resolve or cancel of its thread's incident, or an
+    incident to open (None for a bare mention)."""
     text = _MENTION.sub("", str(event.get("text", ""))).strip()
-    return _request(event, context, text=text, source="mention") if text else None
+    if not text:
+        return None
+    sub, _, rest = text.partition(" ")
+    kind = CLOSING.get(sub.lower())
+    if kind is None:
+        return _request(event, context, text=text, source="mention")
+    ref, reason = split_ref(rest)
+    thread = event.get("thread_ts")
+    return _request(event, context, text=reason, source="mention").model_copy(
+        update={
+            "kind": kind,
+            "incident_ref": ref,
+            "thread_ts": str(thread) if thread else None,
+        }
+    )
 
 
 def message_request(surface: Surface) -> Parse:
