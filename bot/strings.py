@@ -341,15 +341,9 @@ METRICS_FALLBACK: Final = (
 )
 
 # Immediate slash-command acknowledgements (plain mrkdwn text, ephemeral).
-WORKING: Final = "⏳ On it…"
 NO_OPEN_INCIDENT: Final = (
     "There is no open incident in this channel. Open one with `/incident &lt;text&gt;`."
 )
-
-
-def opening(text: str) -> str:
-    """The instant reply to ``/incident <text>`` while the plan is being made."""
-    return f"🔥 Opening an incident: {_quote(text)}. The plan follows in this channel."
 
 
 def refused(message: str) -> str:

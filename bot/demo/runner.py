@@ -28,13 +28,16 @@ from orchestration.control import ControlPlane
 from orchestration.db import Database
 from orchestration.telemetry import get_logger
 from orchestration.toolbox import build_registry
-from policies import default_pack
+from policies import Incidents, default_pack
 
 log = get_logger("opsgate.demo")
 
 SERVICE = "checkout-api"
 PERSONAS = list(DEFAULT_PERSONAS)  # Riley (on-call, requester), Sam, Alex (approvers), Jordan
 APPROVERS = [p.user_id for p in PERSONAS if p.role_label == "approver"]
+# The on-call persona is a responder: the policy pack lets responders resolve an incident an
+# alert opened (its requester is the alert's source, no person).
+RESPONDERS = tuple(p.user_id for p in PERSONAS if p.role_label.startswith("on-call"))
 
 
 def free_port() -> int:
@@ -157,7 +160,7 @@ async def run_demo(
             db=Database(f"sqlite:///{work / 'demo.db'}"),
             config=config,
             tools=build_registry(config, signer=signer, clock=clock),
-            pack=default_pack(),
+            pack=default_pack().model_copy(update={"incidents": Incidents(responders=RESPONDERS)}),
             signer=signer,
             clock=clock,
         )

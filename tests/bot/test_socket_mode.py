@@ -192,7 +192,9 @@ async def test_socket_mode_incident_then_approval(
         assert ack is not None, served.log.read_text()
         assert time.monotonic() - started < 3
         assert ack["envelope_id"] == slack.envelopes[-1]["envelope_id"]
-        assert ack["payload"]["text"] == strings.opening("checkout-api is down")
+        assert ack["payload"]["text"] == strings.opening_plan(
+            "checkout-api is down", "Restart an unhealthy web service"
+        )
 
         await wait_for(lambda: card(slack) is not None)
         roots = slack.messages(CHANNEL)
