@@ -27,6 +27,7 @@ from bot.quiet import QuietGate
 from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
+from bot.slack_client import RedactingWebClient
 from bot.surface import Surface
 from bot.tasks import TaskTracker
 from orchestration.control import ControlPlane
@@ -57,7 +58,7 @@ def build_app(
     expiry_interval_s: float = EXPIRY_INTERVAL_S,
 ) -> SlackApp:
     """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
-    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    client = RedactingWebClient(token=settings.bot_token, base_url=settings.api_url)
     bolt = AsyncApp(
         signing_secret=settings.signing_secret or None,
         client=client,
