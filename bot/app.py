@@ -24,10 +24,10 @@ from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
 from bot.middleware import correlation
 from bot.quiet import QuietGate
+from bot.redaction import RedactingWebClient, redacting_ack
 from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
-from bot.slack_client import RedactingWebClient
 from bot.surface import Surface
 from bot.tasks import TaskTracker
 from orchestration.control import ControlPlane
@@ -76,6 +76,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
+    bolt.middleware(redacting_ack)
     bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
