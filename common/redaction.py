@@ -45,7 +45,8 @@ _KEY_WORDS = (
 )
 # A mapping key that names a credential (matched anywhere in the key, any case).
 _CREDENTIAL_KEY = re.compile(rf"(?i)(?:{_KEY_WORDS})")
-_COUNT_KEY = re.compile(r"(?i)token")  # "tokens": 120 is a count, not a credential
+# "tokens": 120 and "max_tokens=4000" are counts; "token=123456" may be a one-time code.
+_COUNT_KEY = re.compile(r"(?i)tokens|token_?count")
 
 _PEM = re.compile(r"-----BEGIN (?P<pem>[A-Z0-9 ]{1,40})-----[\s\S]*?(?:-----END (?P=pem)-----|\Z)")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{2,}+\.[A-Za-z0-9_-]{2,}+\.[A-Za-z0-9_-]*+")
