@@ -73,7 +73,11 @@ _PAIR = re.compile(
     r"(?P<sep>[\"']?[ \t]*+[:=][ \t]*+)"
     r"(?:\"(?P<dq>[^\"\n]*+)\"|'(?P<sq>[^'\n]*+)'"
     r"|(?P<bare>\[redacted\]|(?:(?i:bearer|basic|token|digest)[ \t]++)?[^\s&;,\"'<>]++))"
+    r"(?=(?P<prose> [a-z]+ [a-z])?)"
 )
+# "the credential: check the secret" is a sentence, not a pair: after ": ", a short lower-case
+# word that the sentence goes on from is prose. Values after "=" are always redacted.
+_PROSE_WORD = re.compile(r"[a-z]{1,10}")
 _PAIR_MARKERS: tuple[str, ...] = (
     "pass", "secret", "token", "key", "auth", "cookie", "credential", "signature", "session",
     "jwt", "bearer",
@@ -203,6 +207,13 @@ def _pair(match: re.Match[str]) -> str:
         or value == REDACTED
         or is_reference_only(value)
         or (_COUNT_KEY.search(key) is not None and _NUMBER.fullmatch(value) is not None)
+        or (
+            bare is not None
+            and match.group("prose") is not None
+            and "=" not in sep
+            and sep.endswith((" ", "\t"))
+            and _PROSE_WORD.fullmatch(value) is not None
+        )
     )
     if keep:
         return match.group(0)

@@ -8,13 +8,16 @@ token counts, ordinary operational text).
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot import strings
 from common.redaction import (
     REDACTED,
     forget_secrets,
@@ -204,6 +207,7 @@ def test_the_longest_registered_value_wins() -> None:
         "set OPSGATE_SECRET_API or put a file 'API' in OPSGATE_SECRETS_DIR",
         "opsgate-0123456789abcdef0123456789abcdef",
         "fakefix it, token [redacted]",
+        "the target refused opsgate's credential: check the secret and the account",
     ],
 )
 def test_ordinary_text_and_references_pass_unchanged(text: str) -> None:
@@ -289,3 +293,22 @@ def test_literal_credentials_name_where_they_are() -> None:
         "url",
     ]
     assert literal_credentials({"headers": {"Authorization": "Bearer ${secret:API}"}}) == []
+
+
+def test_shipped_documents_and_user_strings_are_not_redacted() -> None:
+    """No false positive in what opsgate itself ships: runbooks, playbooks, policies, strings."""
+    root = Path(__file__).resolve().parents[2]
+    files = [
+        *root.glob("runbooks/**/*.yaml"),
+        *root.glob("bot/demo/runbooks/**/*.yaml"),
+        *root.glob("policies/*.yaml"),
+        root / "opsgate.example.yaml",
+    ]
+    assert files
+    for path in files:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert redact(data, max_depth=64) == json.loads(json.dumps(data, default=str)), path
+    texts = [v for v in vars(strings).values() if isinstance(v, str)]
+    texts += [x for v in vars(strings).values() if isinstance(v, dict) for x in v.values()]
+    changed = [t for t in texts if isinstance(t, str) and redact_text(t) != t]
+    assert changed == []
