@@ -26,6 +26,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -85,13 +86,27 @@ _PAIR_MARKERS: tuple[str, ...] = (
 _NUMBER = re.compile(r"[$€£]?\d[\d.,]*[kKmM]?")
 
 
+@dataclass(frozen=True, eq=False)
+class _Snapshot:
+    """The registry at one moment: its pattern, keyed (cheaply) by a generation number."""
+
+    generation: int
+    pattern: re.Pattern[str] | None
+
+    def __hash__(self) -> int:
+        return self.generation
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Snapshot) and other.generation == self.generation
+
+
 class _Registry:
     """The secret values no exit may let through, as one compiled alternation."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: set[str] = set()
-        self.pattern: re.Pattern[str] | None = None
+        self.snapshot = _Snapshot(0, None)
 
     def add(self, values: Iterable[str]) -> int:
         added = 0
@@ -103,16 +118,14 @@ class _Registry:
             if added:
                 # Longest first: a value that contains another is replaced whole.
                 ordered = sorted(self._values, key=len, reverse=True)
-                self.pattern = re.compile("|".join(map(re.escape, ordered)))
-        if added:
-            _redact_cached.cache_clear()
+                pattern = re.compile("|".join(map(re.escape, ordered)))
+                self.snapshot = _Snapshot(self.snapshot.generation + 1, pattern)
         return added
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
-            self.pattern = None
-        _redact_cached.cache_clear()
+            self.snapshot = _Snapshot(self.snapshot.generation + 1, None)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -263,8 +276,10 @@ def _apply_rules(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _redact_cached(text: str) -> str:
-    pattern = _REGISTRY.pattern
+def _redact_cached(text: str, registry: _Snapshot) -> str:
+    # The registry's generation is part of the key: a value registered meanwhile (on another
+    # thread) can never be answered from an entry made before it was known.
+    pattern = registry.pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     return _apply_rules(text)
@@ -272,9 +287,10 @@ def _redact_cached(text: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with every credential in it replaced by ``[redacted]``."""
+    registry = _REGISTRY.snapshot
     if len(text) > 512:
-        return _redact_cached.__wrapped__(text)  # long texts are rarely repeated: skip the cache
-    return _redact_cached(text)
+        return _redact_cached.__wrapped__(text, registry)  # long texts rarely repeat: no cache
+    return _redact_cached(text, registry)
 
 
 def _cut(text: str, max_text: int | None) -> str:
