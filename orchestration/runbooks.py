@@ -191,7 +191,7 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
         seen.add(step.id)
     known = runbook.match.group_names() | set(runbook.params)
     for index, step in enumerate(runbook.steps):
-        problems.extend(_credential_problems(index, step))
+        problems.extend(credential_problems(index, step))
         parts: list[tuple[Loc, Any]] = [(("title",), step.title), (("args",), step.args)]
         if step.compensate is not None:
             parts.append((("compensate",), [step.compensate.title, step.compensate.args]))
@@ -212,8 +212,8 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _credential_problems(index: int, step: StepSpec) -> list[tuple[Loc, str]]:
-    """Credentials written into args: the store must never hold them, so they are refused."""
+def credential_problems(index: int, step: StepSpec) -> list[tuple[Loc, str]]:
+    """Credentials written into a step's args (the store must never hold one): refused."""
     problems: list[tuple[Loc, str]] = []
     parts: list[tuple[Loc, Any]] = [(("args",), step.args)]
     if step.compensate is not None:

@@ -20,6 +20,7 @@ from common.yamlsrc import load_located
 from orchestration.checks import secret_problems
 from orchestration.executor import Executor, Ticket
 from orchestration.models import Incident, Step
+from orchestration.recovery.playbooks import load_playbooks
 from orchestration.runbooks import fill, load_runbook, placeholders
 from orchestration.telemetry import configure_logging
 
@@ -255,3 +256,19 @@ def test_standard_library_records_are_redacted_with_their_tracebacks() -> None:
     assert SLACK not in out
     assert "RuntimeError" in out  # the traceback is kept, redacted
     assert REDACTED in out
+
+
+def test_a_recovery_playbook_with_a_literal_credential_is_refused(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "runbooks" / "recovery" / "http-flaky.yaml"
+    text_ = shipped.read_text(encoding="utf-8").replace(
+        'args: {url: "http://127.0.0.1:9000/svc/{service}/health"}',
+        'args: {url: "http://127.0.0.1:9000/svc/{service}/health", '
+        'headers: {Authorization: "Bearer abc123"}}',
+    )
+    (tmp_path / "http-flaky.yaml").write_text(text_, encoding="utf-8")
+    loaded = load_playbooks(tmp_path, params={"service"})
+    assert loaded.playbooks == {}
+    (problem,) = loaded.problems
+    assert problem.line == line_with(text_, "Authorization")
+    assert "literal credential" in problem.message
+    assert "abc123" not in problem.message
