@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from adapters.errors import ArgsInvalid, ErrorCode, GrantError, UnknownAction
 from common import Risk, args_hash
+from common.redaction import redact, redact_text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +111,12 @@ class ToolResult(BaseModel):
     cost_usd: float
     tokens: int = 0
     error_code: str | None = None
+
+    def redacted(self) -> "ToolResult":
+        """A copy with credentials removed from ``output`` and ``summary`` (counts are kept)."""
+        return self.model_copy(
+            update={"output": redact(self.output), "summary": redact_text(self.summary)}
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,8 @@ Codes:
   retryable).
 - ``circuit_open``: the tool failed repeatedly and calls are paused (:class:`CircuitOpen`).
 - ``rate_limited``: the tool's call budget per second is spent (:class:`RateLimited`).
+- ``secret_missing``: an argument names a ``${secret:NAME}`` that is not set
+  (:class:`SecretMissing`).
 - ``tool_failed``: a transport or process error (:class:`ToolFailed`; retryable unless the
   adapter says otherwise).
 
@@ -48,6 +50,7 @@ class ErrorCode(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     RATE_LIMITED = "rate_limited"
     TOOL_FAILED = "tool_failed"
+    SECRET_MISSING = "secret_missing"  # noqa: S105 - an error code, not a password
 
 
 GRANT_CODES = frozenset(
@@ -132,3 +135,9 @@ class ToolFailed(AdapterError):
 
     default_code = ErrorCode.TOOL_FAILED
     default_retryable = True
+
+
+class SecretMissing(AdapterError):
+    """A ``${secret:NAME}`` reference names a secret that is not set."""
+
+    default_code = ErrorCode.SECRET_MISSING

@@ -1,7 +1,8 @@
 """Cross-cutting guards stacked around any Tool: grant check, circuit breaker, rate limit, timeout.
 
 Each guard is itself a Tool with the inner tool's spec, so they compose like wrapper toolsets;
-:func:`guarded` stacks them in the one order opsgate uses.
+:func:`guarded` stacks them in the one order opsgate uses. The innermost, :class:`SecretGuard`,
+resolves ``${secret:NAME}`` references just before the tool runs (see :mod:`adapters.secrets`).
 
 Circuit breakers are kept per tool and target (``"http:checkout.internal"``, see
 :meth:`ToolSpec.target`) in a :class:`BreakerStore`, so that replicas sharing a store agree on
@@ -22,13 +23,16 @@ import structlog
 
 from adapters.base import Grant, GrantSigner, Tool, ToolCall, ToolResult, ToolSpec, validate_args
 from adapters.errors import (
+    AdapterError,
     CircuitOpen,
     RateLimited,
     ToolFailed,
     ToolTimeout,
     UnknownAction,
 )
+from adapters.secrets import SecretSource
 from common import Clock
+from common.redaction import redact_text, secret_names
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +78,33 @@ class GrantGuard(ToolWrapper):
         self._signer.verify(grant, call, now=self._clock.now())
         validate_args(action, call.args)
         return await self.inner.invoke(call, grant)
+
+
+class SecretGuard(ToolWrapper):
+    """Resolves ``${secret:NAME}`` in a call's args right before the tool runs (innermost guard).
+
+    Outer guards (grant, breaker, rate limit, timeout) see only references, so the grant binds
+    the reference and the breaker's target never holds a value. What the tool answers or raises
+    is redacted before it leaves the guard.
+    """
+
+    def __init__(self, inner: Tool, *, source: SecretSource | None = None) -> None:
+        """Look secrets up in ``source`` (default: the environment and the secrets folder)."""
+        super().__init__(inner)
+        self._source = source or SecretSource()
+
+    async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Run ``call`` with its references resolved; redact the answer."""
+        if not secret_names(call.args):
+            return await self.inner.invoke(call, grant)
+        resolved = dataclasses.replace(call, args=self._source.resolve(call.args))
+        try:
+            result = await self.inner.invoke(resolved, grant)
+        except AdapterError as exc:
+            exc.message = redact_text(exc.message)
+            exc.args = (exc.message,)
+            raise
+        return result.redacted()
 
 
 class TimeoutGuard(ToolWrapper):
@@ -430,13 +461,15 @@ def guarded(
     breaker_threshold: int = 5,
     breaker_reset_s: float = 30.0,
     sleep: Sleep = asyncio.sleep,
+    secrets: SecretSource | None = None,
 ) -> GrantGuard:
-    """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout -> tool.
+    """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout ->
+    secrets -> tool.
 
     Read-only idempotent calls wait for a rate-limit slot up to ``rate_read_max_wait_s``
     (default: ``timeout_s``); the others up to ``rate_max_wait_s``.
     """
-    timed = TimeoutGuard(tool, seconds=timeout_s)
+    timed = TimeoutGuard(SecretGuard(tool, source=secrets), seconds=timeout_s)
     limited = RateLimitGuard(
         timed,
         per_second=rate_per_s,

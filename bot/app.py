@@ -24,6 +24,7 @@ from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
 from bot.middleware import correlation
 from bot.quiet import QuietGate
+from bot.redaction import RedactingWebClient, redacting_ack
 from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
@@ -57,7 +58,7 @@ def build_app(
     expiry_interval_s: float = EXPIRY_INTERVAL_S,
 ) -> SlackApp:
     """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
-    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    client = RedactingWebClient(token=settings.bot_token, base_url=settings.api_url)
     bolt = AsyncApp(
         signing_secret=settings.signing_secret or None,
         client=client,
@@ -75,6 +76,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
+    bolt.middleware(redacting_ack)
     bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)

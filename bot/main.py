@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 from adapters import BreakerStore, GrantSigner, ToolRegistry
+from adapters.secrets import register_environment_secrets, register_url_password
 from common import Clock, SystemClock
 from orchestration.breakers import DbBreakerStore
 from orchestration.checks import load_policies
@@ -46,6 +47,10 @@ def build_control(
     clock: Clock | None = None,
 ) -> ControlPlane:
     """A ControlPlane wired from config and environment (not yet started)."""
+    # Every secret this process can know of joins the redaction set before anything runs:
+    # Slack and alert tokens, the signing secret, the grant key, the database password,
+    # OPSGATE_SECRET_* and the files of OPSGATE_SECRETS_DIR.
+    register_environment_secrets()
     config = config or load_config(config_path)
     clock = clock or SystemClock()
     signer = grant_signer()
@@ -53,6 +58,7 @@ def build_control(
     if pack is None:
         first = problems[0]
         raise ConfigError(f"{first.where}: {first.message}", path=first.source, line=first.line)
+    register_url_password(database_url)
     db = Database(database_url)
     # Replicas on one database share their circuit breakers through it.
     breakers = DbBreakerStore(db, clock=clock)

@@ -13,6 +13,7 @@ from bot.alerts import AlertAuth, alert_handler
 from bot.ops_collector import OpsCollector
 from bot.settings import SlackSettings
 from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface
+from common.redaction import redact_text
 from orchestration.control import ControlPlane
 
 
@@ -84,6 +85,7 @@ def add_routes(
         # registry: several apps in one process must not collide in the global one).
         await ops.refresh()
         body = generate_latest() + generate_latest(ops.registry)
+        body = redact_text(body.decode()).encode()  # label values come from stored data
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     if verifier is not None:

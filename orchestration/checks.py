@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import AdapterError, ToolRegistry, validate_args
+from adapters.secrets import SecretSource, where_to_set
+from common.redaction import secret_names
 from common.yamlsrc import LocatedYaml, Problem, describe_loc, load_located
 from orchestration.config import OpsgateConfig, check_config
 from orchestration.errors import ConfigError
@@ -90,6 +92,43 @@ def _tool_problems(
     return problems
 
 
+def _references(value: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every ``(loc, name)`` of a ``${secret:NAME}`` inside ``value``."""
+    if isinstance(value, str):
+        return [(loc, name) for name in sorted(secret_names(value))]
+    if isinstance(value, Mapping):
+        return [ref for key, item in value.items() for ref in _references(item, (*loc, key))]
+    if isinstance(value, list | tuple):
+        return [ref for i, item in enumerate(value) for ref in _references(item, (*loc, i))]
+    return []
+
+
+def secret_problems(
+    steps: Sequence[StepSpec], *, located: LocatedYaml, source: SecretSource | None = None
+) -> list[Problem]:
+    """References to secrets that are set nowhere, each on its own line (never a value)."""
+    secrets = source or SecretSource()
+    problems = []
+    for index, step in enumerate(steps):
+        parts: list[tuple[tuple[str | int, ...], Any]] = [(("steps", index, "args"), step.args)]
+        if step.compensate is not None:
+            parts.append((("steps", index, "compensate", "args"), step.compensate.args))
+        if step.check is not None:
+            parts.append((("steps", index, "check", "args"), step.check.args))
+        for base, args in parts:
+            for loc, name in _references(args, base):
+                if secrets.lookup(name) is None:
+                    problems.append(
+                        Problem(
+                            located.source,
+                            located.line_of(loc),
+                            describe_loc(loc),
+                            f"${{secret:{name}}} is not set: {where_to_set(name)}",
+                        )
+                    )
+    return problems
+
+
 def check_playbooks(
     config: OpsgateConfig, runbooks: Mapping[str, Runbook], tools: ToolRegistry | None
 ) -> PlaybookSet:
@@ -153,12 +192,14 @@ def check_all(
             if runbook_id in runbooks and runbook_id not in checked:
                 checked.add(runbook_id)
                 runbook = runbooks[runbook_id]
+                located = load_located(path.read_text(encoding="utf-8"), source=str(path))
                 report.problems += _tool_problems(
                     runbook.steps,
                     names=runbook.match.group_names() | set(runbook.params),
                     tools=tools,
-                    located=load_located(path.read_text(encoding="utf-8"), source=str(path)),
+                    located=located,
                 )
+                report.problems += secret_problems(runbook.steps, located=located)
     playbooks = check_playbooks(config, runbooks, tools)
     report.playbooks = playbooks.playbooks
     report.problems += playbooks.problems

@@ -6,6 +6,11 @@ the step's one idempotency key (``opsgate-<step id>``, the same on retries and r
 target can deduplicate), and asks the Auditor's ``check`` whether a result meets the step's
 expectation. Timeouts, rate limits and circuit breakers are guards stacked around each tool
 (see ``adapters.guards``); a read-only idempotent step refused by a rate limit is retried too.
+
+This is where adapters' answers enter orchestration, so it is where they are redacted: the
+Auditor judges the tool's own answer, and everything kept after that (the outcome's result,
+error and check reason, each attempt's summary; hence ``steps.result``, the cache, spans, cards
+and logs) is the redacted copy (:mod:`common.redaction`).
 """
 
 import contextlib
@@ -24,6 +29,7 @@ from tenacity import (
 
 from adapters import ActionSpec, AdapterError, ErrorCode, Grant, ToolCall, ToolRegistry, ToolResult
 from common import Clock
+from common.redaction import redact_text
 from orchestration.auditor import Check, check_expect
 
 CANCELLED = "cancelled"
@@ -210,15 +216,18 @@ class Executor:
     ) -> None:
         ended = self._clock.now()
         if result is not None:
+            check = check_expect(ticket.expect, result.model_dump(mode="json"))
+            result = result if cached else result.redacted()  # cached: redacted before
             outcome.result = result
             outcome.error_code = None
             outcome.error = None
-            outcome.check = check_expect(ticket.expect, result.model_dump(mode="json"))
+            outcome.check = Check(ok=check.ok, reason=redact_text(check.reason))
         else:
             assert error is not None
+            message = redact_text(error.message)
             outcome.error_code = error.code
-            outcome.error = error.message
-            outcome.check = Check(ok=False, reason=error.message)
+            outcome.error = message
+            outcome.check = Check(ok=False, reason=message)
         outcome.attempts.append(
             Attempt(
                 number=number,
@@ -228,7 +237,7 @@ class Executor:
                 ok=result is not None and outcome.check.ok,
                 summary=(("cache hit: " if cached else "") + result.summary)
                 if result is not None
-                else (error.message if error else ""),
+                else outcome.error or "",
                 error_code=error.code if error else None,
                 cost_usd=result.cost_usd if result is not None and not cached else 0.0,
                 tokens=result.tokens if result is not None and not cached else 0,

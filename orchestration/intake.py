@@ -1,8 +1,14 @@
-"""Intake: validate and normalise incident text before anything plans from it."""
+"""Intake: validate and normalise incident text before anything plans from it.
+
+Credentials pasted into the text (``token=...``, ``Bearer ...``) are redacted here, before the
+text is planned from, stored or echoed: the plan, the incident row and every card see the same
+redacted text.
+"""
 
 import re
 import unicodedata
 
+from common.redaction import redact_text
 from orchestration import planner
 from orchestration.errors import InputRejected
 from orchestration.knowledge import KnowledgeSnapshot
@@ -35,8 +41,8 @@ def normalise(text: str) -> str:
 
 
 def validate(text: str) -> str:
-    """The normalised text, or InputRejected with a plain reason."""
-    clean = normalise(text)
+    """The normalised, redacted text, or InputRejected with a plain reason."""
+    clean = redact_text(normalise(text))
     if not clean:
         raise InputRejected("Describe the incident, e.g. `/incident checkout-api is down`.")
     if len(clean) > MAX_TEXT:

@@ -1,6 +1,9 @@
 """SQLModel tables: the whole durable state of opsgate.
 
 Every timestamp is timezone-aware UTC. JSON columns hold sanitised, JSON-serialisable data only.
+No column holds a credential: JSON columns and free-text columns redact what is bound to them
+(``RedactedJSON``, ``RedactedText``, through :mod:`common.redaction`), whichever code writes the
+row; the JSON columns marked ``sanitised`` are redacted by their one writer (``records``, inbox).
 A change here comes with a revision in ``orchestration/store/migrations/versions/``.
 """
 
@@ -18,7 +21,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from common.redaction import redact, redact_text
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -42,14 +47,43 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class RedactedJSON(TypeDecorator[Any]):
+    """JSON whose credentials are redacted on the way in, whoever writes it (ORM or Core)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Store a redacted, JSON-safe copy."""
+        return None if value is None else redact(value)
+
+
+class RedactedText(TypeDecorator[str]):
+    """Free text (reasons, errors, incident text) whose credentials are redacted on the way in."""
+
+    impl = AutoString
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Store the redacted text."""
+        return None if value is None else redact_text(value)
+
+
+def _text(default: str | None = "") -> Any:
+    return Field(default=default, sa_type=RedactedText)
+
+
 def _ts(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
-def _json(default: Any = None) -> Any:
+def _json(default: Any = None, *, sanitised: bool = False) -> Any:
+    # ``sanitised``: every writer already passes the value through ``telemetry.sanitise``
+    # (audit details, spans, outbox payloads, inbox requests), so a second pass is saved.
+    kind: Any = JSON if sanitised else RedactedJSON
     if default is None:
-        return Field(default=None, sa_column=Column(JSON, nullable=True))
-    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+        return Field(default=None, sa_column=Column(kind, nullable=True))
+    return Field(default_factory=default, sa_column=Column(kind, nullable=False))
 
 
 class Incident(SQLModel, table=True):
@@ -57,7 +91,7 @@ class Incident(SQLModel, table=True):
 
     __tablename__ = "incidents"
     id: str = Field(primary_key=True)
-    text: str
+    text: str = _text()
     requester: str
     channel: str = ""
     thread_ts: str | None = None
@@ -82,7 +116,7 @@ class Plan(SQLModel, table=True):
     params: dict[str, str] = _json(dict)
     plan_hash: str
     status: str = Field(index=True)
-    status_reason: str = ""
+    status_reason: str = _text()
     mode: str
     requester: str
     channel: str = ""
@@ -110,7 +144,7 @@ class Step(SQLModel, table=True):
     position: int
     key: str
     kind: str = "runbook"
-    title: str
+    title: str = _text()
     tool_action: str
     args: dict[str, Any] = _json(dict)
     args_hash: str
@@ -123,13 +157,13 @@ class Step(SQLModel, table=True):
     compensates_step: str | None = None
     status: str
     decision_code: str = ""
-    decision_reason: str = ""
+    decision_reason: str = _text()
     quorum: int = 0
     exclude_requester: bool = False
     attempts: int = 0
     result: dict[str, Any] | None = _json()
     error_code: str | None = None
-    error: str | None = None
+    error: str | None = _text(None)
     estimate_usd: float = 0.0
     cost_usd: float = 0.0
     tokens: int = 0
@@ -160,7 +194,7 @@ class Approval(SQLModel, table=True):
     exclude_requester: bool
     requester: str
     state: str = Field(index=True)
-    reason: str = ""
+    reason: str = _text()
     created_at: datetime = _ts()
     expires_at: datetime = _ts(index=True)
     decided_at: datetime | None = _ts(nullable=True)
@@ -176,7 +210,7 @@ class Vote(SQLModel, table=True):
     approval_id: str = Field(index=True)
     voter: str
     choice: str
-    reason: str = ""
+    reason: str = _text()
     created_at: datetime = _ts()
 
 
@@ -215,7 +249,7 @@ class AuditEvent(SQLModel, table=True):
     step_id: str | None = None
     nonce: str | None = None
     code: str | None = None
-    detail: dict[str, Any] = _json(dict)
+    detail: dict[str, Any] = _json(dict, sanitised=True)
 
 
 class Span(SQLModel, table=True):
@@ -233,7 +267,7 @@ class Span(SQLModel, table=True):
     ended_at: datetime | None = _ts(nullable=True)
     duration_ms: float = 0.0
     status: str = "ok"
-    attributes: dict[str, Any] = _json(dict)
+    attributes: dict[str, Any] = _json(dict, sanitised=True)
 
 
 class CostEntry(SQLModel, table=True):
@@ -290,12 +324,12 @@ class OutboxMessage(SQLModel, table=True):
     incident_id: str | None = None
     plan_id: str | None = None
     step_id: str | None = None
-    payload: dict[str, Any] = _json(dict)
+    payload: dict[str, Any] = _json(dict, sanitised=True)
     created_at: datetime = _ts()
     attempts: int = 0
     next_attempt_at: datetime | None = _ts(nullable=True)
     delivered_at: datetime | None = _ts(nullable=True)
-    last_error: str | None = None
+    last_error: str | None = _text(None)
 
 
 class TaskMemory(SQLModel, table=True):
@@ -327,7 +361,7 @@ class DigestRun(SQLModel, table=True):
     claimed_by: str
     claimed_at: datetime = _ts()
     posted_at: datetime | None = _ts(nullable=True)
-    error: str | None = None
+    error: str | None = _text(None)
 
 
 class OutboxLease(SQLModel, table=True):
@@ -350,13 +384,13 @@ class InboxItem(SQLModel, table=True):
     __table_args__ = (Index("ix_inbox_pending", "done_at", "lease_until"),)
     key: str = Field(primary_key=True)
     kind: str
-    payload: dict[str, Any] = _json(dict)
+    payload: dict[str, Any] = _json(dict, sanitised=True)
     received_at: datetime = _ts()
     owner: str | None = None
     lease_until: datetime | None = _ts(nullable=True)
     attempts: int = 0
     done_at: datetime | None = _ts(nullable=True)
-    last_error: str | None = None
+    last_error: str | None = _text(None)
 
 
 class BreakerState(SQLModel, table=True):

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, delete, select
 from common import Clock
 from orchestration.db import Database, upsert
 from orchestration.models import OutboxLease, OutboxMessage
-from orchestration.telemetry import get_logger
+from orchestration.telemetry import get_logger, redact_text
 
 log = get_logger("opsgate.outbox")
 
@@ -209,7 +209,7 @@ class OutboxRelay:
                 return delivered, len(rows) - index
             except DeliveryDropped as exc:
                 log.error("outbox_message_dropped", outbox_id=row.id, kind=row.kind, error=str(exc))
-                await self._mark_delivered(row, lost, error=f"dropped: {exc}")
+                await self._mark_delivered(row, lost, error=redact_text(f"dropped: {exc}"))
                 continue
             except Exception as exc:
                 log.exception("outbox_delivery_failed", outbox_id=row.id, kind=row.kind)
@@ -239,6 +239,7 @@ class OutboxRelay:
 
     async def _defer(self, row: OutboxMessage, error: str, after_s: float | None) -> None:
         attempts = row.attempts + 1
+        error = redact_text(error)
         delay = after_s if after_s is not None else min(2.0**attempts, MAX_BACKOFF_S)
         retry_at = self._clock.now() + timedelta(seconds=delay)
         log.warning(

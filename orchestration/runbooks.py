@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from common import Risk
+from common.redaction import SECRET_REF, literal_credentials
 from common.yamlsrc import (
     Loc,
     LocatedYaml,
@@ -190,6 +191,7 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
         seen.add(step.id)
     known = runbook.match.group_names() | set(runbook.params)
     for index, step in enumerate(runbook.steps):
+        problems.extend(credential_problems(index, step))
         parts: list[tuple[Loc, Any]] = [(("title",), step.title), (("args",), step.args)]
         if step.compensate is not None:
             parts.append((("compensate",), [step.compensate.title, step.compensate.args]))
@@ -210,6 +212,40 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
     return problems
 
 
+def credential_problems(index: int, step: StepSpec) -> list[tuple[Loc, str]]:
+    """Credentials written into a step's args (the store must never hold one): refused."""
+    problems: list[tuple[Loc, str]] = []
+    parts: list[tuple[Loc, Any]] = [(("args",), step.args)]
+    if step.compensate is not None:
+        parts.append((("compensate", "args"), step.compensate.args))
+    if step.check is not None:
+        parts.append((("check", "args"), step.check.args))
+    for sub, args in parts:
+        for where in literal_credentials(args):
+            loc: Loc = ("steps", index, *sub, *_loc_of(where))
+            problems.append(
+                (
+                    loc,
+                    f"steps[{index}] ({step.id}) {'.'.join(map(str, sub))}.{where} holds a "
+                    "literal credential; write it as ${secret:NAME} and give the value in "
+                    "OPSGATE_SECRET_NAME or a file NAME in OPSGATE_SECRETS_DIR",
+                )
+            )
+    return problems
+
+
+def _loc_of(where: str) -> Loc:
+    """``headers.Authorization`` / ``items[2]`` as a loc, for the line of the offending key."""
+    loc: list[str | int] = []
+    for part in where.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            loc.append(name)
+        for index in re.findall(r"(\d+)\]", "[" + rest if rest else ""):
+            loc.append(int(index))
+    return tuple(loc)
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -225,16 +261,26 @@ def placeholders(value: Any) -> set[str]:
     """Names of ``{name}`` placeholders in every string inside ``value``."""
     names: set[str] = set()
     for text in _strings(value):
-        for _, field_name, _, _ in string.Formatter().parse(text):
+        for _, field_name, _, _ in string.Formatter().parse(SECRET_REF.sub("", text)):
             if field_name:
                 names.add(field_name)
     return names
 
 
 def fill(value: Any, params: Mapping[str, str]) -> Any:
-    """Replace ``{name}`` in every string inside ``value`` with ``params[name]``."""
+    """Replace ``{name}`` in every string inside ``value`` with ``params[name]``.
+
+    ``${secret:NAME}`` references are left as they are: only the adapter resolves them.
+    """
     if isinstance(value, str):
-        return value.format_map(params)
+        parts = SECRET_REF.split(value)
+        if len(parts) == 1:
+            return value.format_map(params)
+        # split() alternates text and captured names: format the text, rebuild the references.
+        return "".join(
+            part.format_map(params) if i % 2 == 0 else f"${{secret:{part}}}"
+            for i, part in enumerate(parts)
+        )
     if isinstance(value, Mapping):
         return {key: fill(item, params) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -3,61 +3,67 @@
 ``configure_logging()`` sets JSON lines in production and console output on a TTY.
 ``bind_context()`` binds ``correlation_id``, ``incident_id``, ``plan_id``, ``step_id`` and
 ``actor`` through contextvars, so every line of one request carries them.
-``sanitise()`` is what audit events, spans and outbox payloads pass through before storage.
+``sanitise()`` is what audit events, spans and outbox payloads pass through before storage: the
+one redaction of :mod:`common.redaction` plus a length cap. Log lines pass through it too (a
+structlog processor), and standard-library log records are redacted when they are made.
 """
 
 import logging
-import re
 import sys
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-REDACTED = "[redacted]"
-_SECRET_KEYS = re.compile(
-    r"(?i)(token|secret|password|passwd|authorization|api[_-]?key|cookie|credential|signature)"
-)
-_SECRET_VALUES = re.compile(
-    r"(xox[abposr]-[A-Za-z0-9-]{6,}|xapp-[A-Za-z0-9-]{6,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}|sk-[A-Za-z0-9]{20,})"
-)
+from common.redaction import REDACTED, redact, redact_text
+
+__all__ = [
+    "MAX_TEXT",
+    "REDACTED",
+    "bind_context",
+    "configure_logging",
+    "get_logger",
+    "new_correlation_id",
+    "redact_text",
+    "sanitise",
+]
+
 MAX_TEXT = 2000
+MAX_LOG_TEXT = 8000
 
 
-def redact_text(text: str) -> str:
-    """Replace token-shaped substrings of ``text``."""
-    return _SECRET_VALUES.sub(REDACTED, text)
-
-
-def sanitise(value: Any, *, max_text: int = MAX_TEXT, _depth: int = 0) -> Any:
+def sanitise(value: Any, *, max_text: int = MAX_TEXT) -> Any:
     """A JSON-safe copy of ``value`` with secrets redacted and long strings cut."""
-    if _depth > 8:
-        return "[too deep]"
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            name = str(key)
-            if _SECRET_KEYS.search(name) and not isinstance(item, bool | int | float | None):
-                out[name] = REDACTED
-            else:
-                out[name] = sanitise(item, max_text=max_text, _depth=_depth + 1)
-        return out
-    if isinstance(value, list | tuple | set | frozenset):
-        return [sanitise(item, max_text=max_text, _depth=_depth + 1) for item in value]
-    if isinstance(value, str):
-        text = redact_text(value)
-        return text if len(text) <= max_text else text[:max_text] + "…[truncated]"
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return sanitise(str(value), max_text=max_text, _depth=_depth + 1)
+    return redact(value, max_text=max_text)
 
 
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    return sanitise(dict(event_dict), max_text=8000)  # type: ignore[no-any-return]
+    return sanitise(dict(event_dict), max_text=MAX_LOG_TEXT)  # type: ignore[no-any-return]
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Standard-library records (aiohttp, Bolt, SQLAlchemy) leave with their secrets redacted.
+
+    The message is formatted and redacted when the record is made, and a traceback is
+    formatted and redacted too (handlers then print the redacted ``exc_text``).
+    """
+    record = _base_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed call: keep the record as logging would
+        return record
+    record.msg, record.args = redact_text(message)[:MAX_LOG_TEXT], None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
 
 
 class _Stderr:
@@ -91,6 +97,8 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+    if logging.getLogRecordFactory() is not _redacting_record_factory:
+        logging.setLogRecordFactory(_redacting_record_factory)
 
 
 def new_correlation_id() -> str:

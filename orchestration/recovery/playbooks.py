@@ -35,7 +35,7 @@ from common.yamlsrc import (
 )
 from orchestration.knowledge import TOMBSTONE, Document, publish_documents
 from orchestration.models import Knowledge
-from orchestration.runbooks import Runbook, StepSpec, placeholders
+from orchestration.runbooks import Runbook, StepSpec, credential_problems, placeholders
 
 PLAYBOOK_KIND = "playbook"
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -185,6 +185,7 @@ def cross_field_problems(
                 )
     seen: set[str] = set()
     for index, step in enumerate(playbook.steps):
+        problems += credential_problems(index, step)
         if step.id in seen:
             problems.append(
                 (("steps", index, "id"), f"step ids must be unique; repeated: {step.id}")

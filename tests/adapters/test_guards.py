@@ -545,7 +545,7 @@ def guard_layers(guard: object) -> list[str]:
     return [*names, type(guard).__name__]
 
 
-async def test_guarded_stacks_grant_breaker_rate_timeout_tool(
+async def test_guarded_stacks_grant_breaker_rate_timeout_secrets_tool(
     signer: GrantSigner, clock: FakeClock, store: InMemoryBreakerStore
 ) -> None:
     fake = FakeTool()
@@ -555,6 +555,7 @@ async def test_guarded_stacks_grant_breaker_rate_timeout_tool(
         "CircuitBreakerGuard",
         "RateLimitGuard",
         "TimeoutGuard",
+        "SecretGuard",
         "FakeTool",
     ]
     assert tool.spec is fake.spec
