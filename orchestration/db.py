@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table, event, insert, text
+from sqlalchemy import Engine, Insert, Table, bindparam, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -72,11 +72,24 @@ def append_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     pending.setdefault(table, []).append(row)
 
 
+_INSERTS: dict[Table, Insert] = {}
+
+
 def flush_appends(session: Session) -> None:
-    """Write the queued insert-only rows now (before reading them back in the same unit)."""
+    """Write the queued insert-only rows now (before reading them back in the same unit).
+
+    One statement per table, built once per table: rebuilding it per unit cost more CPU than
+    sending it.
+    """
     pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPEND_KEY, {})
+    if not pending:
+        return
+    connection = session.connection()
     for table, rows in pending.items():
-        session.connection().execute(insert(table), rows)
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS[table] = insert(table)
+        connection.execute(statement, rows)
 
 
 def upsert(
@@ -95,11 +108,24 @@ def upsert(
     """
     dialect = session.get_bind().dialect.name
     build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if update is None and where is None:
+        # The common form (SET every non-key column to the new row's value) is built once.
+        key = (dialect, table, tuple(values), tuple(keys))
+        cached = _UPSERTS.get(key)
+        if cached is None:
+            base = build(table).values({name: bindparam(name) for name in values})
+            changed = {k: base.excluded[k] for k in values if k not in keys}
+            cached = _UPSERTS[key] = base.on_conflict_do_update(index_elements=keys, set_=changed)
+        session.connection().execute(cached, values)
+        return
     statement = build(table).values(**values)
     changes = update if update is not None else {k: v for k, v in values.items() if k not in keys}
     session.connection().execute(
         statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
     )
+
+
+_UPSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 class Database:

@@ -235,6 +235,7 @@ _VOTE_READ = (
     .order_by(_VOTES.c.id)
 )
 _VOTE_READ_LOCKED = _VOTE_READ.with_for_update(of=APPROVALS)
+_INSERT_VOTE = insert(_VOTES)
 
 
 def _approve_core(
@@ -276,7 +277,7 @@ def _approve_core(
         return None  # the ORM path refuses it again, audited
     reason = clean_reason(reason)
     conn.execute(
-        insert(_VOTES),
+        _INSERT_VOTE,
         {
             "approval_id": approval.id,
             "voter": voter,
