@@ -61,7 +61,7 @@ from orchestration.recovery import (
     store_playbooks,
 )
 from orchestration.runtime import Runtime
-from orchestration.stepflow import finish_and_next, next_action
+from orchestration.stepflow import finish_and_next, first_action
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
 from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, StepView, VoteOutcome
 from policies import Pack
@@ -431,9 +431,7 @@ class ControlPlane:
         of automatic steps costs one commit per step after the first.
         """
         if ticket is None:
-            ticket = (
-                await self._unit(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
-            ).ticket
+            ticket = await self._unit(lambda s: first_action(s, self._ctx(), self.rt, plan_id))
         while ticket is not None:
             done = ticket
             outcome = await self._run(done)

@@ -897,3 +897,24 @@ def _next_core(  # noqa: PLR0911 - each early return names one case the ORM path
     chosen = _apply_decision(session, ctx, rt, plan, step, decision)
     write_row(session.connection(), step, before)
     return chosen.ticket
+
+
+def first_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Ticket | None:
+    """``next_action`` for a plan not read yet in this unit (a plan starting or resuming).
+
+    Core when its first open step runs or waits for approval; the ORM path otherwise.
+    """
+    conn = session.connection()
+    params = {"plan_id": plan_id, "step_id": ""}  # no step finished: just the first open one
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_PLAN, params)
+    rows = conn.execute(_PLAN_AND_STEPS, params).all()
+    if len(rows) == 1:
+        plan = take(PlanRow, rows[0], "p_")
+        session.info[KNOWLEDGE_ROWS] = rows[0].knowledge_rows
+        before = snapshot(plan)
+        result = _next_core(session, base, rt, plan, take(StepRow, rows[0], "s_"))
+        if not isinstance(result, _Slow):
+            write_row(conn, plan, before)
+            return result
+    return next_action(session, base, rt, plan_id).ticket
