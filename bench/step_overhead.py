@@ -29,7 +29,8 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,32 @@ async def durable_commit_ms(db: Database, n: int) -> float:
     return (time.perf_counter() - start) * 1000 / n
 
 
-async def approved_steps_ms(control: ControlPlane, n: int) -> float:
+class Meter:
+    """Wall time and this process's CPU time (every thread) over the measured parts only."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+
+    def per_step(self, n: int) -> tuple[float, float]:
+        return self.wall * 1000 / n, self.cpu * 1000 / n
+
+
+async def approved_steps(control: ControlPlane, n: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per approved step; the benchmark's own nonce lookups not counted."""
     opened = await control.open_incident(text="benchwrite", requester=REQUESTER, run=False)
-    lookup = 0.0
-    start = time.perf_counter()
-    await control.advance(opened.plan_id)
+    meter = Meter()
+    with meter.measuring():
+        await control.advance(opened.plan_id)
     for _ in range(n):
-        t0 = time.perf_counter()
         nonce = await control.db.run(
             lambda s: s.exec(
                 select(Approval.nonce).where(
@@ -129,23 +149,31 @@ async def approved_steps_ms(control: ControlPlane, n: int) -> float:
                 )
             ).one()
         )
-        lookup += time.perf_counter() - t0
-        out = await control.vote(nonce=nonce, voter=APPROVER, choice=VoteChoice.APPROVE)
+        with meter.measuring():
+            out = await control.vote(nonce=nonce, voter=APPROVER, choice=VoteChoice.APPROVE)
         assert out.accepted, out
-    total = time.perf_counter() - start - lookup
     view = await control.plan_view(opened.plan_id)
     assert view.status == "succeeded", view.status_reason
-    return total * 1000 / n
+    return meter.per_step(n)
+
+
+async def auto_steps(control: ControlPlane, n: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per low-risk step."""
+    opened = await control.open_incident(text="benchread", requester=REQUESTER, run=False)
+    meter = Meter()
+    with meter.measuring():
+        await control.advance(opened.plan_id)
+    view = await control.plan_view(opened.plan_id)
+    assert view.status == "succeeded", view.status_reason
+    return meter.per_step(n)
+
+
+async def approved_steps_ms(control: ControlPlane, n: int) -> float:
+    return (await approved_steps(control, n))[0]
 
 
 async def auto_steps_ms(control: ControlPlane, n: int) -> float:
-    opened = await control.open_incident(text="benchread", requester=REQUESTER, run=False)
-    start = time.perf_counter()
-    await control.advance(opened.plan_id)
-    total = time.perf_counter() - start
-    view = await control.plan_view(opened.plan_id)
-    assert view.status == "succeeded", view.status_reason
-    return total * 1000 / n
+    return (await auto_steps(control, n))[0]
 
 
 def peer_python(given: str | None) -> str | None:
@@ -162,15 +190,36 @@ def peer_python(given: str | None) -> str | None:
     return None
 
 
-def peer_round(python: str, backend: str, db: str | None, steps: int, plans: int) -> float:
-    """One repetition of the LangGraph peer in its own process; ms per approved step."""
-    command = [python, str(PEER_SCRIPT), "--backend", backend, "--steps", str(steps)]
-    command += ["--plans", str(plans), "--repeat", "1", "--json"]
-    if db:
-        command += ["--db", db]
+# Runs in the peer's venv: the peer script's own graph, checkpointer and sequential driver
+# (durability "sync": each checkpoint stored before the next node), after one warm-up plan;
+# wall and process CPU time over the measured plans only (imports and setup left out).
+PEER_DRIVER = """
+import json, sys, time, uuid
+sys.path.insert(0, sys.argv[1])
+import langgraph_hitl as lg
+backend, db, steps, plans = sys.argv[2], sys.argv[3] or None, int(sys.argv[4]), int(sys.argv[5])
+with lg.open_checkpointer(backend, db) as (saver, storage):
+    graph = lg.build_graph(steps, saver)
+    run = uuid.uuid4().hex[:8]
+    lg.run_sequential(graph, [run + "-warm"], steps, "sync")
+    wall, cpu = time.perf_counter(), time.process_time()
+    lg.run_sequential(graph, [f"{run}-{p}" for p in range(plans)], steps, "sync")
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+n = steps * plans
+print(json.dumps({"ms": wall * 1000 / n, "cpu_ms": cpu * 1000 / n, "storage": storage}))
+"""
+
+
+def peer_round(
+    python: str, backend: str, db: str | None, steps: int, plans: int
+) -> tuple[float, float, str]:
+    """One repetition of the LangGraph peer in its own process: (wall ms, CPU ms) per
+    approved step and how its storage is set up."""
+    command = [python, "-c", PEER_DRIVER, str(PEER_SCRIPT.parent), backend, db or ""]
+    command += [str(steps), str(plans)]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(result["us_per_step"]) / 1000
+    return float(result["ms"]), float(result["cpu_ms"]), str(result["storage"])
 
 
 class StatementCounter:
@@ -262,24 +311,28 @@ async def run_backend(
         (folder / "write.yaml").write_text(runbook(steps, "write"))
         (folder / "read.yaml").write_text(runbook(steps, "read"))
         control = await build(url, folder)
-        series: dict[str, list[float]] = {"commit_ms": [], "approved_ms": [], "auto_ms": []}
+        keys = ["commit_ms", "approved_ms", "approved_cpu_ms", "auto_ms", "auto_cpu_ms"]
         if peer is not None:
-            series["langgraph_ms"] = []
+            keys += ["langgraph_ms", "langgraph_cpu_ms"]
+        series: dict[str, list[float]] = {key: [] for key in keys}
+        storage = ""
         try:
             await approved_steps_ms(control, steps)  # warm: caches, statement cache, the pool
             for number in range(rounds):
-                measured: list[tuple[str, Callable[[], Awaitable[float]]]] = [
-                    ("commit_ms", lambda: durable_commit_ms(control.db, 200)),
-                    ("approved_ms", lambda: approved_steps_ms(control, steps)),
-                    ("auto_ms", lambda: auto_steps_ms(control, steps)),
-                ]
-                for key, measure in measured:
-                    series[key].append(await measure())
+                series["commit_ms"].append(await durable_commit_ms(control.db, 200))
+                wall, cpu = await approved_steps(control, steps)
+                series["approved_ms"].append(wall)
+                series["approved_cpu_ms"].append(cpu)
+                wall, cpu = await auto_steps(control, steps)
+                series["auto_ms"].append(wall)
+                series["auto_cpu_ms"].append(cpu)
                 if peer is not None:
                     python, backend, db = peer
-                    series["langgraph_ms"].append(
-                        await asyncio.to_thread(peer_round, python, backend, db, 10, peer_plans)
+                    wall, cpu, storage = await asyncio.to_thread(
+                        peer_round, python, backend, db, 10, peer_plans
                     )
+                    series["langgraph_ms"].append(wall)
+                    series["langgraph_cpu_ms"].append(cpu)
                 say(
                     f"  round {number + 1}/{rounds}: "
                     + ", ".join(f"{k} {v[-1]:.3f}" for k, v in series.items())
@@ -293,14 +346,18 @@ async def run_backend(
     result["approved_x_commit"] = round(result["approved_ms"] / result["commit_ms"], 2)
     result["auto_x_commit"] = round(result["auto_ms"] / result["commit_ms"], 2)
     if peer is not None:
-        # Ratios per round (same moment of a noisy machine), then their median.
-        result["langgraph_x_approved"] = round(
-            statistics.median(
-                lg / ours
-                for lg, ours in zip(series["langgraph_ms"], series["approved_ms"], strict=True)
-            ),
-            2,
-        )
+        # Ratios per round (the same moment of a noisy machine), then their median.
+        for ours, theirs in (
+            ("approved_ms", "langgraph_ms"),
+            ("approved_cpu_ms", "langgraph_cpu_ms"),
+        ):
+            result[f"langgraph_x_{ours.removesuffix('_ms')}"] = round(
+                statistics.median(
+                    lg / mine for lg, mine in zip(series[theirs], series[ours], strict=True)
+                ),
+                2,
+            )
+        result["langgraph_storage"] = storage
     result["statements"] = counted
     say(f"\n{name}")
     say(f"  durable commit (baseline)  {result['commit_ms']:.3f} ms")
@@ -310,11 +367,19 @@ async def run_backend(
             f"  {label:<26} {ms:.3f} ms   {1000 / ms:8.0f} steps/s   "
             f"{ms / result['commit_ms']:.2f}x one durable commit"
         )
+    say(
+        f"  CPU per approved step      {result['approved_cpu_ms']:.3f} ms, per low-risk step "
+        f"{result['auto_cpu_ms']:.3f} ms (this process, every thread)"
+    )
     if peer is not None:
         lg = result["langgraph_ms"]
         say(
             f"  {'LangGraph approved step':<26} {lg:.3f} ms   {1000 / lg:8.0f} steps/s   "
-            f"opsgate is {result['langgraph_x_approved']:.2f}x cheaper (median of round ratios)"
+            f"CPU {result['langgraph_cpu_ms']:.3f} ms"
+        )
+        say(
+            f"  LangGraph / opsgate, approved step (median of round ratios): wall "
+            f"{result['langgraph_x_approved']:.2f}x, CPU {result['langgraph_x_approved_cpu']:.2f}x"
         )
     for kind in ("approved_step", "auto_step"):
         c = counted[kind]
