@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/opsgate demo
 
-.PHONY: demo install test unit lint fmt bench bench-ack check plan clean
+.PHONY: demo install test unit lint fmt bench bench-ack bench-peer-venv check plan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,18 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: control-plane overhead per approved step (SQLite and PostgreSQL), then Slack ack latency
+## bench: control-plane overhead per approved step (SQLite and PostgreSQL), the LangGraph peer
+## beside it when its venv exists (make bench-peer-venv), then Slack ack latency
 bench: $(STAMP)
 	$(BIN)/python -m bench.step_overhead
 	$(BIN)/python -m bench.slack_ack
+
+## bench-peer-venv: a venv of its own for the LangGraph peer benchmark (bench/langgraph_hitl.py)
+PEER_VENV ?= .venv-langgraph
+bench-peer-venv:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet langgraph langgraph-checkpoint-sqlite \
+		langgraph-checkpoint-postgres "psycopg[binary]"
 
 ## bench-ack: Slack ack p99 under a burst of 60 slash commands, against a bare Bolt app
 bench-ack: $(STAMP)

@@ -23,7 +23,7 @@ from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.closing import Assessment, CloseOutcome
 from orchestration.config import OpsgateConfig
-from orchestration.db import Database, flush_appends
+from orchestration.db import Database
 from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
@@ -58,7 +58,7 @@ from orchestration.recovery import (
     store_playbooks,
 )
 from orchestration.runtime import Runtime
-from orchestration.stepflow import finish_step, next_action
+from orchestration.stepflow import finish_and_next, first_action
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
 from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, StepView, VoteOutcome
 from policies import Pack
@@ -428,9 +428,7 @@ class ControlPlane:
         of automatic steps costs one commit per step after the first.
         """
         if ticket is None:
-            ticket = (
-                await self._unit(lambda s: next_action(s, self._ctx(), self.rt, plan_id))
-            ).ticket
+            ticket = await self._unit(lambda s: first_action(s, self._ctx(), self.rt, plan_id))
         while ticket is not None:
             done = ticket
             outcome = await self._run(done)
@@ -438,10 +436,7 @@ class ControlPlane:
             def finish_then_next(
                 session: Session, done: Ticket = done, outcome: Outcome = outcome
             ) -> Ticket | None:
-                plan = finish_step(session, self._ctx(), self.rt, done, outcome)
-                session.flush()
-                flush_appends(session)  # the next step's budget checks read these costs
-                return next_action(session, self._ctx(), self.rt, plan_id, locked=plan).ticket
+                return finish_and_next(session, self._ctx(), self.rt, done, outcome)
 
             ticket = await self._unit(finish_then_next)
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table, event, insert, text
+from sqlalchemy import Engine, Insert, Table, bindparam, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +40,8 @@ DEFAULT_SQLITE_DIR = Path(".opsgate")
 RETRY_ATTEMPTS = 4  # a unit of work runs at most this often when it loses to contention
 RETRY_WAIT_MAX_S = 0.5
 SQLITE_BUSY_TIMEOUT_MS = 5000
+POOL_RECYCLE_S = 300  # PostgreSQL connections older than this are replaced at checkout
+_COMMITTING = "opsgate_committing"
 
 
 def default_url() -> str:
@@ -70,11 +72,24 @@ def append_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     pending.setdefault(table, []).append(row)
 
 
+_INSERTS: dict[Table, Insert] = {}
+
+
 def flush_appends(session: Session) -> None:
-    """Write the queued insert-only rows now (before reading them back in the same unit)."""
+    """Write the queued insert-only rows now (before reading them back in the same unit).
+
+    One statement per table, built once per table: rebuilding it per unit cost more CPU than
+    sending it.
+    """
     pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPEND_KEY, {})
+    if not pending:
+        return
+    connection = session.connection()
     for table, rows in pending.items():
-        session.connection().execute(insert(table), rows)
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS[table] = insert(table)
+        connection.execute(statement, rows)
 
 
 def upsert(
@@ -93,11 +108,24 @@ def upsert(
     """
     dialect = session.get_bind().dialect.name
     build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if update is None and where is None:
+        # The common form (SET every non-key column to the new row's value) is built once.
+        key = (dialect, table, tuple(values), tuple(keys))
+        cached = _UPSERTS.get(key)
+        if cached is None:
+            base = build(table).values({name: bindparam(name) for name in values})
+            changed = {k: base.excluded[k] for k in values if k not in keys}
+            cached = _UPSERTS[key] = base.on_conflict_do_update(index_elements=keys, set_=changed)
+        session.connection().execute(cached, values)
+        return
     statement = build(table).values(**values)
     changes = update if update is not None else {k: v for k, v in values.items() if k not in keys}
     session.connection().execute(
         statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
     )
+
+
+_UPSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 class Database:
@@ -120,8 +148,11 @@ class Database:
             self.engine = self._sqlite_engine()
             workers = 1
         else:
+            # No pre-ping (a round trip per checkout on the hot path): connections are
+            # recycled before a server or proxy idle timeout would drop them, and a unit of
+            # work that finds its connection dead before committing runs again (see _run_retried).
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=0, pool_recycle=POOL_RECYCLE_S
             )
             workers = pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opsgate-db")
@@ -190,6 +221,12 @@ class Database:
         try:
             return self._run_sync(work)  # the healthy path builds no retry machinery
         except DBAPIError as exc:
+            if _lost_before_commit(exc):
+                # The server closed this connection (restart, idle timeout) before the unit
+                # committed: nothing of it was written. SQLAlchemy has invalidated the pool's
+                # older connections; the unit runs once more, on a fresh one.
+                log.warning("unit_of_work_reconnected", work=getattr(work, "__qualname__", "?"))
+                return self._run_sync(work)
             if self.retry_attempts < 2 or store.contention_code(exc) is None:
                 raise
             first_error = exc
@@ -209,10 +246,17 @@ class Database:
 
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         # A fresh session per attempt: rows a failed attempt queued with append_row go with it.
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            result = work(session)
-            flush_appends(session)
-            return result
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                with session.begin():
+                    result = work(session)
+                    flush_appends(session)
+                    session.info[_COMMITTING] = True
+                return result
+            except DBAPIError as exc:
+                # A connection lost during COMMIT leaves the outcome unknown: never re-run it.
+                exc.opsgate_committing = session.info.get(_COMMITTING, False)  # type: ignore[attr-defined]
+                raise
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -230,6 +274,11 @@ class Database:
         """Dispose the engine and stop the workers."""
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _lost_before_commit(exc: DBAPIError) -> bool:
+    """True when ``exc`` is a dropped connection that happened before the unit's COMMIT."""
+    return bool(exc.connection_invalidated) and not getattr(exc, "opsgate_committing", True)
 
 
 def _is_contention(state: RetryCallState) -> bool:

@@ -8,16 +8,21 @@ call whose grant is missing, forged, expired, or scoped to another action or oth
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import Table
 from sqlmodel import Session
 
 from adapters import Grant, GrantSigner
+from orchestration.db import append_row
 from orchestration.models import Grant as GrantRow
 from orchestration.models import Step
 from orchestration.records import Ctx, audit
+from orchestration.rows import StepRow
+
+_GRANTS: Table = GrantRow.__table__  # type: ignore[attr-defined]
 
 
 def issue_grant(
-    session: Session, ctx: Ctx, *, step: Step, signer: GrantSigner, ttl_s: int
+    session: Session, ctx: Ctx, *, step: Step | StepRow, signer: GrantSigner, ttl_s: int
 ) -> Grant:
     """Issue, store and audit a grant for ``step``."""
     return issue_scoped_grant(
@@ -54,17 +59,20 @@ def issue_scoped_grant(
         args_hash=args_hash,
         expires_at=expires,
     )
-    session.add(
-        GrantRow(
-            id=grant.grant_id,
-            step_id=step_id,
-            tool=tool,
-            action=action,
-            args_hash=args_hash,
-            issued_at=ctx.now,
-            expires_at=expires,
-            signature=grant.signature,
-        )
+    # Insert-only and never read back in the unit that issues it: one batched INSERT.
+    append_row(
+        session,
+        _GRANTS,
+        {
+            "id": grant.grant_id,
+            "step_id": step_id,
+            "tool": tool,
+            "action": action,
+            "args_hash": args_hash,
+            "issued_at": ctx.now,
+            "expires_at": expires,
+            "signature": grant.signature,
+        },
     )
     audit(
         session,

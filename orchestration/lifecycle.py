@@ -5,9 +5,10 @@ from sqlmodel import Session, col, delete, select
 from common import Role
 from orchestration.enums import ApprovalState, PlanStatus, SpanKind, StepStatus
 from orchestration.errors import NotFound
-from orchestration.knowledge import pinned_versions, stale_pins
+from orchestration.knowledge import pinned_versions, row_count, stale_pins
 from orchestration.models import Approval, Plan, Step, TaskMemory
 from orchestration.records import Ctx, audit, emit, span
+from orchestration.rows import ApprovalRow, PlanRow, StepRow
 from orchestration.runtime import Runtime
 from orchestration.statemachine import (
     APPROVAL_TRANSITIONS,
@@ -18,9 +19,13 @@ from orchestration.statemachine import (
 )
 
 OPEN_STEP_STATES = (StepStatus.PENDING, StepStatus.AWAITING_APPROVAL)
+# session.info key: the knowledge row count read with the plan (see knowledge.current).
+KNOWLEDGE_ROWS = "opsgate_knowledge_rows"
 
 
-def ctx_for(plan: Plan, base: Ctx, *, actor: str | None = None, role: Role | None = None) -> Ctx:
+def ctx_for(
+    plan: Plan | PlanRow, base: Ctx, *, actor: str | None = None, role: Role | None = None
+) -> Ctx:
     """A context bound to ``plan`` (its incident, channel and correlation id)."""
     return Ctx(
         correlation_id=plan.correlation_id,
@@ -35,9 +40,13 @@ def ctx_for(plan: Plan, base: Ctx, *, actor: str | None = None, role: Role | Non
 
 def lock_plan(session: Session, plan_id: str) -> Plan:
     """Load a plan, locking its row (PostgreSQL) so one transaction advances it at a time."""
-    plan = session.exec(select(Plan).where(Plan.id == plan_id).with_for_update()).first()
-    if plan is None:
+    found = session.exec(
+        select(Plan, row_count()).where(Plan.id == plan_id).with_for_update(of=Plan)
+    ).first()
+    if found is None:
         raise NotFound(f"no plan {plan_id}")
+    plan, count = found
+    session.info[KNOWLEDGE_ROWS] = count
     return plan
 
 
@@ -48,19 +57,19 @@ def steps_of(session: Session, plan_id: str) -> list[Step]:
     )
 
 
-def set_step(step: Step, target: StepStatus) -> None:
+def set_step(step: Step | StepRow, target: StepStatus) -> None:
     """Move ``step`` to ``target`` through the transitions table."""
     step.status = transition(STEP_TRANSITIONS, StepStatus(step.status), target).value
 
 
-def set_plan(plan: Plan, target: PlanStatus, reason: str = "") -> None:
+def set_plan(plan: Plan | PlanRow, target: PlanStatus, reason: str = "") -> None:
     """Move ``plan`` to ``target`` through the transitions table."""
     plan.status = transition(PLAN_TRANSITIONS, PlanStatus(plan.status), target).value
     if reason:
         plan.status_reason = reason
 
 
-def set_approval(approval: Approval, target: ApprovalState) -> None:
+def set_approval(approval: Approval | ApprovalRow, target: ApprovalState) -> None:
     """Move ``approval`` to ``target`` through the transitions table."""
     approval.state = transition(APPROVAL_TRANSITIONS, ApprovalState(approval.state), target).value
 
@@ -148,10 +157,22 @@ def end_plan(
         emit(session, ctx, "escalation", {"reason": reason, "code": code})
 
 
+def stale_knowledge(session: Session, plan: Plan | PlanRow, rt: Runtime) -> list[str]:
+    """The plan's pins that are no longer the stored latest versions.
+
+    Checked against the runtime's in-memory map when the unit read the knowledge row count
+    with the plan row (every hot path does), else with one query.
+    """
+    count = session.info.get(KNOWLEDGE_ROWS)
+    if count is not None:
+        return rt.versions.stale(session, plan.knowledge_pins, count)
+    return stale_pins(plan.knowledge_pins, pinned_versions(session, plan.knowledge_pins))
+
+
 def check_fresh(session: Session, ctx: Ctx, plan: Plan, *, rt: Runtime) -> bool:
     """False (and the plan invalidated, its stale_context playbook applied) when a pinned
     knowledge version changed."""
-    changed = stale_pins(plan.knowledge_pins, pinned_versions(session, plan.knowledge_pins))
+    changed = stale_knowledge(session, plan, rt)
     if not changed:
         return True
     reason = (
@@ -166,6 +187,6 @@ def check_fresh(session: Session, ctx: Ctx, plan: Plan, *, rt: Runtime) -> bool:
     return False
 
 
-def is_final(plan: Plan) -> bool:
+def is_final(plan: Plan | PlanRow) -> bool:
     """True when ``plan`` can no longer change (or is blocked)."""
     return PlanStatus(plan.status) in PLAN_FINAL or plan.status == PlanStatus.BLOCKED.value

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from adapters import GrantSigner, ToolRegistry
 from common import Clock, Mode, Risk, Role
 from orchestration.config import OpsgateConfig
+from orchestration.knowledge.current import CurrentVersions
 from orchestration.models import Plan, Step
+from orchestration.rows import PlanRow, StepRow
 from policies import Decision, Pack, PolicyContext, evaluate
 
 
@@ -30,6 +32,8 @@ class Runtime:
     approvers: frozenset[str]
     cache_ttls: Mapping[str, float] = field(default_factory=dict)
     replica_id: str = field(default_factory=new_replica_id)
+    # The latest knowledge versions, shared by the runtime's copies (see knowledge.current).
+    versions: CurrentVersions = field(default_factory=CurrentVersions)
 
     @property
     def mode(self) -> Mode:
@@ -59,7 +63,12 @@ class Runtime:
         return self.cache_ttl_s(f"{tool}.") > 0
 
     def decide(
-        self, step: Step, plan: Plan, *, role: Role = Role.EXECUTOR, mode: Mode | None = None
+        self,
+        step: Step | StepRow,
+        plan: Plan | PlanRow,
+        *,
+        role: Role = Role.EXECUTOR,
+        mode: Mode | None = None,
     ) -> Decision:
         """The policy decision for running ``step`` of ``plan`` now."""
         tool, _, action = step.tool_action.partition(".")

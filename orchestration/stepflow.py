@@ -3,6 +3,16 @@
 ``next_action`` takes one decision for the first open step (run it, ask for approval, stop)
 and commits it with its audit event, span and outbox message. ``finish_step`` records what the
 Executor reported, lets the Auditor judge it, and plans compensation when it failed.
+
+``finish_and_next`` is the hot path between two steps: it records a step's result and decides
+the next step in one transaction. Its common case (the step succeeded, the next one runs or
+waits for approval) is written in SQLAlchemy Core: one SELECT reads the plan, the finished step
+and the next open step (two on PostgreSQL, where the plan row is locked first), the same
+helpers as the ORM path change them as plain rows (:mod:`orchestration.rows`), and one UPDATE
+per changed row writes them back; audit events, spans, outbox messages, the cost entry and the
+grant go out as one multi-row INSERT per table. Anything else (a failure, a compensation, the
+plan ending, a budget or channel gate, a refusal, stale knowledge) takes the ORM path,
+in the same transaction, before the Core path has written anything it would decide again.
 """
 
 import secrets
@@ -11,6 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Table, bindparam, or_
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from adapters import Grant
@@ -18,12 +30,14 @@ from common import Mode, Risk, Role, args_hash
 from orchestration import cache
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
-from orchestration.db import append_row, upsert
+from orchestration.db import append_row, flush_appends, upsert
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
 from orchestration.executor import Outcome, Ticket
 from orchestration.grants import issue_grant
+from orchestration.knowledge import row_count
 from orchestration.lifecycle import (
+    KNOWLEDGE_ROWS,
     check_fresh,
     ctx_for,
     end_plan,
@@ -32,15 +46,25 @@ from orchestration.lifecycle import (
     set_approval,
     set_plan,
     set_step,
+    stale_knowledge,
     steps_of,
 )
 from orchestration.models import Approval, CostEntry, Plan, Step, TaskMemory
 from orchestration.records import Ctx, audit, emit, span
+from orchestration.rows import PLANS, STEPS, ApprovalRow, PlanRow, StepRow, columns, snapshot, take
+from orchestration.rows import write_changes as write_row
 from orchestration.runtime import Runtime
 from policies import Decision, Verdict
 
 NONCE_BYTES = 24  # 192 random bits
 _OPEN = [S.PENDING.value, S.AWAITING_APPROVAL.value, S.RUNNING.value, S.IN_DOUBT.value]
+_APPROVALS: Table = Approval.__table__  # type: ignore[attr-defined]
+
+
+def keep(session: Session, obj: object) -> None:
+    """Add an ORM object to the session; a Core row is written back by its unit instead."""
+    if not isinstance(obj, (PlanRow, StepRow, ApprovalRow)):
+        session.add(obj)
 
 
 @dataclass(frozen=True)
@@ -51,7 +75,7 @@ class Next:
     waiting: bool = False
 
 
-def ticket_for(step: Step, grant: Grant, plan: Plan) -> Ticket:
+def ticket_for(step: Step | StepRow, grant: Grant, plan: Plan | PlanRow) -> Ticket:
     """The Executor's view of a step it may run."""
     return Ticket(
         step_id=step.id,
@@ -66,7 +90,9 @@ def ticket_for(step: Step, grant: Grant, plan: Plan) -> Ticket:
     )
 
 
-def start_step(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Ticket:
+def start_step(
+    session: Session, ctx: Ctx, rt: Runtime, plan: Plan | PlanRow, step: Step | StepRow
+) -> Ticket:
     """Mark ``step`` running and issue its grant; the caller then runs the ticket."""
     set_step(step, S.RUNNING)
     step.attempts += 1
@@ -74,10 +100,10 @@ def start_step(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) 
     # The lease says who runs it; the process renews it, and a lapsed one goes to the reconciler.
     step.lease_owner = rt.replica_id
     step.lease_until = ctx.now + timedelta(seconds=rt.config.execution.lease_s)
-    session.add(step)
+    keep(session, step)
     if plan.status != PlanStatus.RUNNING.value:
         set_plan(plan, PlanStatus.RUNNING)
-        session.add(plan)
+        keep(session, plan)
     grant = issue_grant(
         session, ctx, step=step, signer=rt.signer, ttl_s=rt.config.execution.grant_ttl_s
     )
@@ -101,37 +127,46 @@ def open_approval(
     session: Session,
     ctx: Ctx,
     rt: Runtime,
-    plan: Plan,
+    plan: Plan | PlanRow,
     *,
-    step: Step | None,
+    step: Step | StepRow | None,
     quorum: int,
     exclude_requester: bool,
     reason: str,
     purpose: ApprovalPurpose | None = None,
     extra: dict[str, Any] | None = None,
-) -> Approval:
-    """Create a single-use approval record and post its card (``extra`` adds card fields)."""
-    approval = Approval(
-        id=uuid.uuid4().hex,
-        nonce=secrets.token_urlsafe(NONCE_BYTES),
-        purpose=(purpose or (ApprovalPurpose.STEP if step else ApprovalPurpose.BUDGET)).value,
-        incident_id=plan.incident_id,
-        plan_id=plan.id,
-        plan_version=plan.version,
-        step_id=step.id if step else None,
-        args_hash=step.args_hash if step else plan.plan_hash,
-        quorum=quorum,
-        exclude_requester=exclude_requester,
-        requester=plan.requester,
-        state=ApprovalState.PENDING.value,
-        reason=reason,
-        created_at=ctx.now,
-        expires_at=ctx.now
+) -> None:
+    """Create a single-use approval record and post its card (``extra`` adds card fields).
+
+    For a Core row ``plan`` the record is one more row of the unit's batched INSERTs.
+    """
+    values: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "nonce": secrets.token_urlsafe(NONCE_BYTES),
+        "purpose": (purpose or (ApprovalPurpose.STEP if step else ApprovalPurpose.BUDGET)).value,
+        "incident_id": plan.incident_id,
+        "plan_id": plan.id,
+        "plan_version": plan.version,
+        "step_id": step.id if step else None,
+        "args_hash": step.args_hash if step else plan.plan_hash,
+        "quorum": quorum,
+        "exclude_requester": exclude_requester,
+        "requester": plan.requester,
+        "state": ApprovalState.PENDING.value,
+        "reason": reason,
+        "created_at": ctx.now,
+        "expires_at": ctx.now
         + timedelta(
             minutes=rt.approval_ttl_minutes if step else rt.config.budgets.soft_wait_minutes
         ),
-    )
-    session.add(approval)
+        "decided_at": None,
+        "decided_by": None,
+    }
+    if isinstance(plan, PlanRow):
+        append_row(session, _APPROVALS, values)
+    else:
+        session.add(Approval(**values))
+    approval = ApprovalRow(**{k: v for k, v in values.items() if k not in _NOT_IN_ROW})
     audit(
         session,
         ctx,
@@ -167,10 +202,12 @@ def open_approval(
             "compensate": step.compensate,
         }
     emit(session, ctx, "approval_requested", card | (extra or {}), step_id=approval.step_id)
-    return approval
 
 
-def _record_decision(step: Step, decision: Decision) -> None:
+_NOT_IN_ROW = frozenset({"incident_id", "created_at"})
+
+
+def _record_decision(step: Step | StepRow, decision: Decision) -> None:
     step.decision_code = decision.code
     step.decision_reason = decision.reason
     step.risk = decision.risk.value
@@ -261,11 +298,21 @@ def _gate_budget(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step
     return None
 
 
-def _apply_decision(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> Next:
-    """Evaluate policy for ``step`` and act on the verdict."""
-    decision = rt.decide(step, plan)
+def _apply_decision(  # noqa: PLR0917 - the unit's collaborators, as in the other steps
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    plan: Plan | PlanRow,
+    step: Step | StepRow,
+    decision: Decision | None = None,
+) -> Next:
+    """Evaluate policy for ``step`` (unless ``decision`` is given) and act on the verdict.
+
+    Core rows take only the allow and approval verdicts here (see ``_next_core``).
+    """
+    decision = decision or rt.decide(step, plan)
     _record_decision(step, decision)
-    session.add(step)
+    keep(session, step)
     audit(
         session,
         ctx,
@@ -285,7 +332,7 @@ def _apply_decision(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: S
         set_step(step, S.AWAITING_APPROVAL)
         if plan.status != PlanStatus.WAITING.value:
             set_plan(plan, PlanStatus.WAITING)
-        session.add(plan)
+        keep(session, plan)
         open_approval(
             session,
             ctx,
@@ -297,6 +344,8 @@ def _apply_decision(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: S
             reason=decision.reason,
         )
         return Next(waiting=True)
+    assert isinstance(plan, Plan), "refusals take the ORM path"
+    assert isinstance(step, Step), "refusals take the ORM path"
     if decision.code == "shadow_mode":
         _shadow(session, ctx, rt, plan, steps_of(session, plan.id))
         return Next()
@@ -398,6 +447,51 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         _record_unheld(session, ctx, step, outcome)
         return plan
     _settle(session, ctx, step, outcome, in_doubt=in_doubt)
+    _record_finish(session, ctx, rt, plan, step, outcome)
+    ok = outcome.succeeded
+    if ok:
+        _mark_compensated(session, step)
+        return plan
+    if outcome.cancelled or is_final(plan):
+        return plan  # the plan ended around it: nothing to retry or undo automatically
+    if plan.no_progress >= rt.config.execution.no_progress_steps:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.HALTED,
+            code="no_progress",
+            escalate=True,
+            reason=f"No progress in {plan.no_progress} steps; stopping early.",
+        )
+        return plan
+    if step.kind == StepKind.COMPENSATION.value:
+        end_plan(
+            session,
+            ctx,
+            plan,
+            PlanStatus.FAILED,
+            code="compensation_failed",
+            escalate=True,
+            reason=f"Compensation '{step.title}' failed: {step.error}. A human needs to take over.",
+        )
+        from orchestration.recovery import after_step_failed  # noqa: PLC0415 - recovery imports us
+
+        after_step_failed(session, ctx, rt, plan, step)
+        return plan
+    _plan_compensation(session, ctx, rt, plan, step)
+    return plan
+
+
+def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other steps
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    plan: Plan | PlanRow,
+    step: Step | StepRow,
+    outcome: Outcome,
+) -> None:
+    """A settled step's totals, cost entry, spans, task memory, audit event and card update."""
     ok = outcome.succeeded
     step.attempts = max(step.attempts, outcome.attempts[-1].number if outcome.attempts else 0)
     cost = sum(a.cost_usd for a in outcome.attempts)
@@ -408,11 +502,11 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         (a.ended_at - a.started_at).total_seconds() * 1000 for a in outcome.attempts
     )
     step.finished_at = ctx.now
-    session.add(step)
+    keep(session, step)
     plan.spent_usd += cost
     plan.spent_tokens += tokens
     plan.no_progress = 0 if ok else plan.no_progress + 1
-    session.add(plan)
+    keep(session, plan)
     tool = step.tool_action.split(".", 1)[0]
     append_row(
         session,
@@ -506,41 +600,11 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         step_id=step.id,
     )
     _account_cache(session, ctx, rt, step, outcome)
-    if ok:
-        _mark_compensated(session, step)
-        return plan
-    if outcome.cancelled or is_final(plan):
-        return plan  # the plan ended around it: nothing to retry or undo automatically
-    if plan.no_progress >= rt.config.execution.no_progress_steps:
-        end_plan(
-            session,
-            ctx,
-            plan,
-            PlanStatus.HALTED,
-            code="no_progress",
-            escalate=True,
-            reason=f"No progress in {plan.no_progress} steps; stopping early.",
-        )
-        return plan
-    if step.kind == StepKind.COMPENSATION.value:
-        end_plan(
-            session,
-            ctx,
-            plan,
-            PlanStatus.FAILED,
-            code="compensation_failed",
-            escalate=True,
-            reason=f"Compensation '{step.title}' failed: {step.error}. A human needs to take over.",
-        )
-        from orchestration.recovery import after_step_failed  # noqa: PLC0415 - recovery imports us
-
-        after_step_failed(session, ctx, rt, plan, step)
-        return plan
-    _plan_compensation(session, ctx, rt, plan, step)
-    return plan
 
 
-def _settle(session: Session, ctx: Ctx, step: Step, outcome: Outcome, *, in_doubt: bool) -> None:
+def _settle(
+    session: Session, ctx: Ctx, step: Step | StepRow, outcome: Outcome, *, in_doubt: bool
+) -> None:
     """Move the step to what its outcome says and release its lease."""
     ok = outcome.succeeded
     set_step(step, S.SUCCEEDED if ok else (S.CANCELLED if outcome.cancelled else S.FAILED))
@@ -592,7 +656,7 @@ def _record_unheld(session: Session, ctx: Ctx, step: Step, outcome: Outcome) -> 
         )
 
 
-def cancel_approvals_of(session: Session, ctx: Ctx, step: Step, *, reason: str) -> None:
+def cancel_approvals_of(session: Session, ctx: Ctx, step: Step | StepRow, *, reason: str) -> None:
     """Cancel the step's pending approvals (an in-doubt card that no longer needs an answer)."""
     for approval in session.exec(
         select(Approval).where(
@@ -612,7 +676,9 @@ def cancel_approvals_of(session: Session, ctx: Ctx, step: Step, *, reason: str) 
         )
 
 
-def _account_cache(session: Session, ctx: Ctx, rt: Runtime, step: Step, outcome: Outcome) -> None:
+def _account_cache(
+    session: Session, ctx: Ctx, rt: Runtime, step: Step | StepRow, outcome: Outcome
+) -> None:
     """Count the hit or miss of a cached read and keep its fresh answer; clear after writes."""
     tool = step.tool_action.split(".", 1)[0]
     if not step.read_only:
@@ -702,3 +768,153 @@ def compensation_step(
         compensates_step=target.id,
         status=S.PENDING.value,
     )
+
+
+# --- the hot path between two steps, in SQLAlchemy Core ------------------------------------
+
+_LOCK_PLAN = core_select(PLANS.c.id).where(PLANS.c.id == bindparam("plan_id")).with_for_update()
+_NEXT_OPEN = (
+    core_select(STEPS.c.id)
+    .where(
+        STEPS.c.plan_id == bindparam("plan_id"),
+        STEPS.c.status.in_(_OPEN),
+        STEPS.c.id != bindparam("step_id"),
+    )
+    .order_by(STEPS.c.position)
+    .limit(1)
+    .scalar_subquery()
+)
+# The plan, the step that finished and the plan's next open step (1-2 rows), with the knowledge
+# row count that revalidates the in-memory current versions.
+_PLAN_AND_STEPS = (
+    core_select(
+        *columns(PlanRow, "p_"), *columns(StepRow, "s_"), row_count().label("knowledge_rows")
+    )
+    .select_from(PLANS.join(STEPS, STEPS.c.plan_id == PLANS.c.id))
+    .where(
+        PLANS.c.id == bindparam("plan_id"),
+        or_(STEPS.c.id == bindparam("step_id"), STEPS.c.id == _NEXT_OPEN),
+    )
+)
+
+
+class _Slow:
+    """The Core path declines: the ORM path takes the unit (nothing written yet)."""
+
+
+_SLOW = _Slow()
+
+
+def finish_and_next(
+    session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome
+) -> Ticket | None:
+    """Record ``ticket``'s outcome and decide the plan's next step, in one unit of work.
+
+    Returns the next step's ticket when it may run now. The common case runs in Core (see
+    the module docstring); the rest on the ORM path, with the same result.
+    """
+    fast = _finish_core(session, base, rt, ticket, outcome)
+    if not isinstance(fast, _Slow):
+        return fast
+    plan = finish_step(session, base, rt, ticket, outcome)
+    session.flush()
+    flush_appends(session)  # the next step's budget checks read these costs
+    return next_action(session, base, rt, ticket.plan_id, locked=plan).ticket
+
+
+def _finish_core(
+    session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome
+) -> Ticket | _Slow | None:
+    """``finish_step`` then ``next_action`` for a step that succeeded, on plain rows."""
+    conn = session.connection()
+    params = {"plan_id": ticket.plan_id, "step_id": ticket.step_id}
+    if conn.dialect.name == "postgresql":
+        # The plan row first (the one lock order); the rows below are then read after it.
+        conn.execute(_LOCK_PLAN, params)
+    plan: PlanRow | None = None
+    step: StepRow | None = None
+    following: StepRow | None = None
+    count = 0
+    for row in conn.execute(_PLAN_AND_STEPS, params):
+        if plan is None:
+            plan = take(PlanRow, row, "p_")
+            count = row.knowledge_rows
+        found = take(StepRow, row, "s_")
+        if found.id == ticket.step_id:
+            step = found
+        else:
+            following = found
+    held = step is not None and step.status == S.RUNNING.value
+    if plan is None or step is None or not held or step.lease_owner != rt.replica_id:
+        return _SLOW  # not this process's to settle: the ORM path records why
+    if not outcome.succeeded or outcome.cancelled or step.kind == StepKind.COMPENSATION.value:
+        return _SLOW  # failures, stops and compensations: rare, and they plan more work
+    session.info[KNOWLEDGE_ROWS] = count
+    plan_before, step_before = snapshot(plan), snapshot(step)
+    ctx = ctx_for(plan, base, role=Role.EXECUTOR)
+    _settle(session, ctx, step, outcome, in_doubt=False)
+    _record_finish(session, ctx, rt, plan, step, outcome)
+    write_row(conn, step, step_before)
+    result = _next_core(session, base, rt, plan, following)
+    write_row(conn, plan, plan_before)
+    if isinstance(result, _Slow):
+        flush_appends(session)  # the ORM path reads what was written so far
+        return next_action(session, base, rt, plan.id).ticket
+    return result
+
+
+def _next_core(  # noqa: PLR0911 - each early return names one case the ORM path takes
+    session: Session, base: Ctx, rt: Runtime, plan: PlanRow, step: StepRow | None
+) -> Ticket | _Slow | None:
+    """``next_action`` on plain rows when the next step runs or waits for approval.
+
+    Checks everything that could lead elsewhere before changing anything.
+    """
+    if is_final(plan) or stale_knowledge(session, plan, rt):
+        return _SLOW
+    if step is None:
+        return _SLOW  # the plan is finishing
+    if step.status != S.PENDING.value:
+        return None  # waiting for humans or another replica
+    if rt.config.budgets.channel_daily_usd is not None and plan.channel:
+        return _SLOW
+    budget = check_budget(
+        spent_usd=plan.spent_usd,
+        spent_tokens=plan.spent_tokens,
+        next_usd=step.estimate_usd,
+        budget_usd=plan.budget_usd,
+        budget_tokens=plan.budget_tokens,
+        soft_ratio=plan.soft_ratio,
+        soft_acknowledged=plan.soft_acknowledged,
+    )
+    if budget.verdict is not BudgetVerdict.OK:
+        return _SLOW
+    decision = rt.decide(step, plan)
+    if decision.verdict not in (Verdict.ALLOW, Verdict.REQUIRE_APPROVAL):
+        return _SLOW
+    before = snapshot(step)
+    ctx = ctx_for(plan, base, role=Role.AUDITOR)
+    chosen = _apply_decision(session, ctx, rt, plan, step, decision)
+    write_row(session.connection(), step, before)
+    return chosen.ticket
+
+
+def first_action(session: Session, base: Ctx, rt: Runtime, plan_id: str) -> Ticket | None:
+    """``next_action`` for a plan not read yet in this unit (a plan starting or resuming).
+
+    Core when its first open step runs or waits for approval; the ORM path otherwise.
+    """
+    conn = session.connection()
+    params = {"plan_id": plan_id, "step_id": ""}  # no step finished: just the first open one
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_PLAN, params)
+    rows = conn.execute(_PLAN_AND_STEPS, params).all()
+    if len(rows) == 1:
+        plan = take(PlanRow, rows[0], "p_")
+        session.info[KNOWLEDGE_ROWS] = rows[0].knowledge_rows
+        before = snapshot(plan)
+        result = _next_core(session, base, rt, plan, take(StepRow, rows[0], "s_"))
+        if not isinstance(result, _Slow):
+            write_row(conn, plan, before)
+            return result
+    return next_action(session, base, rt, plan_id).ticket

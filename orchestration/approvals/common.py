@@ -1,13 +1,17 @@
 """What every kind of vote shares: locking, the stored votes, outcomes and the card."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
 from orchestration.enums import VoteChoice
 from orchestration.executor import Ticket
+from orchestration.knowledge import row_count
+from orchestration.lifecycle import KNOWLEDGE_ROWS
 from orchestration.models import Approval, Plan, Step, Vote
 from orchestration.records import Ctx, emit
+from orchestration.rows import ApprovalRow, StepRow
 from orchestration.views import VoteOutcome
 
 REASON_MAX_CHARS = 500
@@ -20,6 +24,18 @@ class VoteResult:
     outcome: VoteOutcome
     ticket: Ticket | None = None
     resume_plan: str | None = None
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    """A stored vote as the Core path reads it."""
+
+    voter: str
+    choice: str
+    reason: str
+
+
+Votes = Sequence[Vote | VoteRow]
 
 
 class Refused(Exception):
@@ -36,7 +52,7 @@ def voters(session: Session, approval_id: str) -> list[Vote]:
 
 
 def outcome(
-    approval: Approval, votes: list[Vote], *, code: str, reason: str, accepted: bool
+    approval: Approval | ApprovalRow, votes: Votes, *, code: str, reason: str, accepted: bool
 ) -> VoteOutcome:
     approves = [v.voter for v in votes if v.choice == VoteChoice.APPROVE.value]
     return VoteOutcome(
@@ -55,27 +71,29 @@ def outcome(
 
 def lock(session: Session, nonce: str) -> tuple[Plan, Approval] | None:
     """The approval ``nonce`` names and its plan, both row-locked: the plan's row first."""
-    plan = session.exec(
-        select(Plan)
+    found = session.exec(
+        select(Plan, row_count())
         .join(Approval, col(Approval.plan_id) == col(Plan.id))
         .where(Approval.nonce == nonce)
         .with_for_update(of=Plan)
     ).first()
-    if plan is None:
+    if found is None:
         return None
+    plan, count = found
+    session.info[KNOWLEDGE_ROWS] = count
     approval = session.exec(select(Approval).where(Approval.nonce == nonce).with_for_update()).one()
     return plan, approval
 
 
-def placeholder(approval: Approval) -> VoteOutcome:
+def placeholder(approval: Approval | ApprovalRow) -> VoteOutcome:
     return VoteOutcome(accepted=True, code="vote_counted", reason="", approval_id=approval.id)
 
 
 def card(
     session: Session,
     ctx: Ctx,
-    approval: Approval,
-    votes: list[Vote],
+    approval: Approval | ApprovalRow,
+    votes: Votes,
     *,
     choice: VoteChoice | None = None,
 ) -> None:
@@ -107,7 +125,7 @@ def step_error(voter: str, reason: str) -> str:
     return f"Rejected by {voter}" + (f": {reason}" if reason else "")
 
 
-def halt_reason(voter: str, step: Step | None, reason: str) -> str:
+def halt_reason(voter: str, step: Step | StepRow | None, reason: str) -> str:
     what = f"'{step.title}'" if step else "continuing past the soft budget"
     why = f"<@{voter}> rejected {what}; the plan is halted."
     return f"{why} Reason: {reason}" if reason else why

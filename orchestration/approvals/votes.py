@@ -1,13 +1,28 @@
-"""Casting a vote: admissibility, quorum, the grant it issues, the rejection that halts."""
+"""Casting a vote: admissibility, quorum, the grant it issues, the rejection that halts.
+
+An approving vote on a step's card is the hot path (vote, quorum, grant, claim of the step):
+it runs in SQLAlchemy Core. One SELECT reads the plan, the approval, its step and the votes
+already cast (on PostgreSQL the plan row is locked by a statement of its own first, then the
+approval with that read: the one lock order); the vote is one INSERT (its unique key refuses
+a racing duplicate); admissibility is the same ``_admissible`` as the ORM path; each changed row
+is one UPDATE, and the audit events, the grant and the card update are batched INSERTs.
+Anything that would refuse, reject, expire, answer an in-doubt card or find the plan stale
+takes the ORM path instead, before the Core path has written anything.
+"""
 
 from dataclasses import replace
+from typing import Any
 
+from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import select as core_select
 from sqlmodel import Session
 
 from common import Risk, Role
 from orchestration.approvals.common import (
     Refused,
     VoteResult,
+    VoteRow,
+    Votes,
     card,
     clean_reason,
     halt_reason,
@@ -20,7 +35,9 @@ from orchestration.approvals.common import (
 from orchestration.approvals.expiry import expire
 from orchestration.approvals.indoubt import ANSWERS, answer_in_doubt
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, StepStatus, VoteChoice
+from orchestration.knowledge import row_count
 from orchestration.lifecycle import (
+    KNOWLEDGE_ROWS,
     check_fresh,
     ctx_for,
     end_plan,
@@ -28,11 +45,24 @@ from orchestration.lifecycle import (
     set_approval,
     set_plan,
     set_step,
+    stale_knowledge,
 )
 from orchestration.models import Approval, Plan, Step, Vote
 from orchestration.records import Ctx, audit, emit
+from orchestration.rows import (
+    APPROVALS,
+    PLANS,
+    STEPS,
+    ApprovalRow,
+    PlanRow,
+    StepRow,
+    columns,
+    snapshot,
+    take,
+    write_changes,
+)
 from orchestration.runtime import Runtime
-from orchestration.stepflow import start_step
+from orchestration.stepflow import keep, start_step
 from orchestration.views import VoteOutcome
 from policies import Decision, Verdict, eligible_rejecter, eligible_voter
 
@@ -48,6 +78,10 @@ def cast_vote(
     reason: str = "",
 ) -> VoteResult:
     """Count or refuse one vote; on quorum issue the grant and start the step."""
+    if choice is VoteChoice.APPROVE:
+        fast = _approve_core(session, base, rt, nonce=nonce, voter=voter, reason=reason)
+        if fast is not None:
+            return fast
     locked = lock(session, nonce)
     if locked is None:
         audit(
@@ -141,6 +175,20 @@ def cast_vote(
         return _reject(
             session, ctx, approval, plan=plan, step=step, voter=voter, reason=reason, votes=votes
         )
+    return _count(session, ctx, rt, approval, plan=plan, step=step, votes=votes)
+
+
+def _count(
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    approval: Approval | ApprovalRow,
+    *,
+    plan: Plan | PlanRow,
+    step: Step | StepRow | None,
+    votes: Votes,
+) -> VoteResult:
+    """An approving vote was recorded: grant and start the step on quorum, update the card."""
     count = sum(1 for v in votes if v.choice == VoteChoice.APPROVE.value)
     result = VoteResult(placeholder(approval))
     if count >= approval.quorum:
@@ -159,6 +207,101 @@ def cast_vote(
     )
 
 
+_VOTES: Table = Vote.__table__  # type: ignore[attr-defined]
+_BY_NONCE = APPROVALS.c.nonce == bindparam("nonce")
+_LOCK_PLAN_BY_NONCE = (
+    core_select(PLANS.c.id)
+    .join(APPROVALS, APPROVALS.c.plan_id == PLANS.c.id)
+    .where(_BY_NONCE)
+    .with_for_update(of=PLANS)
+)
+# The plan, the approval, its step and one row per vote cast (or one row with none).
+_VOTE_READ = (
+    core_select(
+        *columns(PlanRow, "p_"),
+        *columns(ApprovalRow, "a_"),
+        *columns(StepRow, "s_"),
+        _VOTES.c.voter.label("v_voter"),
+        _VOTES.c.choice.label("v_choice"),
+        _VOTES.c.reason.label("v_reason"),
+        row_count().label("knowledge_rows"),
+    )
+    .select_from(
+        APPROVALS.join(PLANS, PLANS.c.id == APPROVALS.c.plan_id)
+        .outerjoin(STEPS, STEPS.c.id == APPROVALS.c.step_id)
+        .outerjoin(_VOTES, _VOTES.c.approval_id == APPROVALS.c.id)
+    )
+    .where(_BY_NONCE)
+    .order_by(_VOTES.c.id)
+)
+_VOTE_READ_LOCKED = _VOTE_READ.with_for_update(of=APPROVALS)
+_INSERT_VOTE = insert(_VOTES)
+
+
+def _approve_core(
+    session: Session, base: Ctx, rt: Runtime, *, nonce: str, voter: str, reason: str
+) -> VoteResult | None:
+    """An admissible approving vote on a step's card, on plain rows; None: take the ORM path."""
+    conn = session.connection()
+    read = _VOTE_READ
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_PLAN_BY_NONCE, {"nonce": nonce})
+        read = _VOTE_READ_LOCKED
+    rows = conn.execute(read, {"nonce": nonce}).all()
+    if not rows:
+        return None  # unknown nonce: refused and audited by the ORM path
+    first = rows[0]
+    plan = take(PlanRow, first, "p_")
+    approval = take(ApprovalRow, first, "a_")
+    step = take(StepRow, first, "s_") if first.s_id is not None else None
+    votes = [VoteRow(r.v_voter, r.v_choice, r.v_reason) for r in rows if r.v_voter is not None]
+    if approval.purpose != ApprovalPurpose.STEP.value or step is None:
+        return None
+    ctx = ctx_for(plan, base, actor=voter, role=Role.HUMAN)
+    session.info[KNOWLEDGE_ROWS] = first.knowledge_rows
+    if ctx.now >= approval.expires_at or stale_knowledge(session, plan, rt):
+        return None  # expiring or invalidating the plan writes: the ORM path does it
+    try:
+        _admissible(
+            session,
+            ctx,
+            rt,
+            approval,
+            plan=plan,
+            step=step,
+            voter=voter,
+            choice=VoteChoice.APPROVE,
+            votes=votes,
+        )
+    except Refused:
+        return None  # the ORM path refuses it again, audited
+    reason = clean_reason(reason)
+    conn.execute(
+        _INSERT_VOTE,
+        {
+            "approval_id": approval.id,
+            "voter": voter,
+            "choice": VoteChoice.APPROVE.value,
+            "reason": reason,
+            "created_at": ctx.now,
+        },
+    )
+    votes.append(VoteRow(voter, VoteChoice.APPROVE.value, reason))
+    audit(
+        session,
+        ctx,
+        "vote_recorded",
+        step_id=approval.step_id,
+        nonce=nonce,
+        detail={"choice": VoteChoice.APPROVE.value, "reason": reason},
+    )
+    before: list[tuple[Any, Any]] = [(row, snapshot(row)) for row in (plan, approval, step)]
+    result = _count(session, ctx, rt, approval, plan=plan, step=step, votes=votes)
+    for row, values in before:
+        write_changes(conn, row, values)
+    return result
+
+
 _STEP_CHOICES = frozenset({VoteChoice.APPROVE, VoteChoice.REJECT})
 
 
@@ -166,13 +309,13 @@ def _admissible(
     session: Session,
     ctx: Ctx,
     rt: Runtime,
-    approval: Approval,
+    approval: Approval | ApprovalRow,
     *,
-    plan: Plan,
-    step: Step | None,
+    plan: Plan | PlanRow,
+    step: Step | StepRow | None,
     voter: str,
     choice: VoteChoice,
-    votes: list[Vote],
+    votes: Votes,
 ) -> None:
     """Raise Refused unless ``voter`` may cast ``choice`` on ``approval`` now."""
     in_doubt = approval.purpose == ApprovalPurpose.IN_DOUBT.value
@@ -189,6 +332,8 @@ def _admissible(
             f"This approval is already {approval.state}; the button no longer works.",
         )
     if ctx.now >= approval.expires_at:
+        assert isinstance(approval, Approval), "the Core path checks expiry first"
+        assert isinstance(plan, Plan), "the Core path checks expiry first"
         expire(session, ctx, approval, plan)
         raise Refused("approval_expired", "This approval expired; the step did not run.")
     if is_final(plan) or plan.version != approval.plan_version:
@@ -203,7 +348,11 @@ def _admissible(
             "The step's arguments changed since this card was "
             "posted; this approval no longer applies.",
         )
-    if not check_fresh(session, ctx, plan, rt=rt):
+    if isinstance(plan, PlanRow):
+        fresh = not stale_knowledge(session, plan, rt)  # the ORM path invalidates the plan
+    else:
+        fresh = check_fresh(session, ctx, plan, rt=rt)
+    if not fresh:
         raise Refused("plan_stale", plan.status_reason)
     decision = Decision(
         verdict=Verdict.REQUIRE_APPROVAL,
@@ -225,11 +374,17 @@ def _admissible(
 
 
 def _approve(
-    session: Session, ctx: Ctx, rt: Runtime, approval: Approval, *, plan: Plan, step: Step | None
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    approval: Approval | ApprovalRow,
+    *,
+    plan: Plan | PlanRow,
+    step: Step | StepRow | None,
 ) -> VoteResult:
     set_approval(approval, ApprovalState.APPROVED)
     approval.decided_at = ctx.now
-    session.add(approval)
+    keep(session, approval)
     audit(
         session,
         ctx,
@@ -242,7 +397,7 @@ def _approve(
     if approval.purpose == ApprovalPurpose.BUDGET.value or step is None:
         plan.soft_acknowledged = True
         set_plan(plan, PlanStatus.RUNNING, "budget continuation approved")
-        session.add(plan)
+        keep(session, plan)
         return VoteResult(placeholder(approval), resume_plan=plan.id)
     ticket = start_step(session, replace(ctx, role=Role.EXECUTOR), rt, plan, step)
     return VoteResult(placeholder(approval), ticket=ticket)

@@ -4,6 +4,8 @@ The database holds the current version of each document; every replica plans fro
 - :mod:`~orchestration.knowledge.store`: versioned documents in the ``knowledge`` table
   (:func:`publish_documents`, :func:`latest_versions`, :func:`pinned_versions`,
   :func:`stale_pins`, :func:`behind`, :func:`load_versions`).
+- :mod:`~orchestration.knowledge.current`: :class:`CurrentVersions`, the in-memory latest
+  versions the per-step freshness check reads (revalidated by :func:`row_count`).
 - :mod:`~orchestration.knowledge.snapshot`: :class:`KnowledgeSnapshot`, what the Planner reads.
 - :mod:`~orchestration.knowledge.files`: this replica's runbook folder and pack file
   (:func:`read_files`, :func:`fingerprint`, :func:`read_pack`).
@@ -13,6 +15,7 @@ The database holds the current version of each document; every replica plans fro
   for previews that write nothing.
 """
 
+from orchestration.knowledge.current import CurrentVersions, row_count
 from orchestration.knowledge.files import FileKnowledge, read_files, read_pack
 from orchestration.knowledge.readonly import StoredIndex, preview_snapshot, read_stored
 from orchestration.knowledge.snapshot import KnowledgeSnapshot
@@ -34,6 +37,7 @@ from orchestration.knowledge.sync import KnowledgeSync, SyncStatus
 
 __all__ = [
     "TOMBSTONE",
+    "CurrentVersions",
     "Document",
     "FileKnowledge",
     "KnowledgeSnapshot",
@@ -53,5 +57,6 @@ __all__ = [
     "read_files",
     "read_pack",
     "read_stored",
+    "row_count",
     "stale_pins",
 ]
