@@ -33,8 +33,11 @@ from policies import default_pack
 log = get_logger("opsgate.demo")
 
 SERVICE = "checkout-api"
-PERSONAS = list(DEFAULT_PERSONAS)  # Riley (on-call, requester), Sam, Alex (approvers), Jordan
-APPROVERS = [p.user_id for p in PERSONAS if p.role_label == "approver"]
+# Riley (on call), Sam and Alex may approve; Jordan may not. Whoever types `/incident` is its
+# requester, and cannot approve its high-risk steps: Riley, in the cache-flush scenario. An
+# alert's incident is requested by `alertmanager`, so any two of the three approve its restart.
+PERSONAS = list(DEFAULT_PERSONAS)
+APPROVERS = ["U0RILEY01", "U0SAM0002", "U0ALEX003"]
 
 
 def free_port() -> int:

@@ -4,13 +4,16 @@
 `fake.start()`):
 
 - `GET /` serves the single-page app (`static/`: plain HTML, CSS and JavaScript, no build step).
-- `GET /sandbox/state` returns the whole workspace as the page sees it (`Sandbox.state()`).
+- `GET /sandbox/state?session=ID` returns the workspace as one page load sees it
+  (`Sandbox.state()`): ephemeral messages only from the moment that load first asked, since
+  Slack keeps no history of them and a reloaded client shows none.
 - `GET /sandbox/stream` is a Server-Sent Events stream: one `data:` line per change (every
   event of `fake.subscribe()`), so the page refreshes live.
 - `POST /sandbox/command`, `/sandbox/click`, `/sandbox/view_submit`, `/sandbox/view_close`,
   `/sandbox/dismiss` act as a persona: each builds the request Slack would send the app
   (`signing`), signs it with the app's signing secret and POSTs it to `bot_url`, then shows what
-  Slack would show (a slash command's ack as an ephemeral, a modal closed on success).
+  Slack would show (a slash command's ack as an ephemeral, a modal closed on success). A slash
+  command typed in a thread is refused as Slack refuses it ("… is not supported in threads").
 
 Each action answers the page with a `Delivery` (JSON): `ok`, the bot's HTTP `status` (0 when the
 bot could not be reached or timed out), `error` (text to show) and `ms`. The same actions are
@@ -55,6 +58,7 @@ _SHUTDOWN = {"type": "_sandbox_shutdown"}
 _KEEPALIVE_S = 15.0
 _MAX_TEXT = 40_000
 _HANDLE = re.compile(r"[^a-z0-9._-]")
+_MAX_SESSIONS = 256  # page loads remembered; an older one is treated as a fresh load
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class Persona:
 
 
 DEFAULT_PERSONAS: tuple[Persona, ...] = (
-    Persona("U0RILEY01", "Riley", "on-call, requester"),
+    Persona("U0RILEY01", "Riley", "on-call · approver"),
     Persona("U0SAM0002", "Sam", "approver"),
     Persona("U0ALEX003", "Alex", "approver"),
     Persona("U0JORDAN4", "Jordan", "not an approver"),
@@ -151,6 +155,7 @@ class Sandbox:
         self._view_owner: dict[str, str] = {}  # view id -> user it is open for
         self._seen: dict[str, float] = {}  # message ts -> wall-clock time first seen
         self._ephemeral_from: dict[str, str] = {}  # ephemeral ts -> sender (default: the bot)
+        self._sessions: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._deliveries: collections.deque[Delivery] = collections.deque(maxlen=50)
         self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -179,11 +184,32 @@ class Sandbox:
         """Close the HTTP client the sandbox talks to the bot with (also done on fake.stop())."""
         await self._close_session()
 
-    async def slash_command(self, user: str, text: str, *, channel: str | None = None) -> Delivery:
-        """Type `/command text` as `user`; the bot's ack becomes an ephemeral for `user`."""
+    async def slash_command(
+        self, user: str, text: str, *, channel: str | None = None, thread_ts: str | None = None
+    ) -> Delivery:
+        """Type `/command text` as `user`; the bot's ack becomes an ephemeral for `user`.
+
+        Typed in a thread (`thread_ts`), nothing reaches the bot: Slack refuses app slash
+        commands in threads and tells the user so, privately, in the thread.
+        """
         persona = self._persona(user)
         chan = self._channel(channel)
         command, _, rest = text.strip().partition(" ")
+        if thread_ts is not None:
+            self._message(chan, thread_ts)
+            note = f"{_escape(command)} is not supported in threads. Sorry!"
+            self._post_ephemeral(
+                chan.id, persona.user_id, note, sender=SLACKBOT_ID, thread_ts=thread_ts
+            )
+            return Delivery(
+                ok=False,
+                kind="slash_command",
+                summary=text[:200],
+                user=persona.user_id,
+                status=0,
+                ms=0.0,
+                error=f"{command} is not supported in threads: type it in the channel",
+            )
         trigger_id = self._trigger(persona.user_id)
         body = signing.slash_command_body(
             command=command,
@@ -337,13 +363,19 @@ class Sandbox:
         body = urlencode({"payload": json.dumps(payload)})
         return await self._deliver("view_closed", body, user=persona.user_id, summary="cancel")
 
-    def state(self) -> dict[str, Any]:
+    def state(self, session: str | None = None) -> dict[str, Any]:
         """Everything the page shows, as JSON-ready data.
 
         Keys: `workspace`, `bot`, `channel_id` (the default channel), `personas`, `users`,
         `channels` (each with `messages`: top-level messages, each with `replies`, `is_edited`
         and `seen_at`), `ephemerals` and `views` (both keyed by user id), `deliveries`.
+
+        Args:
+            session: One page load's id. Its ephemerals are those posted since it first asked:
+                Slack keeps no history of ephemeral messages, so a reloaded page (a new id)
+                starts without them. None (scripts, tests) lists every ephemeral still held.
         """
+        since = self._session_start(session) if session is not None else None
         ws = self.fake.workspace
         channels = []
         for channel in ws.channels.values():
@@ -378,7 +410,11 @@ class Sandbox:
             },
             "channels": channels,
             "ephemerals": {
-                user: [self._ephemeral_json(e) for e in items]
+                user: [
+                    self._ephemeral_json(e)
+                    for e in items
+                    if since is None or self._seen.get(e.ts, 0.0) >= since
+                ]
                 for user, items in ws.ephemeral.items()
             },
             "views": dict(views),
@@ -414,7 +450,10 @@ class Sandbox:
         )
 
     async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state(), headers={"Cache-Control": "no-store"})
+        session = request.query.get("session") or None
+        if session is not None and len(session) > 64:
+            return web.json_response({"ok": False, "error": "session id too long"}, status=400)
+        return web.json_response(self.state(session), headers={"Cache-Control": "no-store"})
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -463,11 +502,10 @@ class Sandbox:
             if not text:
                 raise SandboxError("nothing to send")
             user, channel = str(data.get("user")), _opt(data.get("channel"))
+            thread_ts = _opt(data.get("thread_ts"))
             if text.startswith("/"):
-                return await self.slash_command(user, text, channel=channel)
-            return await self.say(
-                user, text, channel=channel, thread_ts=_opt(data.get("thread_ts"))
-            )
+                return await self.slash_command(user, text, channel=channel, thread_ts=thread_ts)
+            return await self.say(user, text, channel=channel, thread_ts=thread_ts)
 
         return await _act(request, act)
 
@@ -534,6 +572,15 @@ class Sandbox:
             raise SandboxError(f"no open view {view_id!r} for {user}", 404)
         return view
 
+    def _session_start(self, session: str) -> float:
+        """When the page load `session` first asked (now, for a load not seen before)."""
+        start = self._sessions.get(session)
+        if start is None:
+            start = self._sessions[session] = time.time()
+            while len(self._sessions) > _MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        return start
+
     def _trigger(self, user: str) -> str:
         trigger_id = signing.new_trigger_id()
         self._triggers[trigger_id] = user
@@ -558,9 +605,12 @@ class Sandbox:
         *,
         blocks: list[dict[str, Any]] | None = None,
         sender: str = BOT_USER_ID,
+        thread_ts: str | None = None,
     ) -> Ephemeral:
         ws = self.fake.workspace
-        record = Ephemeral(channel_id, user, ws.next_ts(), text, ws.with_block_ids(blocks))
+        record = Ephemeral(
+            channel_id, user, ws.next_ts(), text, ws.with_block_ids(blocks), thread_ts=thread_ts
+        )
         ws.ephemeral.setdefault(user, []).append(record)
         if sender != BOT_USER_ID:
             self._ephemeral_from[record.ts] = sender
