@@ -40,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.sandbox import signing
+from bot.sandbox.responses import ResponseUrls
 from bot.sandbox.webapi import FakeSlack
 from bot.sandbox.workspace import (
     APP_ID,
@@ -159,6 +160,7 @@ class Sandbox:
         self._deliveries: collections.deque[Delivery] = collections.deque(maxlen=50)
         self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.responses = ResponseUrls(fake, post_ephemeral=self._post_ephemeral)
         fake.listen(self._on_event)
         router = fake.app.router
         router.add_get("/", self._page)
@@ -219,10 +221,11 @@ class Sandbox:
             trigger_id=trigger_id,
             user_name=persona.handle,
             channel_name=chan.name,
+            response_url=self.responses.issue("commands", channel=chan.id, user=persona.user_id),
         )
         delivery = await self._deliver("slash_command", body, user=persona.user_id, summary=text)
         if delivery["ok"]:
-            self._show_ack(chan, persona.user_id, delivery.get("body", ""))
+            self._show_ack(chan, persona.user_id, delivery.get("body", ""), typed=text.strip())
         else:
             reason = _slack_failure(delivery)
             self._post_ephemeral(
@@ -297,11 +300,13 @@ class Sandbox:
         try:
             message = self.fake.workspace.message(chan.id, ts)
             blocks, api_message = message.blocks or [], message.to_api()
+            thread_ts = message.thread_ts if message.thread_ts != message.ts else None
         except NotFound:
             mine = [e for e in self.fake.workspace.ephemeral.get(persona.user_id, []) if e.ts == ts]
             if not mine:
                 raise SandboxError(f"no message {ts} in #{chan.name}", 404) from None
             blocks, api_message, ephemeral = mine[0].blocks or [], None, True
+            thread_ts = mine[0].thread_ts
         found = _find_button(blocks, action_id, block_id)
         if found is None:
             raise SandboxError(f"no button {action_id!r} in message {ts}", 404)
@@ -319,6 +324,14 @@ class Sandbox:
             is_ephemeral=ephemeral,
             user_name=persona.handle,
             channel_name=chan.name,
+            response_url=self.responses.issue(
+                "actions",
+                channel=chan.id,
+                user=persona.user_id,
+                message_ts=ts,
+                ephemeral=ephemeral,
+                thread_ts=thread_ts,
+            ),
         )
         label = str((element.get("text") or {}).get("text") or action_id)
         return await self._deliver("block_actions", body, user=persona.user_id, summary=label)
@@ -626,8 +639,12 @@ class Sandbox:
         )
         return record
 
-    def _show_ack(self, channel: Channel, user: str, body: str) -> None:
-        """Show a slash command's HTTP answer as Slack does: ephemeral unless `in_channel`."""
+    def _show_ack(self, channel: Channel, user: str, body: str, *, typed: str) -> None:
+        """Show a slash command's HTTP answer as Slack does: ephemeral unless `in_channel`.
+
+        An empty answer shows nothing. An `in_channel` one shows, as in Slack, the command the
+        user typed as their message, then the answer.
+        """
         body = body.strip()
         if not body:
             return
@@ -643,10 +660,14 @@ class Sandbox:
             return
         if ack.get("response_type") == "in_channel":
             ws = self.fake.workspace
-            message = ws.post(channel.id, user=BOT_USER_ID, text=text, blocks=blocks)
-            self.fake.publish(
-                {"type": "message_posted", "channel": channel.id, "message": message.to_api()}
-            )
+            for author, said, said_blocks in (
+                (user, _escape(typed), None),
+                (BOT_USER_ID, text, blocks),
+            ):
+                message = ws.post(channel.id, user=author, text=said, blocks=said_blocks)
+                self.fake.publish(
+                    {"type": "message_posted", "channel": channel.id, "message": message.to_api()}
+                )
             return
         self._post_ephemeral(channel.id, user, text, blocks=blocks)
 

@@ -110,6 +110,10 @@ class FakeBot:
         self.received.append(Received("slash_command", form))
         if form["text"] == "boom":
             return web.Response(status=500, text="kaboom")
+        if form["text"] == "quiet":  # Bolt's bare ack(): an empty 200
+            return web.Response()
+        if form["text"] == "public":
+            return web.json_response({"response_type": "in_channel", "text": "Everyone sees this"})
         await self.client.chat_postMessage(
             channel=form["channel_id"], text="Approval needed", blocks=CARD
         )
@@ -256,7 +260,7 @@ async def test_slash_command_reaches_the_bot_signed_and_acks_as_ephemeral(rig: R
     assert command["channel_id"] == rig.channel
     assert command["channel_name"] == "incidents"
     assert command["trigger_id"]
-    assert command["response_url"].startswith("https://")
+    assert command["response_url"].startswith(rig.sandbox.url + "hooks/commands/")
     state = await rig.state()
     [ephemeral] = state["ephemerals"][RILEY]
     assert ephemeral["text"] == "Opening an incident: checkout-api is down"
