@@ -12,9 +12,10 @@
   message-response behaviour (5 uses in 30 minutes; a command's answer is never replaced).
 - `signing`: the requests Slack sends to the app (slash commands, button clicks, modal
   submissions, events), signed with the app's signing secret.
-- `ui`: `Sandbox`, the browser Slack client of `opsgate demo`: routes on `FakeSlack.app` serving
-  a Slack-like page (`static/`) that acts as chosen personas, sending the bot the signed
-  requests Slack would send and showing what Slack would show, live over Server-Sent Events.
+- `ui`: `Sandbox`, the browser Slack client of `opsgate demo`: acts as chosen personas
+  (`personas`), sending the bot the signed requests Slack would send (`courier`) and showing
+  what Slack would show; `page` serves it to the browser: a Slack-like page (`static/`), its
+  state per page load and live changes over Server-Sent Events.
 
 Errors: Web API refusals are `methods.ApiError`, rendered as Slack's `{"ok": false, ...}` body.
 """
