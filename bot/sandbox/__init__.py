@@ -8,10 +8,10 @@
 - `webapi`: `FakeSlack`, an aiohttp server speaking the Web API (`/api/{method}`) for
   `slack_sdk`'s `AsyncWebClient(base_url=...)`, with fault injection (rate limiting, outages)
   and a subscriber queue feeding the browser sandbox of `opsgate demo`.
-- `responses`: the `response_url`s of those requests, served locally with Slack's documented
-  message-response behaviour (5 uses in 30 minutes; a command's answer is never replaced).
 - `signing`: the requests Slack sends to the app (slash commands, button clicks, modal
   submissions, events), signed with the app's signing secret.
+- `responses`: the `response_url`s of those requests, served locally with Slack's documented
+  message-response behaviour (5 uses in 30 minutes; a command's answer is never replaced).
 - `ui`: `Sandbox`, the browser Slack client of `opsgate demo`: acts as chosen personas
   (`personas`), sending the bot the signed requests Slack would send (`courier`) and showing
   what Slack would show; `page` serves it to the browser: a Slack-like page (`static/`), its
