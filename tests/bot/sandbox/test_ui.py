@@ -198,6 +198,10 @@ async def test_page_is_served_with_test_ids(rig: Rig) -> None:
         "thread-pane",
         "modal",
         "modal-submit",
+        "nav-toggle",
+        "sidebar",
+        "scrim",
+        "channel-name",
         *(f"persona-{p.user_id}" for p in PERSONAS),
     ):
         assert f'data-testid="{testid}"' in page
