@@ -14,7 +14,8 @@
   message-response behaviour (5 uses in 30 minutes; a command's answer is never replaced).
 - `ui`: `Sandbox`, the browser Slack client of `opsgate demo`: acts as chosen personas
   (`personas`), sending the bot the signed requests Slack would send (`courier`) and showing
-  what Slack would show; `page` serves it to the browser: a Slack-like page (`static/`), its
+  what Slack would show (`modals`: whose each open view is, and what a submission's ack does);
+  `page` serves it to the browser: a Slack-like page (`static/`), its
   state per page load and live changes over Server-Sent Events.
 
 Errors: Web API refusals are `methods.ApiError`, rendered as Slack's `{"ok": false, ...}` body.

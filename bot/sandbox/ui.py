@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 from bot.sandbox import signing
 from bot.sandbox.courier import Courier, Delivery, slack_failure
+from bot.sandbox.modals import Modals
 from bot.sandbox.page import Page, SandboxError
 from bot.sandbox.personas import DEFAULT_PERSONAS, PALETTE, Persona
 from bot.sandbox.responses import ResponseUrls
@@ -90,8 +91,7 @@ class Sandbox:
         for persona in self.personas:
             fake.add_user(persona.user_id, name=persona.handle, real_name=persona.name)
         fake.workspace.add_user(SLACKBOT_ID, name="slackbot", real_name="Slackbot", is_bot=True)
-        self._triggers: dict[str, str] = {}  # trigger_id -> the user whose action made it
-        self._view_owner: dict[str, str] = {}  # view id -> user it is open for
+        self.modals = Modals(fake)
         self._seen: dict[str, float] = {}  # message ts -> wall-clock time first seen
         self._ephemeral_from: dict[str, str] = {}  # ephemeral ts -> sender (default: the bot)
         self.responses = ResponseUrls(fake, post_ephemeral=self._post_ephemeral)
@@ -144,7 +144,7 @@ class Sandbox:
                 ms=0.0,
                 error=f"{command} is not supported in threads: type it in the channel",
             )
-        trigger_id = self._trigger(persona.user_id)
+        trigger_id = self.modals.trigger(persona.user_id)
         body = signing.slash_command_body(
             command=command,
             text=signing.escape(rest.strip()),
@@ -252,7 +252,7 @@ class Sandbox:
             value=str(element.get("value", "")),
             message_ts=ts,
             block_id=str(block.get("block_id", "")),
-            trigger_id=self._trigger(persona.user_id),
+            trigger_id=self.modals.trigger(persona.user_id),
             message=api_message,
             button_text=str((element.get("text") or {}).get("text", "")),
             is_ephemeral=ephemeral,
@@ -277,12 +277,12 @@ class Sandbox:
     ) -> Delivery:
         """Submit the modal `view_id` with `state.values`; close it when the bot accepts."""
         persona = self._persona(user)
-        view = self._open_view(persona.user_id, view_id)
+        view = self.modals.open_view(persona.user_id, view_id)
         body = signing.view_submission_body(
             user_id=persona.user_id,
             view=view,
             values=values,
-            trigger_id=self._trigger(persona.user_id),
+            trigger_id=self.modals.trigger(persona.user_id),
             user_name=persona.handle,
         )
         title = str((view.get("title") or {}).get("text") or "modal")
@@ -290,14 +290,14 @@ class Sandbox:
             "view_submission", body, user=persona.user_id, summary=title
         )
         if delivery["ok"]:
-            self._apply_response_action(persona.user_id, view, delivery)
+            self.modals.apply_response_action(persona.user_id, view, delivery)
         return delivery
 
     async def close_view(self, user: str, view_id: str) -> Delivery:
         """Cancel the modal; Slack tells the app (`view_closed`) only when it asked to know."""
         persona = self._persona(user)
-        view = self._open_view(persona.user_id, view_id)
-        self._close(view_id, persona.user_id)
+        view = self.modals.open_view(persona.user_id, view_id)
+        self.modals.close(view_id, persona.user_id)
         if not view.get("notify_on_close"):
             return Delivery(ok=True, kind="view_closed", user=persona.user_id, status=200, ms=0.0)
         payload = {
@@ -342,10 +342,6 @@ class Sandbox:
                     replies[str(m.thread_ts)].append(self._message_json(m))
             messages = [self._message_json(m) | {"replies": replies.get(m.ts, [])} for m in top]
             channels.append(channel.to_api() | {"messages": messages})
-        views: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        for view_id, owner in self._view_owner.items():
-            if view_id in ws.views:
-                views[owner].append(ws.views[view_id])
         return {
             "workspace": {"name": self.workspace_name, "team_id": TEAM_ID},
             "bot": {"user_id": BOT_USER_ID, "name": "opsgate"},
@@ -369,7 +365,7 @@ class Sandbox:
                 ]
                 for user, items in ws.ephemeral.items()
             },
-            "views": dict(views),
+            "views": self.modals.by_owner(),
             "deliveries": list(self.courier.recent),
         }
 
@@ -392,17 +388,6 @@ class Sandbox:
             return self.fake.workspace.message(channel.id, ts)
         except NotFound:
             raise SandboxError(f"no message {ts} in #{channel.name}", 404) from None
-
-    def _open_view(self, user: str, view_id: str) -> dict[str, Any]:
-        view = self.fake.workspace.views.get(view_id)
-        if view is None or self._view_owner.get(view_id) != user:
-            raise SandboxError(f"no open view {view_id!r} for {user}", 404)
-        return view
-
-    def _trigger(self, user: str) -> str:
-        trigger_id = signing.new_trigger_id()
-        self._triggers[trigger_id] = user
-        return trigger_id
 
     def _mentions(self, text: str) -> str:
         """Turn `@opsgate` and `@handle` into Slack's `<@U…>`, as the client's autocomplete does."""
@@ -476,42 +461,6 @@ class Sandbox:
             return
         self._post_ephemeral(channel.id, user, text, blocks=blocks)
 
-    def _apply_response_action(self, user: str, view: dict[str, Any], delivery: Delivery) -> None:
-        """Do what the view_submission ack asks (`errors`, `update`, `push`, `clear`) or close."""
-        try:
-            ack = json.loads(delivery.get("body") or "{}")
-        except ValueError:
-            ack = {}
-        action = ack.get("response_action") if isinstance(ack, dict) else None
-        ws = self.fake.workspace
-        if action == "errors":
-            delivery["errors"] = {str(k): str(v) for k, v in (ack.get("errors") or {}).items()}
-        elif action in ("update", "push") and isinstance(ack.get("view"), dict):
-            view_id = view["id"] if action == "update" else ws.next_id("V")
-            stored = {
-                **ack["view"],
-                "id": view_id,
-                "team_id": TEAM_ID,
-                "app_id": APP_ID,
-                "hash": ws.next_ts(),
-                "root_view_id": view.get("root_view_id") or view["id"],
-                "state": {"values": {}},
-                "blocks": ws.with_block_ids(ack["view"].get("blocks")),
-            }
-            ws.views[view_id] = stored
-            self._view_owner[view_id] = user
-            self.fake.publish({"type": "view_opened", "view": stored})
-        elif action == "clear":
-            for view_id, owner in list(self._view_owner.items()):
-                if owner == user:
-                    self._close(view_id, user)
-        else:
-            self._close(view["id"], user)
-
-    def _close(self, view_id: str, user: str) -> None:
-        self._view_owner.pop(view_id, None)
-        self.fake.publish({"type": "view_closed", "view_id": view_id, "user": user})
-
     async def _on_cleanup(self, app: object) -> None:
         await self.courier.close()
 
@@ -524,13 +473,7 @@ class Sandbox:
         elif kind == "ephemeral_posted":
             self._seen.setdefault(str(event["ts"]), now)
         elif kind == "view_opened":
-            view = event["view"]
-            view_id = str(view["id"])
-            owner = self._triggers.pop(str(event.get("trigger_id") or ""), None)
-            owner = owner or self._view_owner.get(view_id)
-            owner = owner or self._view_owner.get(str(view.get("root_view_id")))
-            if owner is not None:
-                self._view_owner[view_id] = owner
+            self.modals.on_view_opened(event)
 
     def client_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """A fake Slack event as the page's stream tells it (a view names its owner)."""
@@ -539,7 +482,7 @@ class Sandbox:
             return {
                 "type": "view_opened",
                 "view_id": view_id,
-                "user": self._view_owner.get(view_id),
+                "user": self.modals.owner(view_id),
             }
         return event
 
