@@ -33,11 +33,13 @@ from policies import Incidents, default_pack
 log = get_logger("opsgate.demo")
 
 SERVICE = "checkout-api"
-PERSONAS = list(DEFAULT_PERSONAS)  # Riley (on-call, requester), Sam, Alex (approvers), Jordan
-APPROVERS = [p.user_id for p in PERSONAS if p.role_label == "approver"]
-# The on-call persona is a responder: the policy pack lets responders resolve an incident an
-# alert opened (its requester is the alert's source, no person).
-RESPONDERS = tuple(p.user_id for p in PERSONAS if p.role_label.startswith("on-call"))
+# Riley (on call), Sam and Alex may approve; Jordan may not. Whoever types `/incident` is its
+# requester, and cannot approve its high-risk steps: Riley, in the cache-flush scenario. An
+# alert's incident is requested by `alertmanager`, so any two of the three approve its restart.
+PERSONAS = list(DEFAULT_PERSONAS)
+APPROVERS = ["U0RILEY01", "U0SAM0002", "U0ALEX003"]
+# Riley is also a responder: on call, the one expected to close what an alert opened.
+RESPONDERS = ("U0RILEY01",)
 
 
 def free_port() -> int:

@@ -11,11 +11,14 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
+import secrets
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.sandbox.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_ID
+from bot.sandbox.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_ID, Message
 
 VERIFICATION_TOKEN = "sandbox-verification-token"  # noqa: S105 - deprecated field Slack still sends
 TEAM_DOMAIN = "sandbox"
@@ -238,3 +241,39 @@ def url_verification_body(challenge: str) -> str:
     return json.dumps(
         {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
     )
+
+
+def escape(text: str) -> str:
+    """Escape `& < >` as Slack does in the text users type."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """Undo `escape`: the text as the user typed it."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def message_event(message: Message) -> dict[str, Any]:
+    """The Events API `message` event for a user's message, with its rich_text block."""
+    elements: list[dict[str, Any]] = []
+    for i, part in enumerate(re.split(r"<@([A-Z0-9]+)>", message.text)):
+        if i % 2:
+            elements.append({"type": "user", "user_id": part})
+        elif part:
+            elements.append({"type": "text", "text": unescape(part)})
+    block = {
+        "type": "rich_text",
+        "block_id": secrets.token_hex(3),
+        "elements": [{"type": "rich_text_section", "elements": elements}],
+    }
+    return {
+        "user": message.user,
+        "type": "message",
+        "ts": message.ts,
+        "client_msg_id": str(uuid.uuid4()),
+        "text": message.text,
+        "team": TEAM_ID,
+        "blocks": [block],
+        "channel": message.channel,
+        "event_ts": message.ts,
+    }

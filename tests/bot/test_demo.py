@@ -1,5 +1,6 @@
-"""The demo's second scenario through the sandbox: a policy refuses a destructive step, and an
-approver rejects a step with a reason."""
+"""The demo's second scenario through the sandbox: a policy refuses a destructive step, the
+requester's own approval of a high-risk step is refused, and an approver rejects a step with a
+reason."""
 
 import asyncio
 import time
@@ -12,7 +13,7 @@ from bot.ids import ActionId, BlockId
 from bot.sandbox.workspace import Message
 from tests.bot.demo_helpers import running_demo
 
-RILEY, SAM = "U0RILEY01", "U0SAM0002"
+RILEY, SAM, ALEX = "U0RILEY01", "U0SAM0002", "U0ALEX003"
 
 
 @pytest.fixture
@@ -49,17 +50,43 @@ async def test_policy_refuses_the_destructive_purge(demo: DemoHandles) -> None:
     await eventually(lambda: "<!here>" in text(thread_of(demo, "orders-db disk full")))
 
 
+def card(demo: DemoHandles, needle: str) -> Message | None:
+    """The approval card (a message with buttons) in the thread of the incident `needle`."""
+    for message in thread_of(demo, needle):
+        if any(b.get("type") == "actions" for b in message.blocks or []):
+            return message
+    return None
+
+
+async def test_the_requester_cannot_approve_the_high_risk_flush(demo: DemoHandles) -> None:
+    """Riley (an approver) typed the command, so Riley's own Approve does not count."""
+    stale = "web serves stale data"
+    await demo.sandbox.slash_command(RILEY, f"/incident {stale}")
+    await eventually(lambda: card(demo, stale) is not None)
+    found = card(demo, stale)
+    assert found is not None
+    assert "high" in text([found])
+    clicked = await demo.sandbox.click(RILEY, ts=found.ts, action_id=ActionId.APPROVE.value)
+    assert clicked["status"] == 200
+
+    def refusals() -> list[str]:
+        return [e.text for e in demo.sandbox.fake.ephemerals(RILEY) if "not counted" in e.text]
+
+    await eventually(lambda: bool(refusals()))
+    assert "You requested this incident" in refusals()[0]
+    for approver in (SAM, ALEX):
+        current = card(demo, stale)
+        assert current is not None
+        await demo.sandbox.click(approver, ts=current.ts, action_id=ActionId.APPROVE.value)
+    # the two other approvers make the quorum: the flush runs once and the cache is fresh
+    await eventually(lambda: demo.service.state.cache_fresh.get("web") is True)
+    assert demo.service.state.cache_fresh == {"web": True}
+
+
 async def test_an_approver_rejects_the_flush_with_a_reason(demo: DemoHandles) -> None:
     await demo.sandbox.slash_command(RILEY, "/incident web serves stale data")
-
-    def card() -> Message | None:
-        for message in thread_of(demo, "web serves stale data"):
-            if any(b.get("type") == "actions" for b in message.blocks or []):
-                return message
-        return None
-
-    await eventually(lambda: card() is not None)
-    found = card()
+    await eventually(lambda: card(demo, "web serves stale data") is not None)
+    found = card(demo, "web serves stale data")
     assert found is not None
     clicked = await demo.sandbox.click(SAM, ts=found.ts, action_id=ActionId.REJECT.value)
     assert clicked["status"] == 200

@@ -11,8 +11,12 @@
     channels: $("channels"), channelName: $("channel-name"), overlay: $("overlay"),
     modalTitle: $("modal-title"), modalBody: $("modal-body"), modalForm: $("modal-form"),
     modalError: $("modal-error"), modalSubmit: $("modal-submit"), modalCancel: $("modal-cancel"),
-    modalX: $("modal-x"),
+    modalX: $("modal-x"), app: $("app"), navToggle: $("nav-toggle"), scrim: $("scrim"),
   };
+
+  /* One id per page load: the sandbox shows this load only the ephemeral messages posted since
+     it first asked, so a reload starts without them, as in Slack. */
+  const session = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
 
   let state = null;
   let acting = new URLSearchParams(location.search).get("as") || localStorage.getItem("opsgate.sandbox.as");
@@ -419,7 +423,8 @@
     document.title = `#${ch.name} · ${state.workspace.name}`;
     els.channels.replaceChildren(...state.channels.map((c) => {
       const li = el("li", "channel-item" + (c.id === channelId ? " active" : ""), `<span class="hash">#</span>${esc(c.name)}`);
-      li.addEventListener("click", () => { channelId = c.id; openThread = null; render(); });
+      li.setAttribute("data-testid", "channel-item");
+      li.addEventListener("click", () => { channelId = c.id; openThread = null; setNav(false); render(); });
       return li;
     }));
     const items = [...ch.messages, ...myEphemerals(null)].sort(byTs);
@@ -432,6 +437,7 @@
     const ch = currentChannel();
     const root = ch && openThread ? ch.messages.find((m) => m.ts === openThread) : null;
     els.thread.classList.toggle("hidden", !root);
+    els.app.classList.toggle("thread-open", !!root);
     if (!root) { openThread = null; return; }
     const replies = [...root.replies, ...myEphemerals(root.ts)].sort(byTs);
     const stick = nearBottom(els.threadMessages);
@@ -476,6 +482,7 @@
       chip.dataset.user = p.user_id;
       chip.setAttribute("aria-pressed", p.user_id === acting ? "true" : "false");
       chip.title = `Act as ${p.name} (${p.role_label})`;
+      chip.setAttribute("aria-label", `${p.name}, ${p.role_label}`);
       const a = el("span", "avatar", esc(p.name.slice(0, 1).toUpperCase()));
       a.style.background = p.color;
       chip.appendChild(a);
@@ -631,7 +638,7 @@
     if (refreshing) { again = true; return; }
     refreshing = true;
     try {
-      const r = await fetch("/sandbox/state", { cache: "no-store" });
+      const r = await fetch(`/sandbox/state?session=${encodeURIComponent(session)}`, { cache: "no-store" });
       state = await r.json();
       if (!acting || !state.personas.some((p) => p.user_id === acting)) acting = state.personas[0].user_id;
       if (!channelId) channelId = state.channel_id;
@@ -662,6 +669,15 @@
     source.onerror = () => { els.conn.dataset.state = "down"; els.conn.querySelector(".conn-text").textContent = "reconnecting…"; };
   }
 
+  /* Narrow screens: the sidebar is a drawer over the page, opened from the top bar. */
+  function setNav(open) {
+    els.app.classList.toggle("nav-open", open);
+    els.scrim.classList.toggle("hidden", !open);
+    els.navToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+
+  els.navToggle.addEventListener("click", () => setNav(!els.app.classList.contains("nav-open")));
+  els.scrim.addEventListener("click", () => setNav(false));
   wireComposer(els.composer, els.composerForm, () => null);
   wireComposer(els.threadComposer, els.threadForm, () => openThread);
   els.threadClose.addEventListener("click", () => { openThread = null; render(); });
@@ -669,13 +685,14 @@
   els.modalCancel.addEventListener("click", cancelModal);
   els.modalX.addEventListener("click", cancelModal);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && !els.overlay.classList.contains("hidden")) cancelModal();
+    if (e.key === "Escape" && els.app.classList.contains("nav-open")) setNav(false);
+    else if (e.key === "Escape" && !els.overlay.classList.contains("hidden")) cancelModal();
     else if (e.key === "Escape" && openThread) { openThread = null; render(); }
   });
   for (const chip of els.personas.querySelectorAll(".chip")) {
     chip.addEventListener("click", () => state && setActing(chip.dataset.user));
   }
-  window.opsgateSandbox = { refresh, get state() { return state; }, get acting() { return acting; }, mrkdwn };
+  window.opsgateSandbox = { refresh, session, get state() { return state; }, get acting() { return acting; }, mrkdwn };
   refresh().then(connect);
   els.composer.focus();
 })();

@@ -21,7 +21,7 @@ from bot.sandbox.workspace import BOT_USER_ID
 SECRET = "sandbox-test-secret"
 RILEY, SAM, ALEX, JORDAN = "U0RILEY01", "U0SAM0002", "U0ALEX003", "U0JORDAN4"
 PERSONAS = [
-    Persona(RILEY, "Riley", "on-call, requester"),
+    Persona(RILEY, "Riley", "on-call · approver"),
     Persona(SAM, "Sam", "approver"),
     Persona(ALEX, "Alex", "approver"),
     Persona(JORDAN, "Jordan", "not an approver"),
@@ -110,6 +110,10 @@ class FakeBot:
         self.received.append(Received("slash_command", form))
         if form["text"] == "boom":
             return web.Response(status=500, text="kaboom")
+        if form["text"] == "quiet":  # Bolt's bare ack(): an empty 200
+            return web.Response()
+        if form["text"] == "public":
+            return web.json_response({"response_type": "in_channel", "text": "Everyone sees this"})
         await self.client.chat_postMessage(
             channel=form["channel_id"], text="Approval needed", blocks=CARD
         )
@@ -139,8 +143,9 @@ class Rig:
         async with self.http.post(self.sandbox.url + path.lstrip("/"), json=data) as response:
             return response.status, await response.json()
 
-    async def state(self) -> dict[str, Any]:
-        async with self.http.get(self.sandbox.url + "sandbox/state") as response:
+    async def state(self, session: str | None = None) -> dict[str, Any]:
+        query = f"?session={session}" if session else ""
+        async with self.http.get(self.sandbox.url + "sandbox/state" + query) as response:
             assert response.status == 200
             result: dict[str, Any] = await response.json()
             return result
@@ -193,12 +198,16 @@ async def test_page_is_served_with_test_ids(rig: Rig) -> None:
         "thread-pane",
         "modal",
         "modal-submit",
+        "nav-toggle",
+        "sidebar",
+        "scrim",
+        "channel-name",
         *(f"persona-{p.user_id}" for p in PERSONAS),
     ):
         assert f'data-testid="{testid}"' in page
     assert "Message #incidents — try /incident checkout-api is down" in page
     assert "Riley" in page
-    assert "on-call, requester" in page
+    assert "on-call · approver" in page
     async with rig.http.get(rig.sandbox.url + "sandbox/static/sandbox.js") as response:
         assert response.status == 200
         script = await response.text()
@@ -215,7 +224,7 @@ async def test_channel_and_personas_are_created(rig: Rig) -> None:
     assert rig.fake.workspace.find_channel("incidents").id == rig.channel
     state = await rig.state()
     assert [p["user_id"] for p in state["personas"]] == [RILEY, SAM, ALEX, JORDAN]
-    assert state["personas"][0]["role_label"] == "on-call, requester"
+    assert state["personas"][0]["role_label"] == "on-call · approver"
     assert all(p["color"].startswith("#") for p in state["personas"])
     assert state["channel_id"] == rig.channel
 
@@ -255,7 +264,7 @@ async def test_slash_command_reaches_the_bot_signed_and_acks_as_ephemeral(rig: R
     assert command["channel_id"] == rig.channel
     assert command["channel_name"] == "incidents"
     assert command["trigger_id"]
-    assert command["response_url"].startswith("https://")
+    assert command["response_url"].startswith(rig.sandbox.url + "hooks/commands/")
     state = await rig.state()
     [ephemeral] = state["ephemerals"][RILEY]
     assert ephemeral["text"] == "Opening an incident: checkout-api is down"
@@ -390,6 +399,44 @@ async def test_thread_reply_carries_thread_ts(rig: Rig) -> None:
     assert event["thread_ts"] == root["ts"]
     assert event["parent_user_id"] == BOT_USER_ID
     assert [m.text for m in rig.fake.thread(rig.channel, root["ts"])] == ["Incident", "on it"]
+
+
+async def test_ephemerals_do_not_survive_a_page_reload(rig: Rig) -> None:
+    """A page load sees the ephemerals posted since it first asked; a reload (new id) none."""
+    assert (await rig.state("load-1"))["ephemerals"] == {}
+    await rig.post("/sandbox/command", user=RILEY, text="/incident checkout-api is down")
+    [ack] = (await rig.state("load-1"))["ephemerals"][RILEY]
+    assert ack["text"] == "Opening an incident: checkout-api is down"
+    assert (await rig.state("load-2"))["ephemerals"] == {RILEY: []}  # the reloaded page
+    assert [e["text"] for e in (await rig.state("load-1"))["ephemerals"][RILEY]] == [ack["text"]]
+    await rig.bot.client.chat_postEphemeral(channel=rig.channel, user=RILEY, text="later")
+    for load in ("load-1", "load-2"):  # both pages are open when this one arrives
+        texts = [e["text"] for e in (await rig.state(load))["ephemerals"][RILEY]]
+        assert texts[-1] == "later"
+    assert len((await rig.state("load-2"))["ephemerals"][RILEY]) == 1
+    channel = next(c for c in (await rig.state("load-2"))["channels"] if c["id"] == rig.channel)
+    assert [m["text"] for m in channel["messages"]] == ["Approval needed"]  # history stays
+
+
+async def test_an_overlong_session_id_is_refused(rig: Rig) -> None:
+    async with rig.http.get(rig.sandbox.url + "sandbox/state?session=" + "x" * 65) as response:
+        assert response.status == 400
+        assert "session" in (await response.json())["error"]
+
+
+async def test_a_slash_command_in_a_thread_is_refused_as_slack_does(rig: Rig) -> None:
+    root = await rig.bot.client.chat_postMessage(channel=rig.channel, text="Incident")
+    status, result = await rig.post(
+        "/sandbox/command", user=RILEY, text="/incident resolve", thread_ts=root["ts"]
+    )
+    assert status == 200
+    assert result["ok"] is False
+    assert "not supported in threads" in result["error"]
+    assert rig.bot.of("slash_command") == []  # Slack never sends it
+    [notice] = (await rig.state())["ephemerals"][RILEY]
+    assert notice["text"] == "/incident is not supported in threads. Sorry!"
+    assert notice["user"] == "USLACKBOT"
+    assert notice["thread_ts"] == root["ts"]
 
 
 async def test_bot_errors_are_returned_and_shown(rig: Rig) -> None:
