@@ -1,6 +1,7 @@
 """Slash-command replies (help, usage, status) and the rejection-reason modal."""
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -15,7 +16,15 @@ from slack_sdk.models.views import View
 from bot import strings as s
 from bot.blocks.layout import finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, mappings
-from bot.blocks.text import MAX_REJECT_REASON, esc, esc_reason, one_line, slack_date, usd
+from bot.blocks.text import (
+    MAX_REJECT_REASON,
+    esc,
+    esc_reason,
+    mention,
+    one_line,
+    slack_date,
+    usd,
+)
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.strings import escape
 from orchestration.enums import StepStatus
@@ -50,10 +59,39 @@ _DONE_STEP_STATES: Final = frozenset(
 )
 
 
-def _status_line(step: Payload, n: int) -> str:
-    status = str(step.get("status") or "")
+# ``approvals.step_error`` writes a rejected step's error as "Rejected by <voter>[: reason]".
+_REJECTED_BY: Final = re.compile(r"Rejected by ([UW][A-Z0-9]{1,30})\b")
+
+
+def _rejecters(steps: Sequence[Payload]) -> set[str]:
+    """The user ids that rejected steps of the plan (the people its reasons may mention)."""
+    found = set()
+    for step in steps:
+        error = step.get("error")
+        if step.get("error_code") == "rejected" and isinstance(error, str):
+            match = _REJECTED_BY.match(error)
+            if match:
+                found.add(match[1])
+    return found
+
+
+def _status_detail(step: Payload, *, plan_reason: str, people: set[str]) -> str:
+    """What to say after a step's status: who rejected it, or its error unless the plan's
+    reason (shown once, above the steps) already says it."""
     error = step.get("error")
-    detail = s.VOTE_REASON.format(reason=esc_reason(error, 300)) if error else ""
+    if not error:
+        return ""
+    if step.get("error_code") == "rejected" and isinstance(error, str):
+        match = _REJECTED_BY.match(error)
+        if match:  # the reason itself is in the plan's reason line
+            return s.STATUS_REJECTED_BY.format(voter=mention(match[1]))
+    if str(error) == plan_reason:
+        return ""
+    return s.VOTE_REASON.format(reason=esc_reason(error, 300, people=people))
+
+
+def _status_line(step: Payload, n: int, *, plan_reason: str, people: set[str]) -> str:
+    status = str(step.get("status") or "")
     return s.STATUS_STEP.format(
         emoji=s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI),
         n=n,
@@ -61,7 +99,7 @@ def _status_line(step: Payload, n: int) -> str:
         tool=esc(step.get("tool_action"), 100),
         dot=s.DOT,
         status=esc(status.replace("_", " ") or None, 40),
-        detail=detail,
+        detail=_status_detail(step, plan_reason=plan_reason, people=people),
     )
 
 
@@ -112,11 +150,15 @@ def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rende
         if budget
         else s.SPENT_NO_BUDGET.format(spent=spent),
     )
-    reason = plan_view.get("status_reason")
-    if reason:
-        summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason))
     steps = mappings(plan_view.get("steps"))
-    lines = [_status_line(step, n) for n, step in enumerate(steps, start=1)] or [s.NO_STEPS]
+    people = _rejecters(steps)
+    reason = str(plan_view.get("status_reason") or "")
+    if reason:
+        summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason, people=people))
+    lines = [
+        _status_line(step, n, plan_reason=reason, people=people)
+        for n, step in enumerate(steps, start=1)
+    ] or [s.NO_STEPS]
     blocks: list[Block] = [
         header(s.STATUS_HEADER),
         section(summary),

@@ -10,7 +10,6 @@ from bot.blocks.model import Payload, Rendered, as_float, as_int, mappings
 from bot.blocks.text import (
     MAX_HEADER_TEXT,
     esc,
-    esc_reason,
     mention,
     one_line,
     plural,
@@ -23,7 +22,7 @@ from policies.model import Verdict
 
 def _policy(step: Payload) -> str:
     verdict = str(step.get("verdict") or "")
-    reason = esc_reason(step.get("reason"), 300)
+    reason = esc(step.get("reason"), 300)
     if verdict == Verdict.ALLOW:
         return s.POLICY_ALLOW
     if verdict == Verdict.REQUIRE_APPROVAL:

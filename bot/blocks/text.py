@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -61,9 +62,29 @@ def esc(value: object, limit: int = MAX_REASON) -> str:
     return fit(escape(value), limit) or s.NONE
 
 
-def esc_reason(value: object, limit: int = MAX_REASON) -> str:
-    """Like :func:`esc`, but user mentions (``<@U123>``) written by the control plane survive."""
+def esc_reason(value: object, limit: int = MAX_REASON, *, people: Iterable[object] = ()) -> str:
+    """Like :func:`esc`, but mentions of ``people`` (``<@U123>``) stay live.
+
+    Reasons the control plane composes name the person who acted (``<@U123> rejected ...``)
+    and may carry what someone typed (``Reason: ...``). Only the ids the payload says acted
+    may be mentioned: a ``<@U999>`` typed into the reason stays text, so nobody can ping a
+    third person through opsgate.
+    """
+    allowed = {p for p in people if isinstance(p, str) and _USER_ID.fullmatch(p)}
+    escaped = escape(value)
+    if allowed:
+        escaped = _ESCAPED_MENTION.sub(lambda m: f"<@{m[1]}>" if m[1] in allowed else m[0], escaped)
+    return fit(escaped, limit) or s.NONE
+
+
+def esc_control(value: object, limit: int = MAX_REASON) -> str:
+    """Escaped text the control plane wrote alone (no user text in it): its mentions stay live."""
     return fit(_ESCAPED_MENTION.sub(r"<@\1>", escape(value)), limit) or s.NONE
+
+
+def actors(payload: Payload, *keys: str) -> set[str]:
+    """The user ids a payload names under ``keys`` (default: its ``actor``), for ``people``."""
+    return {v for k in (keys or ("actor",)) if isinstance(v := payload.get(k), str)}
 
 
 def one_line(value: object, limit: int) -> str:
