@@ -116,6 +116,34 @@ POLICY_APPROVALS: Final = "needs {quorum} approval{plural}{excl}: {reason}"
 POLICY_NOT_REQUESTER: Final = ", not the requester"
 POLICY_DENY: Final = "denied: {reason}"
 POLICY_OTHER: Final = "{verdict}: {reason}"
+# The root message as steps finish: the outcome replaces what the policy said it needs.
+ROOT_STEP_STATUS: Final = {
+    "pending": "⏳ not run yet",
+    "awaiting_approval": "🙋 waiting for approval",
+    "running": "▶️ running",
+    "succeeded": "✅ succeeded",
+    "failed": "❌ failed",
+    "denied": "⛔ denied by policy",
+    "rejected": "✋ rejected",
+    "skipped": "⏭ skipped",
+    "compensated": "↩️ undone",
+    "cancelled": "⏹️ stopped",
+    "in_doubt": "⚠️ in doubt",
+}
+OBSERVED_EMOJI: Final = "🩺"
+ROOT_STEP_OBSERVED: Final = "🩺 {observed}"
+ROOT_STEP_BY: Final = "{label} by {voter}"
+ROOT_STEP_DETAIL: Final = "{label}: {detail}"
+ROOT_COMPENSATION: Final = "↩️ Compensation *{title}*  `{tool}`{dot}{outcome}"
+FIELD_OUTCOME: Final = "*Plan outcome*\n{status}{reason}"
+
+# A probe's observation: whether the call worked, and what it says about the service.
+ANSWERED_STATUS: Final = "answered {status}"
+ANSWERED_EXIT: Final = "exited {code}"
+ANSWERED_OK: Final = "answered"
+OBSERVED_HEALTHY: Final = "{answer}: healthy"
+OBSERVED_UNHEALTHY: Final = "{answer}: unhealthy{why}"
+OBSERVED_WHY: Final = " ({why})"
 MORE_STEPS: Final = "{emoji} …and {count} more steps (see `/incident status`)"
 MORE_STEPS_EMOJI: Final = "➕"
 FORECAST: Final = "💵 Forecast {forecast} of {budget} budget"
@@ -170,6 +198,11 @@ STEP_SUCCEEDED: Final = "✅ *{title}* succeeded  `{tool}`"
 STEP_FAILED: Final = "❌ *{title}* failed  `{tool}`"
 COMP_SUCCEEDED: Final = "↩️ Compensation *{title}* succeeded  `{tool}`"
 COMP_FAILED: Final = "❌ Compensation *{title}* failed  `{tool}`"
+STEP_OBSERVED: Final = {
+    "healthy": "🩺 *{title}*  `{tool}`: the call worked, and the service is *healthy*",
+    "unhealthy": "🩺 *{title}*  `{tool}`: the call worked, and the service is *unhealthy*",
+}
+OBSERVED: Final = "*Observed:* {observed}"
 STEP_OTHER: Final = "• *{title}* {status}  `{tool}`"
 STEP_FALLBACK: Final = "Step {status}: {title}"
 RESULT: Final = "*Result:* {summary}"
@@ -204,6 +237,8 @@ PLAN_STATUS: Final = {
     "blocked": "⛔ Blocked",
     "shadow": "👻 Shadow (nothing executed)",
 }
+# A plan a probe ended (code ``nothing_to_do``): it succeeded by finding nothing to fix.
+PLAN_NOTHING_TO_DO: Final = "✅ Nothing to do"
 PLAN_FINISHED: Final = "*Plan finished: {status}*\n{reason}"
 PLAN_FINISHED_FALLBACK: Final = "Plan finished: {status}"
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
-from orchestration import cache
+from orchestration import cache, observe
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
 from orchestration.db import append_row, upsert
@@ -398,6 +398,7 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         _record_unheld(session, ctx, step, outcome)
         return plan
     _settle(session, ctx, step, outcome, in_doubt=in_doubt)
+    observe.judge(step, outcome)
     ok = outcome.succeeded
     step.attempts = max(step.attempts, outcome.attempts[-1].number if outcome.attempts else 0)
     cost = sum(a.cost_usd for a in outcome.attempts)
@@ -502,12 +503,18 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
             "plan_spent_usd": plan.spent_usd,
             "plan_budget_usd": plan.budget_usd,
             "kind": step.kind,
+            "observe": step.observe,
         },
         step_id=step.id,
     )
     _account_cache(session, ctx, rt, step, outcome)
     if ok:
         _mark_compensated(session, step)
+        ending = observe.plan_ending(step)
+        if ending is not None and not is_final(plan):
+            end_plan(
+                session, ctx, plan, PlanStatus.SUCCEEDED, reason=ending, code=observe.NOTHING_TO_DO
+            )
         return plan
     if outcome.cancelled or is_final(plan):
         return plan  # the plan ended around it: nothing to retry or undo automatically

@@ -91,6 +91,7 @@ class StepView(_View):
     result: dict[str, Any] | None
     cost_usd: float
     duration_ms: float
+    observe: dict[str, Any] | None = None
 
 
 class PlanView(_View):

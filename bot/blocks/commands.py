@@ -1,7 +1,6 @@
 """Slash-command replies (help, usage, status) and the rejection-reason modal."""
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -21,7 +20,10 @@ from bot.blocks.text import (
     esc,
     esc_reason,
     mention,
+    observation_text,
     one_line,
+    rejecter,
+    said_by,
     slack_date,
     usd,
 )
@@ -59,20 +61,13 @@ _DONE_STEP_STATES: Final = frozenset(
 )
 
 
-# ``approvals.step_error`` writes a rejected step's error as "Rejected by <voter>[: reason]".
-_REJECTED_BY: Final = re.compile(r"Rejected by ([UW][A-Z0-9]{1,30})\b")
-
-
 def _rejecters(steps: Sequence[Payload]) -> set[str]:
     """The user ids that rejected steps of the plan (the people its reasons may mention)."""
-    found = set()
-    for step in steps:
-        error = step.get("error")
-        if step.get("error_code") == "rejected" and isinstance(error, str):
-            match = _REJECTED_BY.match(error)
-            if match:
-                found.add(match[1])
-    return found
+    return {
+        voter
+        for step in steps
+        if step.get("error_code") == "rejected" and (voter := rejecter(step.get("error")))
+    }
 
 
 def _status_detail(step: Payload, *, plan_reason: str, people: set[str]) -> str:
@@ -81,25 +76,30 @@ def _status_detail(step: Payload, *, plan_reason: str, people: set[str]) -> str:
     error = step.get("error")
     if not error:
         return ""
-    if step.get("error_code") == "rejected" and isinstance(error, str):
-        match = _REJECTED_BY.match(error)
-        if match:  # the reason itself is in the plan's reason line
-            return s.STATUS_REJECTED_BY.format(voter=mention(match[1]))
-    if str(error) == plan_reason:
+    voter = rejecter(error) if step.get("error_code") == "rejected" else None
+    if voter:  # the reason itself is in the plan's reason line
+        return s.STATUS_REJECTED_BY.format(voter=mention(voter))
+    if said_by(plan_reason, error):
         return ""
     return s.VOTE_REASON.format(reason=esc_reason(error, 300, people=people))
 
 
 def _status_line(step: Payload, n: int, *, plan_reason: str, people: set[str]) -> str:
     status = str(step.get("status") or "")
+    emoji = s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI)
+    shown = esc(status.replace("_", " ") or None, 40)
+    detail = _status_detail(step, plan_reason=plan_reason, people=people)
+    observed = observation_text(step.get("observe"))
+    if observed:  # the call worked; what it says about the service is the news
+        emoji, shown, detail = s.OBSERVED_EMOJI, observed, ""
     return s.STATUS_STEP.format(
-        emoji=s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI),
+        emoji=emoji,
         n=n,
         title=esc(step.get("title"), 200),
         tool=esc(step.get("tool_action"), 100),
         dot=s.DOT,
-        status=esc(status.replace("_", " ") or None, 40),
-        detail=_status_detail(step, plan_reason=plan_reason, people=people),
+        status=shown,
+        detail=detail,
     )
 
 

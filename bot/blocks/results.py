@@ -1,13 +1,25 @@
 """Thread messages about outcomes: steps finished or denied, plans blocked or finished,
 escalations, and incidents resolved or cancelled."""
 
+from collections.abc import Mapping
+
 from slack_sdk.models.blocks import Block
 
 from bot import strings as s
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import MessageKind, Payload, Rendered, as_float, as_int
-from bot.blocks.text import actors, duration, esc, esc_reason, mention, plural, trace_text, usd
-from orchestration.enums import StepKind, StepStatus
+from bot.blocks.text import (
+    actors,
+    duration,
+    esc,
+    esc_reason,
+    mention,
+    observation_text,
+    plural,
+    trace_text,
+    usd,
+)
+from orchestration.enums import PlanStatus, StepKind, StepStatus
 
 
 def render_step_finished(payload: Payload) -> Rendered:
@@ -23,7 +35,13 @@ def render_step_finished(payload: Payload) -> Rendered:
         template = s.STEP_CANCELLED
     else:
         template = s.STEP_OTHER
+    observe = payload.get("observe")
+    observed = observation_text(observe) if not compensation else ""
+    if observed and isinstance(observe, Mapping):
+        template = s.STEP_OBSERVED[str(observe.get("seen"))]
     lines = [template.format(title=title, tool=tool, status=esc(status, 40))]
+    if observed:
+        lines.append(s.OBSERVED.format(observed=observed))
     if payload.get("summary"):
         lines.append(s.RESULT.format(summary=esc(payload.get("summary"), 1200)))
     attempts = as_int(payload.get("attempts"), 1)
@@ -85,6 +103,8 @@ def render_plan_finished(payload: Payload) -> Rendered:
     """``plan_finished``: final status, why, and what it cost."""
     status = str(payload.get("status") or "")
     label = s.PLAN_STATUS.get(status) or esc(status, 60)
+    if payload.get("code") == "nothing_to_do" and status == PlanStatus.SUCCEEDED:
+        label = s.PLAN_NOTHING_TO_DO
     reason = esc_reason(payload.get("reason"), people=actors(payload))
     text = s.PLAN_FINISHED.format(status=label, reason=reason)
     budget = as_float(payload.get("budget_usd"))

@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -41,6 +41,9 @@ MAX_REJECT_REASON: Final = 1000
 _USER_ID: Final = re.compile(r"[UW][A-Z0-9]{1,30}")
 
 _ESCAPED_MENTION: Final = re.compile(r"&lt;@([UW][A-Z0-9]{1,30})&gt;")
+
+# ``approvals.step_error`` writes a rejected step's error as "Rejected by <voter>[: reason]".
+_REJECTED_BY: Final = re.compile(r"Rejected by ([UW][A-Z0-9]{1,30})\b")
 
 
 def fit(text: str, limit: int) -> str:
@@ -161,3 +164,47 @@ def risk_badge(value: object) -> tuple[str, str]:
     """A risk level as ``(emoji, escaped label)``."""
     risk = str(value or "")
     return s.RISK_EMOJI.get(risk, s.RISK_UNKNOWN_EMOJI), esc(risk or None, 40)
+
+
+def said_by(plan_reason: str, error: object) -> bool:
+    """True when a step's error only repeats the plan's reason (shown once, for the plan).
+
+    A rejection reason added later extends the plan's reason, so a skipped step's copy of the
+    earlier reason is a prefix of it.
+    """
+    text = str(error or "").strip()
+    return bool(text) and plan_reason.strip().startswith(text)
+
+
+def rejecter(error: object) -> str | None:
+    """The user id in a rejected step's error (``Rejected by U123: ...``), or None."""
+    match = _REJECTED_BY.match(error) if isinstance(error, str) else None
+    return match[1] if match else None
+
+
+def _answer(observe: Mapping[str, object]) -> str:
+    """What a probe answered, in a few words (``answered 503``, ``exited 1``)."""
+    code = observe.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return s.ANSWERED_EXIT.format(code=code)
+    status = observe.get("status")
+    if isinstance(status, int) and not isinstance(status, bool):
+        return s.ANSWERED_STATUS.format(status=status)
+    return s.ANSWERED_OK
+
+
+def observation_text(observe: object) -> str:
+    """A probe's observation (``answered 503: unhealthy``), or "" when it judged nothing.
+
+    ``observe`` is the step's ``observe`` record (``orchestration.observe``): ``seen`` is
+    ``healthy`` or ``unhealthy`` once the probe's answer was judged against its ``healthy``
+    expectation; ``why`` says what differed; ``status``/``exit_code`` is what it answered.
+    """
+    if not isinstance(observe, Mapping) or observe.get("seen") not in ("healthy", "unhealthy"):
+        return ""
+    answer = _answer(observe)
+    if observe.get("seen") == "healthy":
+        return s.OBSERVED_HEALTHY.format(answer=answer)
+    why = observe.get("why")
+    detail = s.OBSERVED_WHY.format(why=esc(why, 200)) if why else ""
+    return s.OBSERVED_UNHEALTHY.format(answer=answer, why=detail)

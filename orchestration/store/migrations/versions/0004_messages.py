@@ -1,0 +1,25 @@
+"""Steps remember a probe's observation: ``steps.observe`` (runbook ``healthy``/``end_if``).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Add the nullable JSON column; steps of older plans observe nothing."""
+    with op.batch_alter_table("steps") as batch:
+        batch.add_column(sa.Column("observe", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    """Drop the column (the observations of finished probes go with it)."""
+    with op.batch_alter_table("steps") as batch:
+        batch.drop_column("observe")
