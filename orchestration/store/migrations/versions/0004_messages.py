@@ -14,7 +14,13 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Add the nullable JSON column; steps of older plans observe nothing."""
+    """Add the nullable JSON column; steps of older plans observe nothing.
+
+    A schema created from the models before it was stamped may have it already.
+    """
+    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("steps")}
+    if "observe" in columns:
+        return
     with op.batch_alter_table("steps") as batch:
         batch.add_column(sa.Column("observe", sa.JSON(), nullable=True))
 
