@@ -58,12 +58,12 @@ def plan_ending(step: Step) -> str | None:
     answer = _answer(observe)
     if seen == Seen.HEALTHY:
         return (
-            f"Nothing to do: the service is healthy ('{step.title}' {answer}). "
-            "The remaining steps were not run."
+            f"The service is healthy ('{step.title}' {answer}), so there is nothing to do; "
+            "the remaining steps were not run."
         )
     return (
-        f"Nothing more to do: '{step.title}' {answer}, which this runbook ends on. "
-        "The remaining steps were not run."
+        f"'{step.title}' {answer}: unhealthy, which this runbook ends on; the remaining steps "
+        "were not run."
     )
 
 

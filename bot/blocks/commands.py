@@ -17,6 +17,7 @@ from bot.blocks.layout import finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, mappings
 from bot.blocks.text import (
     MAX_REJECT_REASON,
+    ended_by_probe,
     esc,
     esc_reason,
     mention,
@@ -29,7 +30,7 @@ from bot.blocks.text import (
 )
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.strings import escape
-from orchestration.enums import StepStatus
+from orchestration.enums import PlanStatus, StepStatus
 
 
 def _help_lines() -> str:
@@ -139,6 +140,8 @@ def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rende
     """
     status = str(plan_view.get("status") or "")
     label = s.PLAN_STATUS.get(status) or esc(status, 60)
+    if status == PlanStatus.SUCCEEDED and ended_by_probe(mappings(plan_view.get("steps"))):
+        label = s.PLAN_NOTHING_TO_DO
     budget = as_float(plan_view.get("budget_usd"))
     spent = usd(plan_view.get("spent_usd"))
     summary = s.STATUS_SUMMARY.format(

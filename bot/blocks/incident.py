@@ -10,6 +10,7 @@ from bot.blocks.layout import context, finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, as_int, mappings
 from bot.blocks.text import (
     MAX_HEADER_TEXT,
+    ended_by_probe,
     esc,
     esc_reason,
     mention,
@@ -113,6 +114,8 @@ def _progress_lines(
         )
     status = str(progress.get("status") or "")
     field = None
+    if status == PlanStatus.SUCCEEDED and ended_by_probe(done):
+        return lines, s.FIELD_OUTCOME.format(status=s.PLAN_NOTHING_TO_DO, reason="")
     if status:
         label = s.PLAN_STATUS.get(status) or esc(status, 60)
         said = reason and status not in (PlanStatus.RUNNING, PlanStatus.WAITING)

@@ -176,6 +176,16 @@ def said_by(plan_reason: str, error: object) -> bool:
     return bool(text) and plan_reason.strip().startswith(text)
 
 
+def ended_by_probe(steps: Iterable[Mapping[str, object]]) -> bool:
+    """True when a probe's observation ended the plan (its ``end_if`` saw what it names)."""
+    return any(
+        isinstance(observe := step.get("observe"), Mapping)
+        and bool(observe.get("seen"))
+        and observe.get("end_if") == observe.get("seen")
+        for step in steps
+    )
+
+
 def rejecter(error: object) -> str | None:
     """The user id in a rejected step's error (``Rejected by U123: ...``), or None."""
     match = _REJECTED_BY.match(error) if isinstance(error, str) else None

@@ -85,13 +85,18 @@ async def test_a_healthy_service_ends_the_plan_with_nothing_to_do(stack: Stack) 
     assert "the call worked, and the service is *healthy*" in thread
     assert "*Observed:* answered 200: healthy" in thread
     assert "✅ Nothing to do" in thread
-    assert "Nothing to do: the service is healthy" in thread
+    assert "The service is healthy ('Probe checkout-api health' answered 200)" in thread
     with pytest.raises(LookupError):
         stack.card("Restart checkout-api")  # no approval asked for a healthy service
     assert stack.service.restarts == 0
     root = root_text(stack)
     assert "🩺 answered 200: healthy" in root
     assert root.count("⏭ skipped") == 2
+    assert "*Plan outcome*\\n✅ Nothing to do" in root
+    await stack.command("status")
+    await stack.settle()
+    status = json.dumps([e.blocks for e in stack.slack.ephemerals("UREQ")], ensure_ascii=False)
+    assert "*✅ Nothing to do*" in status
 
 
 async def test_an_unhealthy_service_is_observed_and_the_restart_is_proposed(

@@ -107,7 +107,9 @@ async def test_a_healthy_answer_ends_the_plan_with_nothing_to_do(
     try:
         view = await control.plan_view(opened.plan_id)
         assert view.status == "succeeded"
-        assert view.status_reason.startswith("Nothing to do: the service is healthy")
+        assert view.status_reason.startswith(
+            "The service is healthy ('Probe checkout-api' answered 200)"
+        )
         probe, restart = view.steps
         assert probe.status == "succeeded"
         assert probe.observe is not None
