@@ -2,9 +2,12 @@
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bot import blocks
 from bot.blocks import render, render_approval_card
-from tests.bot.test_blocks import all_mrkdwn
+from tests.bot.test_blocks import EVIL, all_mrkdwn, assert_accepted, assert_escaped, incident
 
 CARD: dict[str, Any] = {
     "approval_id": "a1",
@@ -112,3 +115,103 @@ def test_a_refusal_written_by_the_control_plane_keeps_its_mention() -> None:
         "reason": "<@U0APP1> already rejected this step; the button no longer works.",
     }
     assert "<@U0APP1> already rejected" in all_mrkdwn(render("vote_refused", payload))
+
+
+# --- the root as steps finish, and a probe's observation --------------------------------
+
+
+def _progress(**overrides: Any) -> dict[str, Any]:
+    root = incident()
+    keys = [str(step_["key"]) for step_ in root["steps"]]
+    base: dict[str, Any] = {
+        "status": "succeeded",
+        "status_reason": "All steps succeeded.",
+        "steps": [
+            {"key": keys[0], "kind": "runbook", "status": "succeeded"},
+            {"key": keys[1], "kind": "runbook", "status": "succeeded"},
+            {"key": keys[2], "kind": "runbook", "status": "succeeded"},
+        ],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_the_root_without_progress_shows_the_proposal() -> None:
+    text = all_mrkdwn(blocks.render_incident_root(incident(), "open"))
+    assert "runs automatically" in text
+    assert "Plan outcome" not in text
+
+
+def test_the_root_with_progress_shows_outcomes_not_what_steps_would_need() -> None:
+    rendered = blocks.render_incident_root(incident(), "resolved", _progress())
+    assert_accepted(rendered)
+    text = all_mrkdwn(rendered)
+    assert "runs automatically" not in text
+    assert "needs 2 approvals" not in text
+    assert text.count("✅ succeeded") == 3
+    assert "*Plan outcome*\n✅ Succeeded: All steps succeeded." in text
+    assert "✅ Resolved" in text
+
+
+def test_a_compensation_and_a_failure_show_on_the_root() -> None:
+    progress = _progress(
+        status="failed",
+        status_reason="'Restart' failed: boom. A human needs to take over.",
+    )
+    progress["steps"][1].update(status="compensated", error="boom <!here>")
+    progress["steps"].append(
+        {"key": "undo-x", "kind": "compensation", "status": "succeeded", "title": "Undo restart"}
+    )
+    text = all_mrkdwn(blocks.render_incident_root(incident(), "open", progress))
+    assert "↩️ undone: boom &lt;!here&gt;" in text
+    assert "↩️ Compensation *Undo restart*" in text
+    assert "❌ Failed: 'Restart' failed: boom." in text
+    assert "<!here>" not in text
+
+
+def test_a_step_finished_with_an_observation_separates_the_call_from_the_health() -> None:
+    observe = {"seen": "unhealthy", "why": "expected status 200, got 503", "status": 503}
+    payload = {
+        "title": "Probe checkout-api health",
+        "tool_action": "http.get",
+        "status": "succeeded",
+        "summary": "GET http://x/health -> 503 (1 ms)",
+        "observe": observe,
+    }
+    text = all_mrkdwn(render("step_finished", payload))
+    assert "the call worked, and the service is *unhealthy*" in text
+    assert "*Observed:* answered 503: unhealthy (expected status 200, got 503)" in text
+    assert "succeeded  `http.get`" not in text
+    healthy = {**payload, "observe": {"seen": "healthy", "status": 200}}
+    assert "answered 200: healthy" in all_mrkdwn(render("step_finished", healthy))
+    shell = {**payload, "observe": {"seen": "unhealthy", "exit_code": 3, "why": "x"}}
+    assert "exited 3: unhealthy (x)" in all_mrkdwn(render("step_finished", shell))
+
+
+def test_a_plan_a_probe_ended_finishes_as_nothing_to_do() -> None:
+    payload = {"status": "succeeded", "code": "nothing_to_do", "reason": "The service is healthy."}
+    text = all_mrkdwn(render("plan_finished", payload))
+    assert "*Plan finished: ✅ Nothing to do*\nThe service is healthy." in text
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30) | st.sampled_from([EVIL]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+_step_keys = st.sampled_from(["key", "kind", "status", "error", "observe", "title", "result"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    status=_values,
+    reason=_values,
+    steps=st.lists(st.dictionaries(_step_keys, _values, max_size=6), max_size=5),
+)
+def test_any_progress_renders_a_root_slack_accepts(
+    status: object, reason: object, steps: list[dict[str, Any]]
+) -> None:
+    progress = {"status": status, "status_reason": reason, "steps": steps}
+    rendered = blocks.render_incident_root(incident(), "open", progress)
+    assert_accepted(rendered)
+    assert_escaped(rendered)
