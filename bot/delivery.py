@@ -205,11 +205,11 @@ class SlackNotifier:
         rendered = await asyncio.to_thread(
             render_incident_root, root, str(root.get("incident_status") or "open"), progress
         )
-        limiter = self._limiters.setdefault(ref.channel, AsyncLimiter(1, 1 / self._rate))
-        async with limiter:
-            await self._client.chat_update(
-                channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
-            )
+        # chat.update is outside Slack's one-message-per-second posting pace (like card
+        # updates); a 429 retries the delivery, which then redoes only this update.
+        await self._client.chat_update(
+            channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
+        )
 
     async def _progress(
         self, root: dict[str, Any], message: OutboxMessage

@@ -115,3 +115,14 @@ async def test_an_unhealthy_service_is_observed_and_the_restart_is_proposed(
     await stack.settle()
     status = json.dumps([e.blocks for e in stack.slack.ephemerals("UREQ")], ensure_ascii=False)
     assert "🩺 *1. Probe checkout-api health*  `http.get` · answered 503: unhealthy" in status
+
+
+async def test_a_root_update_slack_refuses_is_redone_without_posting_twice(stack: Stack) -> None:
+    stack.slack.fail_next("chat.update", 2, status=429, retry_after=0)
+    await stack.command("checkout-api is down")
+    await stack.settle()
+    probes = [m for m in stack.thread() if m.text.startswith("Step succeeded: Probe")]
+    assert len(probes) == 1  # the thread message was not posted again
+    cards = [m for m in stack.thread() if m.text.startswith("Approval needed")]
+    assert len(cards) == 1
+    assert "🙋 waiting for approval" in root_text(stack)
