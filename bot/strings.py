@@ -112,6 +112,10 @@ STEPS_HEADING: Final = "*Steps*"
 NO_STEPS: Final = "_No steps._"
 STEP_LINE: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{risk}{dot}{policy}"
 POLICY_ALLOW: Final = "runs automatically"
+ENDS_IF: Final = {
+    "healthy": "; a healthy answer ends the plan",
+    "unhealthy": "; an unhealthy answer ends the plan",
+}
 POLICY_APPROVALS: Final = "needs {quorum} approval{plural}{excl}: {reason}"
 POLICY_NOT_REQUESTER: Final = ", not the requester"
 POLICY_DENY: Final = "denied: {reason}"

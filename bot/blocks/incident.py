@@ -28,6 +28,12 @@ from policies.model import Verdict
 
 
 def _policy(step: Payload) -> str:
+    observe = step.get("observe")
+    ends = s.ENDS_IF.get(str(observe.get("end_if"))) if isinstance(observe, Mapping) else None
+    return _verdict(step) + (ends or "")
+
+
+def _verdict(step: Payload) -> str:
     verdict = str(step.get("verdict") or "")
     reason = esc(step.get("reason"), 300)
     if verdict == Verdict.ALLOW:

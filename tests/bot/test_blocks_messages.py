@@ -215,3 +215,10 @@ def test_any_progress_renders_a_root_slack_accepts(
     rendered = blocks.render_incident_root(incident(), "open", progress)
     assert_accepted(rendered)
     assert_escaped(rendered)
+
+
+def test_the_proposed_root_says_a_healthy_probe_ends_the_plan() -> None:
+    root = incident()
+    root["steps"][0]["observe"] = {"healthy": {"status": 200}, "end_if": "healthy"}
+    text = all_mrkdwn(blocks.render_incident_root(root, "open"))
+    assert "runs automatically; a healthy answer ends the plan" in text
