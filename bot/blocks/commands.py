@@ -20,6 +20,7 @@ from bot.blocks.text import (
     ended_by_probe,
     esc,
     esc_reason,
+    halted_by,
     mention,
     observation_text,
     one_line,
@@ -154,8 +155,8 @@ def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rende
         else s.SPENT_NO_BUDGET.format(spent=spent),
     )
     steps = mappings(plan_view.get("steps"))
-    people = _rejecters(steps)
     reason = str(plan_view.get("status_reason") or "")
+    people = _rejecters(steps) | halted_by(status, reason)
     if reason:
         summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason, people=people))
     lines = [

@@ -13,6 +13,7 @@ from bot.blocks.text import (
     ended_by_probe,
     esc,
     esc_reason,
+    halted_by,
     mention,
     observation_text,
     one_line,
@@ -100,7 +101,9 @@ def _progress_lines(
     done = mappings(progress.get("steps"))
     by_key = {str(d.get("key")): d for d in done if d.get("kind") != StepKind.COMPENSATION}
     reason = str(progress.get("status_reason") or "")
+    status = str(progress.get("status") or "")
     people = {v for d in done if (v := rejecter(str(d.get("error") or "")))}
+    people |= halted_by(status, reason)
     lines = []
     for n, step in enumerate(steps, start=1):
         now = by_key.get(str(step.get("key")))
@@ -118,13 +121,18 @@ def _progress_lines(
                 outcome=label,
             )
         )
-    status = str(progress.get("status") or "")
     field = None
     if status == PlanStatus.SUCCEEDED and ended_by_probe(done):
         return lines, s.FIELD_OUTCOME.format(status=s.PLAN_NOTHING_TO_DO, reason="")
     if status:
         label = s.PLAN_STATUS.get(status) or esc(status, 60)
-        said = reason and status not in (PlanStatus.RUNNING, PlanStatus.WAITING)
+        # A plan cancelled by closing the incident: the status field and the thread say who
+        # and why (its reason may be what they typed, or name them by id).
+        said = reason and status not in (
+            PlanStatus.RUNNING,
+            PlanStatus.WAITING,
+            PlanStatus.CANCELLED,
+        )
         why = esc_reason(one_line(reason, 300), 300, people=people) if said else ""
         field = s.FIELD_OUTCOME.format(
             status=label, reason=s.VOTE_REASON.format(reason=why) if why else ""

@@ -186,6 +186,23 @@ def ended_by_probe(steps: Iterable[Mapping[str, object]]) -> bool:
     )
 
 
+_LEADING_MENTION: Final = re.compile(r"<@([UW][A-Z0-9]{1,30})>")
+
+
+def halted_by(status: object, reason: object) -> set[str]:
+    """Who a halted plan's reason names first: the person who stopped it.
+
+    Every halt reason is the control plane's sentence (``<@U1> rejected 'x'; the plan is
+    halted. Reason: ...``, ``<@U1> stopped the plan while ...``); what a person typed only
+    follows it. So the leading mention of a *halted* plan's reason is live, and only it. A
+    cancelled plan's reason may be what someone typed, start to end: it gets no live mention.
+    """
+    if status != "halted" or not isinstance(reason, str):
+        return set()
+    match = _LEADING_MENTION.match(reason)
+    return {match[1]} if match else set()
+
+
 def rejecter(error: object) -> str | None:
     """The user id in a rejected step's error (``Rejected by U123: ...``), or None."""
     match = _REJECTED_BY.match(error) if isinstance(error, str) else None

@@ -222,3 +222,16 @@ def test_the_proposed_root_says_a_healthy_probe_ends_the_plan() -> None:
     root["steps"][0]["observe"] = {"healthy": {"status": 200}, "end_if": "healthy"}
     text = all_mrkdwn(blocks.render_incident_root(root, "open"))
     assert "runs automatically; a healthy answer ends the plan" in text
+
+
+def test_a_halted_plans_leading_mention_is_live_and_a_cancelled_plans_is_not() -> None:
+    stop = "<@U0APP1> stopped the plan while 'Restart' was in doubt; the step stays in doubt."
+    halted = {"status": "halted", "status_reason": stop, "steps": []}
+    assert "_<@U0APP1> stopped the plan" in all_mrkdwn(blocks.status_blocks(halted))
+    root = all_mrkdwn(blocks.render_incident_root(incident(), "open", halted))
+    assert "✋ Halted: <@U0APP1> stopped the plan" in root
+    typed = {"status": "cancelled", "status_reason": "<@U0BOSS9> said so", "steps": []}
+    assert "<@U0BOSS9>" not in all_mrkdwn(blocks.status_blocks(typed))
+    closed = all_mrkdwn(blocks.render_incident_root(incident(), "resolved", typed))
+    assert "U0BOSS9" not in closed  # the root says Resolved; the thread says who and why
+    assert "*Plan outcome*\n🚫 Cancelled" in closed
