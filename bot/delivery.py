@@ -18,6 +18,7 @@ from bot.blocks import render, render_approval_card, render_incident_root
 from bot.blocks.incidents import close_answer
 from bot.refs import Refs
 from orchestration.control import ControlPlane
+from orchestration.errors import NotFound
 from orchestration.inbox import NOTICE_KIND, NoticeKind
 from orchestration.models import OutboxMessage
 from orchestration.outbox import DeliveryDropped, DeliveryRetry
@@ -31,6 +32,21 @@ CLOSE_NOTICES = frozenset(
         NoticeKind.WHICH_INCIDENT,
         NoticeKind.ALREADY_CLOSED,
         NoticeKind.CLOSE_REFUSED,
+    }
+)
+
+# Messages after which the incident's root shows what became of its steps (a chat.update).
+ROOT_UPDATES = frozenset(
+    {
+        "approval_requested",
+        "step_finished",
+        "step_denied",
+        "step_in_doubt",
+        "plan_blocked",
+        "plan_finished",
+        "rejection_reason_added",
+        "incident_resolved",
+        "incident_cancelled",
     }
 )
 
@@ -108,14 +124,20 @@ class SlackNotifier:
     async def _deliver(self, message: OutboxMessage) -> None:
         done = await self._refs.get(f"outbox:{message.id}")
         if done is not None and message.kind != "approval_updated":
-            return  # posted before a crash; do not post twice
+            # Posted before a crash or a failed root update: do not post twice; the root
+            # update is idempotent, so it is done again.
+            if message.kind in ROOT_UPDATES:
+                await self._refresh_root(message)
+            return
         payload = dict(message.payload)
         kind = message.kind
         if kind == "incident_opened":
             rendered = await asyncio.to_thread(render, kind, payload)
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
+            # The root's plan, so later updates show that plan's progress (not a recovery's).
+            root = {**payload, "plan_id": message.plan_id, "incident_status": "open"}
             await self._refs.put(
-                f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=payload
+                f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=root
             )
             assert message.incident_id is not None
             await self._control.set_thread(message.incident_id, ts)
@@ -152,9 +174,9 @@ class SlackNotifier:
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
             )
-            if kind in ("incident_resolved", "incident_cancelled"):
-                await self._update_root(message, kind.removeprefix("incident_"))
         await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
+        if kind in ROOT_UPDATES:
+            await self._refresh_root(message)
 
     async def _notice(self, message: OutboxMessage, payload: dict[str, Any]) -> str:
         """A reply about a request: to its asker alone, or (an alert's) to the channel."""
@@ -181,11 +203,39 @@ class SlackNotifier:
         )
         return ref.ts
 
-    async def _update_root(self, message: OutboxMessage, status: str) -> None:
-        ref = await self._refs.get(f"incident:{message.incident_id}")
+    async def _refresh_root(self, message: OutboxMessage) -> None:
+        """Update the incident's root with its status and what became of each step so far."""
+        key = f"incident:{message.incident_id}"
+        ref = await self._refs.get(key)
         if ref is None:
             return
-        rendered = await asyncio.to_thread(render_incident_root, ref.payload, status)
+        root = dict(ref.payload)
+        if message.kind in ("incident_resolved", "incident_cancelled"):
+            root["incident_status"] = message.kind.removeprefix("incident_")
+            await self._refs.put(key, channel=ref.channel, ts=ref.ts, payload=root)
+        progress = await self._progress(root, message)
+        rendered = await asyncio.to_thread(
+            render_incident_root, root, str(root.get("incident_status") or "open"), progress
+        )
+        # chat.update is outside Slack's one-message-per-second posting pace (like card
+        # updates); a 429 retries the delivery, which then redoes only this update.
         await self._client.chat_update(
             channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
         )
+
+    async def _progress(
+        self, root: dict[str, Any], message: OutboxMessage
+    ) -> dict[str, Any] | None:
+        """The root's plan as it stands, or None when it cannot be read (the proposal stays)."""
+        plan_id = root.get("plan_id")
+        try:
+            if isinstance(plan_id, str):
+                view = await self._control.plan_view(plan_id)
+            else:  # a root posted before roots remembered their plan
+                assert message.incident_id is not None
+                view = await self._control.incident_plan(message.incident_id)
+                if view.version != root.get("plan_version"):
+                    return None
+        except NotFound:
+            return None
+        return view.model_dump(mode="json")

@@ -334,8 +334,9 @@ def _ops_text(report: OpsReport) -> list[str]:
         f"({report.incidents_resolved} resolved)",
         f"  action success rate         {pct(report.action_success_rate)} "
         f"({report.actions_succeeded}/{report.actions_executed} actions)",
-        f"  human escalation rate       {pct(report.escalation_rate)} "
-        f"({report.plans_escalated}/{report.plans_finished} plans)",
+        f"  humans took over            {pct(report.escalation_rate)} "
+        f"({report.plans_escalated}/{report.plans_finished} plans halted, denied, failed, "
+        "in doubt or timed out)",
         f"  cost per successful action  {money(report.cost_per_successful_action_usd)}",
         f"  false-positive rate         {pct(report.false_positive_rate)} "
         f"({report.changes_false_positive}/{report.changes_decided} changes)",

@@ -40,7 +40,8 @@ GAUGES: tuple[tuple[str, str, str], ...] = (
     (
         "opsgate_escalation_ratio",
         "escalation_rate",
-        "Finished plans that asked humans or escalated, last 24 h",
+        "Finished plans where humans had to take over (halted, denied, failed, in doubt, timed "
+        "out; not designed approvals), last 24 h",
     ),
     (
         "opsgate_cost_per_successful_action_usd",

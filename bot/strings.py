@@ -112,10 +112,42 @@ STEPS_HEADING: Final = "*Steps*"
 NO_STEPS: Final = "_No steps._"
 STEP_LINE: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{risk}{dot}{policy}"
 POLICY_ALLOW: Final = "runs automatically"
+ENDS_IF: Final = {
+    "healthy": "; a healthy answer ends the plan",
+    "unhealthy": "; an unhealthy answer ends the plan",
+}
 POLICY_APPROVALS: Final = "needs {quorum} approval{plural}{excl}: {reason}"
 POLICY_NOT_REQUESTER: Final = ", not the requester"
 POLICY_DENY: Final = "denied: {reason}"
 POLICY_OTHER: Final = "{verdict}: {reason}"
+# The root message as steps finish: the outcome replaces what the policy said it needs.
+ROOT_STEP_STATUS: Final = {
+    "pending": "⏳ not run yet",
+    "awaiting_approval": "🙋 waiting for approval",
+    "running": "▶️ running",
+    "succeeded": "✅ succeeded",
+    "failed": "❌ failed",
+    "denied": "⛔ denied by policy",
+    "rejected": "✋ rejected",
+    "skipped": "⏭ skipped",
+    "compensated": "↩️ undone",
+    "cancelled": "⏹️ stopped",
+    "in_doubt": "⚠️ in doubt",
+}
+OBSERVED_EMOJI: Final = "🩺"
+ROOT_STEP_OBSERVED: Final = "🩺 {observed}"
+ROOT_STEP_BY: Final = "{label} by {voter}"
+ROOT_STEP_DETAIL: Final = "{label}: {detail}"
+ROOT_COMPENSATION: Final = "↩️ Compensation *{title}*  `{tool}`{dot}{outcome}"
+FIELD_OUTCOME: Final = "*Plan outcome*\n{status}{reason}"
+
+# A probe's observation: whether the call worked, and what it says about the service.
+ANSWERED_STATUS: Final = "answered {status}"
+ANSWERED_EXIT: Final = "exited {code}"
+ANSWERED_OK: Final = "answered"
+OBSERVED_HEALTHY: Final = "{answer}: healthy"
+OBSERVED_UNHEALTHY: Final = "{answer}: unhealthy{why}"
+OBSERVED_WHY: Final = " ({why})"
 MORE_STEPS: Final = "{emoji} …and {count} more steps (see `/incident status`)"
 MORE_STEPS_EMOJI: Final = "➕"
 FORECAST: Final = "💵 Forecast {forecast} of {budget} budget"
@@ -170,6 +202,11 @@ STEP_SUCCEEDED: Final = "✅ *{title}* succeeded  `{tool}`"
 STEP_FAILED: Final = "❌ *{title}* failed  `{tool}`"
 COMP_SUCCEEDED: Final = "↩️ Compensation *{title}* succeeded  `{tool}`"
 COMP_FAILED: Final = "❌ Compensation *{title}* failed  `{tool}`"
+STEP_OBSERVED: Final = {
+    "healthy": "🩺 *{title}*  `{tool}`: the call worked, and the service is *healthy*",
+    "unhealthy": "🩺 *{title}*  `{tool}`: the call worked, and the service is *unhealthy*",
+}
+OBSERVED: Final = "*Observed:* {observed}"
 STEP_OTHER: Final = "• *{title}* {status}  `{tool}`"
 STEP_FALLBACK: Final = "Step {status}: {title}"
 RESULT: Final = "*Result:* {summary}"
@@ -204,6 +241,8 @@ PLAN_STATUS: Final = {
     "blocked": "⛔ Blocked",
     "shadow": "👻 Shadow (nothing executed)",
 }
+# A plan a probe ended (code ``nothing_to_do``): it succeeded by finding nothing to fix.
+PLAN_NOTHING_TO_DO: Final = "✅ Nothing to do"
 PLAN_FINISHED: Final = "*Plan finished: {status}*\n{reason}"
 PLAN_FINISHED_FALLBACK: Final = "Plan finished: {status}"
 
@@ -247,6 +286,7 @@ STATUS_HEADER: Final = "Plan status"
 STATUS_SUMMARY: Final = "*{status}*{dot}runbook `{runbook}`{dot}plan v{version}{dot}{spent}"
 STATUS_REASON: Final = "_{reason}_"
 STATUS_STEP: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{status}{detail}"
+STATUS_REJECTED_BY: Final = " by {voter}"
 STATUS_FALLBACK: Final = "Plan {status}: {done}/{total} steps done"
 BREAKERS_HEADING: Final = "*Circuit breakers* (calls to these targets are paused)"
 BREAKER_OPEN: Final = "🔴 `{key}` open since {since}, probe in {wait} s"
@@ -317,7 +357,10 @@ BUDGET_NONE: Final = "_No budget warnings or stops._"
 OPS_HEADING: Final = "*Operations*"
 OPS_MTTR: Final = "*Mean time to resolve*\n{value} ({count} resolved)"
 OPS_SUCCESS: Final = "*Action success*\n{value} ({ok}/{total} actions)"
-OPS_ESCALATION: Final = "*Human escalation*\n{value} ({count}/{total} plans)"
+OPS_ESCALATION: Final = (
+    "*Humans took over*\n{value} ({count}/{total} plans halted, denied, failed, in doubt "
+    "or timed out; a designed approval is not counted)"
+)
 OPS_COST_PER: Final = "*Cost per successful action*\n{value}"
 OPS_FALSE_POSITIVE: Final = "*False positives*\n{value} ({count}/{total} changes)"
 OPS_LEAD_TIME: Final = "*Change lead time*\n{value} ({total} plans)"

@@ -383,6 +383,7 @@ class ControlPlane:
                     exclude_requester=decision.exclude_requester,
                     expect=step.expect,
                     compensate=step.compensate,
+                    observe=step.observe,
                     cost_usd=step.estimate_usd,
                 )
             )

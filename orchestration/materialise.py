@@ -80,6 +80,7 @@ def materialise(
                 expect=item.expect,
                 compensate=item.compensate,
                 in_doubt_check=item.check,
+                observe=item.observe,
                 status=StepStatus.PENDING.value,
                 estimate_usd=estimate,
             )

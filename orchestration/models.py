@@ -176,6 +176,9 @@ class Step(SQLModel, table=True):
     lease_until: datetime | None = _ts(nullable=True, index=True)
     # The runbook's read-only probe that tells whether an in-doubt step took effect.
     in_doubt_check: dict[str, Any] | None = _json()
+    # A probe's ``healthy`` expectation and ``end_if`` (orchestration.observe), and once it
+    # answered, what it saw: ``seen`` (healthy or unhealthy), ``why``, ``status``, ``exit_code``.
+    observe: dict[str, Any] | None = _json()
 
 
 class Approval(SQLModel, table=True):

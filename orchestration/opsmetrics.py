@@ -320,6 +320,48 @@ def resolve_times(session: Session, start: datetime, end: datetime) -> list[floa
     return [(resolved - created).total_seconds() for created, resolved in rows if resolved]
 
 
+# Plan endings that hand the incident to humans: halted (a rejection, a policy denial, an
+# approval that timed out, a budget or progress stop, a stop while in doubt) or failed.
+_TAKEN_OVER = (PlanStatus.HALTED.value, PlanStatus.FAILED.value)
+
+
+def escalated_plans(session: Session, cohort: Any, plans: Sequence[Any]) -> set[str]:
+    """The plans of ``cohort`` where humans had to take over.
+
+    A plan counts when it ended halted or failed (a rejection, a policy denial, an approval
+    that expired, a budget or no-progress stop, a failed step), when opsgate escalated it (a
+    ``plan_escalated`` audit event), or when one of its steps went in doubt (an ``in_doubt``
+    approval record asked humans what happened). A designed approval that was granted, a
+    plan the knowledge made stale and an incident closed by hand do not count.
+    """
+    found = {row[0] for row in plans if row[1] in _TAKEN_OVER}
+    found |= {
+        pid
+        for pid in session.exec(
+            select(AuditEvent.plan_id).where(
+                AuditEvent.event == "plan_escalated", col(AuditEvent.plan_id).in_(cohort)
+            )
+        )
+        if pid
+    }
+    found |= set(
+        session.exec(
+            select(Approval.plan_id).where(
+                col(Approval.plan_id).in_(cohort),
+                Approval.purpose == ApprovalPurpose.IN_DOUBT.value,
+            )
+        )
+    )
+    found |= set(
+        session.exec(
+            select(Step.plan_id).where(
+                col(Step.plan_id).in_(cohort), Step.status == StepStatus.IN_DOUBT.value
+            )
+        )
+    )
+    return found
+
+
 def ops_report(
     session: Session,
     start: datetime,
@@ -337,8 +379,9 @@ def ops_report(
     - ``action_success_rate`` = succeeded actions / executed actions, where executed means
       status succeeded, failed or compensated (it ran; a compensated step ran and was undone,
       so it does not count as a success).
-    - ``escalation_rate`` = plans that asked humans (any approval record, step or budget) or
-      escalated (a ``plan_escalated`` audit event) / plans finished.
+    - ``escalation_rate`` = plans where humans had to take over / plans finished; see
+      :func:`escalated_plans`. An approval the runbook's policy asks for by design is not an
+      escalation: it is the plan working as written.
     - ``cost_per_successful_action_usd`` = spend of the finished plans (all their cost
       entries, whenever spent) / succeeded actions of those plans.
     - ``false_positive_rate`` = state-changing (not read-only) actions that a human rejected or
@@ -372,16 +415,7 @@ def ops_report(
             col(Step.plan_id).in_(cohort), Step.kind == StepKind.RUNBOOK.value
         )
     ).all()
-    asked = set(session.exec(select(Approval.plan_id).where(col(Approval.plan_id).in_(cohort))))
-    asked |= {
-        pid
-        for pid in session.exec(
-            select(AuditEvent.plan_id).where(
-                AuditEvent.event == "plan_escalated", col(AuditEvent.plan_id).in_(cohort)
-            )
-        )
-        if pid
-    }
+    escalated = escalated_plans(session, cohort, plans)
     cohort_usd = float(
         session.exec(
             select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(
@@ -417,7 +451,7 @@ def ops_report(
         incidents_resolved=len(resolve_s),
         plans_finished=len(plans),
         plans_succeeded=sum(1 for _, status, _, _ in plans if status == PlanStatus.SUCCEEDED),
-        plans_escalated=len(asked),
+        plans_escalated=len(escalated),
         actions_executed=executed,
         actions_succeeded=succeeded,
         changes_decided=decided,
@@ -426,7 +460,7 @@ def ops_report(
         cache_hit_rate=ratio(hits, hits + misses),
         mttr_s=mean(resolve_s),
         action_success_rate=ratio(succeeded, executed),
-        escalation_rate=ratio(len(asked), len(plans)),
+        escalation_rate=ratio(len(escalated), len(plans)),
         cost_per_successful_action_usd=ratio(cohort_usd, succeeded),
         false_positive_rate=ratio(false_pos, decided),
         change_lead_time_s=mean(lead),

@@ -40,6 +40,7 @@ class StepDraft(BaseModel):
     expect: dict[str, Any] | None = None
     compensate: dict[str, Any] | None = None
     check: dict[str, Any] | None = None
+    observe: dict[str, Any] | None = None
     cost_usd: float | None = None
 
 
@@ -178,6 +179,8 @@ def draft_steps(specs: Sequence[StepSpec], params: Mapping[str, str]) -> tuple[S
                 expect=spec.expect,
                 compensate=compensate,
                 check=check,
+                # The record orchestration.observe judges the answer by.
+                observe={"healthy": spec.healthy, "end_if": spec.end_if} if spec.healthy else None,
                 cost_usd=spec.cost_usd,
             )
         )
@@ -200,9 +203,14 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
         "runbook": [runbook.id, runbook.version],
         "pins": pins,
         "params": clean,
-        # A step without a check hashes as it did before checks existed.
+        # A step without a check or an observation hashes as it did before they existed.
         "steps": [
-            s.model_dump(mode="json", exclude={"args_hash"} | (set() if s.check else {"check"}))
+            s.model_dump(
+                mode="json",
+                exclude={"args_hash"}
+                | (set() if s.check else {"check"})
+                | (set() if s.observe else {"observe"}),
+            )
             for s in steps
         ],
     }

@@ -85,7 +85,10 @@ def emit(
             "incident_id": ctx.incident_id,
             "plan_id": ctx.plan_id,
             "step_id": step_id,
-            "payload": sanitise({**payload, "correlation_id": ctx.correlation_id}),
+            # ``actor``: who caused the message; the surface lets reasons mention only them.
+            "payload": sanitise(
+                {"actor": ctx.actor, **payload, "correlation_id": ctx.correlation_id}
+            ),
             "created_at": ctx.now,
             "attempts": 0,
             "next_attempt_at": None,

@@ -67,6 +67,7 @@ class StepRow:
     read_only: bool
     idempotent: bool
     expect: dict[str, Any] | None
+    observe: dict[str, Any] | None
     compensate: dict[str, Any] | None
     compensates_step: str | None
     status: str

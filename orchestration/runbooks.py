@@ -127,6 +127,10 @@ class StepSpec(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     risk: Risk
     expect: dict[ExpectKey, Any] | None = None
+    # An observation, never a failure: what a healthy answer looks like (``expect``'s keys),
+    # and whether seeing it (or its opposite) ends the plan (see ``orchestration.observe``).
+    healthy: dict[ExpectKey, Any] | None = None
+    end_if: Literal["healthy", "unhealthy"] | None = None
     compensate: CompensateSpec | None = None
     check: CheckSpec | None = None
     cost_usd: float | None = Field(default=None, ge=0)
@@ -189,6 +193,8 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
                 (("steps", index, "id"), f"step ids must be unique; repeated: {step.id}")
             )
         seen.add(step.id)
+    for index, step in enumerate(runbook.steps):
+        problems.extend(_observe_problems(index, step, last=index == len(runbook.steps) - 1))
     known = runbook.match.group_names() | set(runbook.params)
     for index, step in enumerate(runbook.steps):
         problems.extend(credential_problems(index, step))
@@ -244,6 +250,37 @@ def _loc_of(where: str) -> Loc:
         for index in re.findall(r"(\d+)\]", "[" + rest if rest else ""):
             loc.append(int(index))
     return tuple(loc)
+
+
+def _observe_problems(index: int, step: StepSpec, *, last: bool) -> list[tuple[Loc, str]]:
+    """``healthy`` and ``end_if`` make sense together, on a step that something follows."""
+    where = f"steps[{index}] ({step.id})"
+    if step.healthy is not None and not step.healthy:
+        return [
+            (
+                ("steps", index, "healthy"),
+                f"{where} has an empty healthy; say what a healthy answer looks like, "
+                "e.g. healthy: {status: 200}",
+            )
+        ]
+    if step.end_if is None:
+        return []
+    if step.healthy is None:
+        return [
+            (
+                ("steps", index, "end_if"),
+                f"{where} has end_if: {step.end_if} but no healthy expectation to judge its "
+                "answer by; add healthy: {status: 200} (or what a healthy answer looks like)",
+            )
+        ]
+    if last:
+        return [
+            (
+                ("steps", index, "end_if"),
+                f"{where} is the last step, so end_if has nothing left to skip; remove it",
+            )
+        ]
+    return []
 
 
 def _strings(value: Any) -> Iterator[str]:

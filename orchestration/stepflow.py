@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
-from orchestration import cache
+from orchestration import cache, observe
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
 from orchestration.db import append_row, flush_appends, upsert
@@ -447,10 +447,16 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         _record_unheld(session, ctx, step, outcome)
         return plan
     _settle(session, ctx, step, outcome, in_doubt=in_doubt)
+    observe.judge(step, outcome)
     _record_finish(session, ctx, rt, plan, step, outcome)
     ok = outcome.succeeded
     if ok:
         _mark_compensated(session, step)
+        ending = observe.plan_ending(step)
+        if ending is not None and not is_final(plan):
+            end_plan(
+                session, ctx, plan, PlanStatus.SUCCEEDED, reason=ending, code=observe.NOTHING_TO_DO
+            )
         return plan
     if outcome.cancelled or is_final(plan):
         return plan  # the plan ended around it: nothing to retry or undo automatically
@@ -596,6 +602,7 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
             "plan_spent_usd": plan.spent_usd,
             "plan_budget_usd": plan.budget_usd,
             "kind": step.kind,
+            "observe": step.observe,
         },
         step_id=step.id,
     )
@@ -849,10 +856,13 @@ def _finish_core(
         return _SLOW  # not this process's to settle: the ORM path records why
     if not outcome.succeeded or outcome.cancelled or step.kind == StepKind.COMPENSATION.value:
         return _SLOW  # failures, stops and compensations: rare, and they plan more work
+    if step.observe and step.observe.get("end_if"):
+        return _SLOW  # a probe whose answer may end the plan
     session.info[KNOWLEDGE_ROWS] = count
     plan_before, step_before = snapshot(plan), snapshot(step)
     ctx = ctx_for(plan, base, role=Role.EXECUTOR)
     _settle(session, ctx, step, outcome, in_doubt=False)
+    observe.judge(step, outcome)
     _record_finish(session, ctx, rt, plan, step, outcome)
     write_row(conn, step, step_before)
     result = _next_core(session, base, rt, plan, following)

@@ -26,6 +26,7 @@ class StepPreview(_View):
     exclude_requester: bool
     expect: dict[str, Any] | None = None
     compensate: dict[str, Any] | None = None
+    observe: dict[str, Any] | None = None  # a probe's healthy/end_if (orchestration.observe)
     cost_usd: float = 0.0
 
 
@@ -91,6 +92,7 @@ class StepView(_View):
     result: dict[str, Any] | None
     cost_usd: float
     duration_ms: float
+    observe: dict[str, Any] | None = None
 
 
 class PlanView(_View):

@@ -11,8 +11,10 @@ from bot.blocks.layout import context, finish, section
 from bot.blocks.model import Payload, Rendered, as_int, mappings
 from bot.blocks.text import (
     MAX_BUTTON_VALUE,
+    actors,
     code_block,
     esc,
+    esc_control,
     esc_reason,
     mention,
     risk_badge,
@@ -26,13 +28,12 @@ from orchestration.enums import ApprovalPurpose, ApprovalState, VoteChoice
 def _card_body(card: Payload, *, approvals: int, quorum: int, pending: bool) -> list[Block]:
     excl = s.QUORUM_NOT_REQUESTER if card.get("exclude_requester") else ""
     quorum_field = s.FIELD_QUORUM.format(approvals=approvals, quorum=quorum, excl=excl)
-    expires_field = s.FIELD_EXPIRES.format(when=slack_date(card.get("expires_at")))
-    why = s.WHY.format(reason=esc_reason(card.get("reason")))
+    # A decided card no longer expires: only a pending one says when it will.
+    expiry = [s.FIELD_EXPIRES.format(when=slack_date(card.get("expires_at")))] if pending else []
+    why = s.WHY.format(reason=esc(card.get("reason")))
     blocks: list[Block]
     if card.get("purpose") == ApprovalPurpose.BUDGET:
-        blocks = [
-            section(f"{s.APPROVAL_BUDGET_TITLE}\n{why}", fields=[quorum_field, expires_field])
-        ]
+        blocks = [section(f"{s.APPROVAL_BUDGET_TITLE}\n{why}", fields=[quorum_field, *expiry])]
     else:
         emoji, risk = risk_badge(card.get("risk"))
         template = s.APPROVAL_STEP_TITLE if pending else s.APPROVAL_DECIDED_TITLE
@@ -41,7 +42,7 @@ def _card_body(card: Payload, *, approvals: int, quorum: int, pending: bool) -> 
             s.FIELD_TOOL.format(tool=esc(card.get("tool_action"), 200)),
             s.FIELD_RISK.format(emoji=emoji, risk=risk),
             quorum_field,
-            expires_field,
+            *expiry,
         ]
         blocks = [
             section(title, fields=fields),
@@ -96,7 +97,10 @@ def _final_state(state: str, update: Payload, votes: list[Mapping[str, Any]], qu
     rejects = [v for v in votes if v.get("choice") == VoteChoice.REJECT]
     # A rejection's reason is its vote's (possibly none yet): never the policy's reason.
     reason_text = str((rejects[-1].get("reason") if rejects else update.get("reason")) or "")
-    reason = s.VOTE_REASON.format(reason=esc_reason(reason_text)) if reason_text else ""
+    people = actors(update, "actor", "decided_by")
+    reason = (
+        s.VOTE_REASON.format(reason=esc_reason(reason_text, people=people)) if reason_text else ""
+    )
     if state == ApprovalState.APPROVED:
         voters = s.LIST_SEP.join(mention(v) for v in approvers[:20])
         return s.STATE_APPROVED.format(voters=voters or mention(update.get("decided_by")))
@@ -158,7 +162,7 @@ def render_approval_requested(payload: Payload) -> Rendered:
 
 def render_vote_refused(payload: Payload) -> Rendered:
     """``vote_refused``: the ephemeral reply telling a voter why the click did not count."""
-    reason = esc_reason(payload.get("reason"))
+    reason = esc_control(payload.get("reason"))
     text = s.VOTE_REFUSED.format(voter=mention(payload.get("voter")), reason=reason)
     code = payload.get("code")
     blocks: list[Block] = [section(text)]
@@ -175,7 +179,7 @@ def render_rejection_reason(payload: Payload) -> Rendered:
         else s.BUDGET_TITLE
     )
     voter = mention(payload.get("voter"))
-    reason = esc_reason(payload.get("reason"))
+    reason = esc(payload.get("reason"))
     blocks: list[Block] = [
         section(s.REJECTION_REASON.format(voter=voter, title=title, reason=reason))
     ]

@@ -15,10 +15,23 @@ from slack_sdk.models.views import View
 from bot import strings as s
 from bot.blocks.layout import finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, mappings
-from bot.blocks.text import MAX_REJECT_REASON, esc, esc_reason, one_line, slack_date, usd
+from bot.blocks.text import (
+    MAX_REJECT_REASON,
+    ended_by_probe,
+    esc,
+    esc_reason,
+    halted_by,
+    mention,
+    observation_text,
+    one_line,
+    rejecter,
+    said_by,
+    slack_date,
+    usd,
+)
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.strings import escape
-from orchestration.enums import StepStatus
+from orchestration.enums import PlanStatus, StepStatus
 
 
 def _help_lines() -> str:
@@ -50,17 +63,44 @@ _DONE_STEP_STATES: Final = frozenset(
 )
 
 
-def _status_line(step: Payload, n: int) -> str:
-    status = str(step.get("status") or "")
+def _rejecters(steps: Sequence[Payload]) -> set[str]:
+    """The user ids that rejected steps of the plan (the people its reasons may mention)."""
+    return {
+        voter
+        for step in steps
+        if step.get("error_code") == "rejected" and (voter := rejecter(step.get("error")))
+    }
+
+
+def _status_detail(step: Payload, *, plan_reason: str, people: set[str]) -> str:
+    """What to say after a step's status: who rejected it, or its error unless the plan's
+    reason (shown once, above the steps) already says it."""
     error = step.get("error")
-    detail = s.VOTE_REASON.format(reason=esc_reason(error, 300)) if error else ""
+    if not error:
+        return ""
+    voter = rejecter(error) if step.get("error_code") == "rejected" else None
+    if voter:  # the reason itself is in the plan's reason line
+        return s.STATUS_REJECTED_BY.format(voter=mention(voter))
+    if said_by(plan_reason, error):
+        return ""
+    return s.VOTE_REASON.format(reason=esc_reason(error, 300, people=people))
+
+
+def _status_line(step: Payload, n: int, *, plan_reason: str, people: set[str]) -> str:
+    status = str(step.get("status") or "")
+    emoji = s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI)
+    shown = esc(status.replace("_", " ") or None, 40)
+    detail = _status_detail(step, plan_reason=plan_reason, people=people)
+    observed = observation_text(step.get("observe"))
+    if observed:  # the call worked; what it says about the service is the news
+        emoji, shown, detail = s.OBSERVED_EMOJI, observed, ""
     return s.STATUS_STEP.format(
-        emoji=s.STEP_STATUS_EMOJI.get(status, s.STEP_STATUS_UNKNOWN_EMOJI),
+        emoji=emoji,
         n=n,
         title=esc(step.get("title"), 200),
         tool=esc(step.get("tool_action"), 100),
         dot=s.DOT,
-        status=esc(status.replace("_", " ") or None, 40),
+        status=shown,
         detail=detail,
     )
 
@@ -101,6 +141,8 @@ def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rende
     """
     status = str(plan_view.get("status") or "")
     label = s.PLAN_STATUS.get(status) or esc(status, 60)
+    if status == PlanStatus.SUCCEEDED and ended_by_probe(mappings(plan_view.get("steps"))):
+        label = s.PLAN_NOTHING_TO_DO
     budget = as_float(plan_view.get("budget_usd"))
     spent = usd(plan_view.get("spent_usd"))
     summary = s.STATUS_SUMMARY.format(
@@ -112,11 +154,15 @@ def status_blocks(plan_view: Payload, breakers: Sequence[Payload] = ()) -> Rende
         if budget
         else s.SPENT_NO_BUDGET.format(spent=spent),
     )
-    reason = plan_view.get("status_reason")
-    if reason:
-        summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason))
     steps = mappings(plan_view.get("steps"))
-    lines = [_status_line(step, n) for n, step in enumerate(steps, start=1)] or [s.NO_STEPS]
+    reason = str(plan_view.get("status_reason") or "")
+    people = _rejecters(steps) | halted_by(status, reason)
+    if reason:
+        summary += "\n" + s.STATUS_REASON.format(reason=esc_reason(reason, people=people))
+    lines = [
+        _status_line(step, n, plan_reason=reason, people=people)
+        for n, step in enumerate(steps, start=1)
+    ] or [s.NO_STEPS]
     blocks: list[Block] = [
         header(s.STATUS_HEADER),
         section(summary),

@@ -12,7 +12,15 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, PlainTex
 from bot import strings as s
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import Payload, Rendered, as_int, mappings
-from bot.blocks.text import MAX_BUTTON_VALUE, esc, esc_reason, mention, slack_date, trace_text
+from bot.blocks.text import (
+    MAX_BUTTON_VALUE,
+    actors,
+    esc,
+    esc_reason,
+    mention,
+    slack_date,
+    trace_text,
+)
 from bot.ids import ActionId, BlockId
 from orchestration.enums import ApprovalState, VoteChoice
 
@@ -80,7 +88,10 @@ def _voters(votes: list[Mapping[str, Any]], choice: VoteChoice) -> str:
 
 def _settled(state: str, update: Payload, votes: list[Mapping[str, Any]]) -> str:
     reason_text = str(update.get("reason") or "")
-    reason = s.VOTE_REASON.format(reason=esc_reason(reason_text)) if reason_text else ""
+    people = actors(update, "actor", "decided_by")
+    reason = (
+        s.VOTE_REASON.format(reason=esc_reason(reason_text, people=people)) if reason_text else ""
+    )
     if state == ApprovalState.APPROVED:
         rerun = _voters(votes, VoteChoice.RERUN)
         ran = _voters(votes, VoteChoice.RAN)

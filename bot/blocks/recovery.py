@@ -7,7 +7,7 @@ from slack_sdk.models.blocks import Block
 from bot import strings as s
 from bot.blocks.layout import context, finish, packed, section
 from bot.blocks.model import Payload, Rendered, as_int, mappings
-from bot.blocks.text import esc, esc_reason, risk_badge, trace_text
+from bot.blocks.text import actors, esc, esc_reason, risk_badge, trace_text
 
 
 def _more(count: int) -> str:
@@ -55,7 +55,13 @@ def render_recovery_playbook(payload: Payload) -> Rendered:
             )
         blocks += packed(steps, heading=heading, more=_more)
     if payload.get("skipped"):
-        blocks.append(section(s.RECOVERY_SKIPPED.format(reason=esc_reason(payload.get("skipped")))))
+        blocks.append(
+            section(
+                s.RECOVERY_SKIPPED.format(
+                    reason=esc_reason(payload.get("skipped"), people=actors(payload))
+                )
+            )
+        )
     playbook = s.RECOVERY_PLAYBOOK.format(
         playbook=esc(payload.get("playbook_id"), 100), version=as_int(payload.get("version"), 0)
     )

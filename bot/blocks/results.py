@@ -1,13 +1,25 @@
 """Thread messages about outcomes: steps finished or denied, plans blocked or finished,
 escalations, and incidents resolved or cancelled."""
 
+from collections.abc import Mapping
+
 from slack_sdk.models.blocks import Block
 
 from bot import strings as s
 from bot.blocks.layout import context, finish, section
 from bot.blocks.model import MessageKind, Payload, Rendered, as_float, as_int
-from bot.blocks.text import duration, esc, esc_reason, mention, plural, trace_text, usd
-from orchestration.enums import StepKind, StepStatus
+from bot.blocks.text import (
+    actors,
+    duration,
+    esc,
+    esc_reason,
+    mention,
+    observation_text,
+    plural,
+    trace_text,
+    usd,
+)
+from orchestration.enums import PlanStatus, StepKind, StepStatus
 
 
 def render_step_finished(payload: Payload) -> Rendered:
@@ -23,7 +35,13 @@ def render_step_finished(payload: Payload) -> Rendered:
         template = s.STEP_CANCELLED
     else:
         template = s.STEP_OTHER
+    observe = payload.get("observe")
+    observed = observation_text(observe) if not compensation else ""
+    if observed and isinstance(observe, Mapping):
+        template = s.STEP_OBSERVED[str(observe.get("seen"))]
     lines = [template.format(title=title, tool=tool, status=esc(status, 40))]
+    if observed:
+        lines.append(s.OBSERVED.format(observed=observed))
     if payload.get("summary"):
         lines.append(s.RESULT.format(summary=esc(payload.get("summary"), 1200)))
     attempts = as_int(payload.get("attempts"), 1)
@@ -61,7 +79,7 @@ def render_step_denied(payload: Payload) -> Rendered:
     text = s.STEP_DENIED.format(
         title=title,
         tool=esc(payload.get("tool_action"), 200),
-        reason=esc_reason(payload.get("reason")),
+        reason=esc(payload.get("reason")),
     )
     code = s.CODE.format(code=esc(payload.get("code"), 100))
     return finish(
@@ -72,7 +90,7 @@ def render_step_denied(payload: Payload) -> Rendered:
 
 def render_plan_blocked(payload: Payload) -> Rendered:
     """``plan_blocked``: refused before it started (budget forecast)."""
-    reason = esc_reason(payload.get("reason"))
+    reason = esc(payload.get("reason"))
     forecast = s.FORECAST_ONLY.format(forecast=usd(payload.get("forecast_usd")))
     blocks: list[Block] = [
         section(s.PLAN_BLOCKED.format(reason=reason)),
@@ -85,7 +103,10 @@ def render_plan_finished(payload: Payload) -> Rendered:
     """``plan_finished``: final status, why, and what it cost."""
     status = str(payload.get("status") or "")
     label = s.PLAN_STATUS.get(status) or esc(status, 60)
-    text = s.PLAN_FINISHED.format(status=label, reason=esc_reason(payload.get("reason")))
+    if payload.get("code") == "nothing_to_do" and status == PlanStatus.SUCCEEDED:
+        label = s.PLAN_NOTHING_TO_DO
+    reason = esc_reason(payload.get("reason"), people=actors(payload))
+    text = s.PLAN_FINISHED.format(status=label, reason=reason)
     budget = as_float(payload.get("budget_usd"))
     spent = usd(payload.get("spent_usd"))
     code = payload.get("code")
@@ -101,7 +122,7 @@ def render_plan_finished(payload: Payload) -> Rendered:
 
 def render_escalation(payload: Payload) -> Rendered:
     """``escalation``: opsgate stopped; ``@here`` asks humans to take over."""
-    reason = esc_reason(payload.get("reason"))
+    reason = esc_reason(payload.get("reason"), people=actors(payload))
     code = s.CODE.format(code=esc(payload.get("code"), 100))
     blocks: list[Block] = [
         section(s.ESCALATION.format(reason=reason)),
@@ -114,7 +135,7 @@ def _render_closed(kind: MessageKind, payload: Payload) -> Rendered:
     reason = payload.get("reason")
     text = s.INCIDENT_CLOSED[kind].format(
         actor=mention(payload.get("actor")),
-        reason=s.VOTE_REASON.format(reason=esc_reason(reason)) if reason else "",
+        reason=s.VOTE_REASON.format(reason=esc(reason)) if reason else "",
     )
     blocks: list[Block] = [section(text)]
     if payload.get("correlation_id"):

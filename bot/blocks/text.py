@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -41,6 +42,9 @@ _USER_ID: Final = re.compile(r"[UW][A-Z0-9]{1,30}")
 
 _ESCAPED_MENTION: Final = re.compile(r"&lt;@([UW][A-Z0-9]{1,30})&gt;")
 
+# ``approvals.step_error`` writes a rejected step's error as "Rejected by <voter>[: reason]".
+_REJECTED_BY: Final = re.compile(r"Rejected by ([UW][A-Z0-9]{1,30})\b")
+
 
 def fit(text: str, limit: int) -> str:
     """Clip mrkdwn ``text`` to ``limit`` characters without splitting an entity or a ``<...>``."""
@@ -61,9 +65,29 @@ def esc(value: object, limit: int = MAX_REASON) -> str:
     return fit(escape(value), limit) or s.NONE
 
 
-def esc_reason(value: object, limit: int = MAX_REASON) -> str:
-    """Like :func:`esc`, but user mentions (``<@U123>``) written by the control plane survive."""
+def esc_reason(value: object, limit: int = MAX_REASON, *, people: Iterable[object] = ()) -> str:
+    """Like :func:`esc`, but mentions of ``people`` (``<@U123>``) stay live.
+
+    Reasons the control plane composes name the person who acted (``<@U123> rejected ...``)
+    and may carry what someone typed (``Reason: ...``). Only the ids the payload says acted
+    may be mentioned: a ``<@U999>`` typed into the reason stays text, so nobody can ping a
+    third person through opsgate.
+    """
+    allowed = {p for p in people if isinstance(p, str) and _USER_ID.fullmatch(p)}
+    escaped = escape(value)
+    if allowed:
+        escaped = _ESCAPED_MENTION.sub(lambda m: f"<@{m[1]}>" if m[1] in allowed else m[0], escaped)
+    return fit(escaped, limit) or s.NONE
+
+
+def esc_control(value: object, limit: int = MAX_REASON) -> str:
+    """Escaped text the control plane wrote alone (no user text in it): its mentions stay live."""
     return fit(_ESCAPED_MENTION.sub(r"<@\1>", escape(value)), limit) or s.NONE
+
+
+def actors(payload: Payload, *keys: str) -> set[str]:
+    """The user ids a payload names under ``keys`` (default: its ``actor``), for ``people``."""
+    return {v for k in (keys or ("actor",)) if isinstance(v := payload.get(k), str)}
 
 
 def one_line(value: object, limit: int) -> str:
@@ -140,3 +164,74 @@ def risk_badge(value: object) -> tuple[str, str]:
     """A risk level as ``(emoji, escaped label)``."""
     risk = str(value or "")
     return s.RISK_EMOJI.get(risk, s.RISK_UNKNOWN_EMOJI), esc(risk or None, 40)
+
+
+def said_by(plan_reason: str, error: object) -> bool:
+    """True when a step's error only repeats the plan's reason (shown once, for the plan).
+
+    A rejection reason added later extends the plan's reason, so a skipped step's copy of the
+    earlier reason is a prefix of it.
+    """
+    text = str(error or "").strip()
+    return bool(text) and plan_reason.strip().startswith(text)
+
+
+def ended_by_probe(steps: Iterable[Mapping[str, object]]) -> bool:
+    """True when a probe's observation ended the plan (its ``end_if`` saw what it names)."""
+    return any(
+        isinstance(observe := step.get("observe"), Mapping)
+        and bool(observe.get("seen"))
+        and observe.get("end_if") == observe.get("seen")
+        for step in steps
+    )
+
+
+_LEADING_MENTION: Final = re.compile(r"<@([UW][A-Z0-9]{1,30})>")
+
+
+def halted_by(status: object, reason: object) -> set[str]:
+    """Who a halted plan's reason names first: the person who stopped it.
+
+    Every halt reason is the control plane's sentence (``<@U1> rejected 'x'; the plan is
+    halted. Reason: ...``, ``<@U1> stopped the plan while ...``); what a person typed only
+    follows it. So the leading mention of a *halted* plan's reason is live, and only it. A
+    cancelled plan's reason may be what someone typed, start to end: it gets no live mention.
+    """
+    if status != "halted" or not isinstance(reason, str):
+        return set()
+    match = _LEADING_MENTION.match(reason)
+    return {match[1]} if match else set()
+
+
+def rejecter(error: object) -> str | None:
+    """The user id in a rejected step's error (``Rejected by U123: ...``), or None."""
+    match = _REJECTED_BY.match(error) if isinstance(error, str) else None
+    return match[1] if match else None
+
+
+def _answer(observe: Mapping[str, object]) -> str:
+    """What a probe answered, in a few words (``answered 503``, ``exited 1``)."""
+    code = observe.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return s.ANSWERED_EXIT.format(code=code)
+    status = observe.get("status")
+    if isinstance(status, int) and not isinstance(status, bool):
+        return s.ANSWERED_STATUS.format(status=status)
+    return s.ANSWERED_OK
+
+
+def observation_text(observe: object) -> str:
+    """A probe's observation (``answered 503: unhealthy``), or "" when it judged nothing.
+
+    ``observe`` is the step's ``observe`` record (``orchestration.observe``): ``seen`` is
+    ``healthy`` or ``unhealthy`` once the probe's answer was judged against its ``healthy``
+    expectation; ``why`` says what differed; ``status``/``exit_code`` is what it answered.
+    """
+    if not isinstance(observe, Mapping) or observe.get("seen") not in ("healthy", "unhealthy"):
+        return ""
+    answer = _answer(observe)
+    if observe.get("seen") == "healthy":
+        return s.OBSERVED_HEALTHY.format(answer=answer)
+    why = observe.get("why")
+    detail = s.OBSERVED_WHY.format(why=esc(why, 200)) if why else ""
+    return s.OBSERVED_UNHEALTHY.format(answer=answer, why=detail)

@@ -614,9 +614,11 @@ def test_escalation_reason_cannot_add_its_own_broadcast() -> None:
 
 
 def test_control_plane_mentions_in_reasons_survive_but_broadcasts_do_not() -> None:
+    """The actor's mention stays live; a mention typed into the reason and a broadcast do not."""
     payload = {
+        "actor": "U0APP2",
         "status": "halted",
-        "reason": "Rejected by <@U0APP2>: 'Restart' (<!channel>). The plan is halted.",
+        "reason": "<@U0APP2> rejected 'Restart' (<!channel>). Reason: ask <@U0BOSS9>.",
         "code": "rejected",
         "spent_usd": 0.0,
         "budget_usd": 0.0,
@@ -624,6 +626,8 @@ def test_control_plane_mentions_in_reasons_survive_but_broadcasts_do_not() -> No
     rendered = render("plan_finished", payload)
     text = all_mrkdwn(rendered)
     assert "<@U0APP2>" in text
+    assert "<@U0BOSS9>" not in text
+    assert "&lt;@U0BOSS9&gt;" in text
     assert "&lt;!channel&gt;" in text
     assert "✋ Halted" in text
     assert "total $0.0000" in text

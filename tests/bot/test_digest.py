@@ -71,7 +71,8 @@ async def test_digest_text_tells_the_same_figures(seeded: ControlPlane) -> None:
         "Budget: 1 warning(s), 2 stop(s)",
         "mean time to resolve        1h 15m (2 resolved)",
         "action success rate         85.7% (6/7 actions)",
-        "human escalation rate       75.0% (3/4 plans)",
+        "humans took over            75.0% (3/4 plans halted, denied, failed, in doubt "
+        "or timed out)",
         "cost per successful action  $0.1551",
         "false-positive rate         66.7% (2/3 changes)",
         "change lead time            20m 0s (4 plans, 1 succeeded)",
@@ -280,7 +281,8 @@ async def test_dry_run_after_a_real_flow_shows_its_cost_and_outcome(
     assert f"Spend: {spent}" in out
     assert f"1. {spent}  web-restart  succeeded  'checkout-api is down'  plan {view.id}" in out
     assert "action success rate         100.0% (3/3 actions)" in out
-    assert "human escalation rate       100.0% (1/1 plans)" in out
+    # Two approvals the runbook asks for by design: nobody had to take over.
+    assert "humans took over            0.0% (0/1 plans" in out
     assert len(stack.slack.calls) == posts_before  # a dry run posts nothing
 
 
@@ -295,6 +297,7 @@ async def test_incident_metrics_replies_privately_with_24h_and_7d(stack: Stack) 
     assert "Last 24 hours" in blocks
     assert "Last 7 days" in blocks
     assert "100.0% (3/3 actions)" in blocks
+    assert "0.0% (0/1 plans halted, denied, failed, in doubt or timed out" in blocks
     assert check_blocks(replies[0].blocks or []) == []
 
 
@@ -316,7 +319,7 @@ async def test_metrics_endpoint_serves_the_operational_gauges(stack: Stack) -> N
     ):
         assert f"# TYPE {name} gauge" in text or name == "opsgate_slack_requests_total", name
     assert "opsgate_action_success_ratio 1.0" in text
-    assert "opsgate_escalation_ratio 1.0" in text
+    assert "opsgate_escalation_ratio 0.0" in text  # an approved plan is no escalation
     assert 'opsgate_spend_usd{dimension="tool",key="http"}' in text
     assert "opsgate_false_positive_ratio 0.0" in text
 
