@@ -93,9 +93,8 @@ async def test_a_healthy_service_ends_the_plan_with_nothing_to_do(stack: Stack) 
     assert "🩺 answered 200: healthy" in root
     assert root.count("⏭ skipped") == 2
     assert "*Plan outcome*\\n✅ Nothing to do" in root
-    await stack.command("status")
-    await stack.settle()
-    status = json.dumps([e.blocks for e in stack.slack.ephemerals("UREQ")], ensure_ascii=False)
+    _, body = await stack.command("status")  # answered in the ack, to the asker only
+    status = json.dumps(json.loads(body), ensure_ascii=False)
     assert "*✅ Nothing to do*" in status
 
 
@@ -111,9 +110,8 @@ async def test_an_unhealthy_service_is_observed_and_the_restart_is_proposed(
     assert "*Probe checkout-api health* succeeded" not in thread  # no contradiction
     stack.card("Restart checkout-api")  # the restart waits for approvals
     assert "🩺 answered 503: unhealthy" in root_text(stack)
-    await stack.command("status")
-    await stack.settle()
-    status = json.dumps([e.blocks for e in stack.slack.ephemerals("UREQ")], ensure_ascii=False)
+    _, body = await stack.command("status")  # answered in the ack, to the asker only
+    status = json.dumps(json.loads(body), ensure_ascii=False)
     assert "🩺 *1. Probe checkout-api health*  `http.get` · answered 503: unhealthy" in status
 
 
