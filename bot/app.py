@@ -57,13 +57,16 @@ def build_app(
     expiry_interval_s: float = EXPIRY_INTERVAL_S,
 ) -> SlackApp:
     """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
-    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    # Bolt builds the Web API client from the token: handed a client, it would still read
+    # SLACK_BOT_TOKEN and warn "As you gave `client` as well, `token` will be unused".
     bolt = AsyncApp(
+        token=settings.bot_token,
         signing_secret=settings.signing_secret or None,
-        client=client,
         request_verification_enabled=bool(settings.signing_secret),
         raise_error_for_unhandled_request=False,
     )
+    client = bolt.client
+    client.base_url = settings.api_url
     notifier = SlackNotifier(
         client=client,
         control=control,
