@@ -216,6 +216,8 @@ def cmd_serve(config: Path | None, *, host: str, port: int, socket_mode: bool) -
             print(f"error: {problem}", file=sys.stderr)
         print("opsgate did not start: fix the problems above (opsgate check).", file=sys.stderr)
         return 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         asyncio.run(serve(config, settings, host=host, port=port, socket_mode=socket_mode))
     except OSError as exc:
@@ -255,6 +257,8 @@ def cmd_check(config: Path | None) -> int:
     report = check_all(config, tools_for)
     for problem in report.problems:
         print(f"error: {problem}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.problems:
         print(f"\n{len(report.problems)} problem(s) found.")
         return 1
@@ -275,7 +279,7 @@ def cmd_check(config: Path | None) -> int:
         "tools:\n"
         + "\n".join("  " + line for line in tools_for(report.config).describe().splitlines())
     )
-    print("ok")
+    print(f"ok, with {len(report.warnings)} warning(s) above" if report.warnings else "ok")
     return 0
 
 

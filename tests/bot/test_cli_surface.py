@@ -185,10 +185,13 @@ def taken_port() -> Iterator[int]:
 def test_a_taken_port_is_one_plain_line_and_exit_1(
     tmp_path: Path, taken_port: int, verb: list[str]
 ) -> None:
+    config = tmp_path / "opsgate.yaml"  # approvers set: start-up warns of nothing
+    config.write_text(f"runbooks: {REPO / 'runbooks'}\napprovers: [U1, U2, U3]\n")
     env = _env(
         SLACK_BOT_TOKEN="xoxb-1",
         SLACK_SIGNING_SECRET="s",
         OPSGATE_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
+        OPSGATE_CONFIG=str(config),
     )
     done = _run([*verb, "--port", str(taken_port)], cwd=REPO, env=env)
     assert done.returncode == 1, done.stderr
