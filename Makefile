@@ -8,14 +8,16 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/opsgate demo
 
-.PHONY: demo install test unit lint fmt bench bench-ack check plan clean
+.PHONY: demo install test unit lint fmt bench bench-ack check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+	@echo "opsgate is installed in $(VENV): run $(BIN)/opsgate, or 'source $(BIN)/activate' once, then opsgate"
 
+## install: set up .venv only (the CLI is then .venv/bin/opsgate)
 install: $(STAMP)
 
 ## test: lint, types, layering contracts, then the whole test suite (SQLite and PostgreSQL)

@@ -366,7 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Only the server logs its routine: the other verbs print their own answer, so only
     # warnings reach the terminal (a newcomer running the demo, a dry run, a check).
-    configure_logging(json=None, level=logging.INFO if args.command == "serve" else logging.WARNING)
+    # The demo's terminal is a person's, whatever it is piped to: console lines, never JSON.
+    configure_logging(
+        json=False if args.command == "demo" else None,
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+    )
     config = args.config or config_path()
     verbs: dict[str, Callable[[], int]] = {
         "check": lambda: cmd_check(config),
