@@ -389,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `opsgate check | head`: the reader left early, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs advise
+        return 1
 
 
 if __name__ == "__main__":
