@@ -4,9 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-## demo: the whole incident flow locally, Slack sandbox in the browser
+## demo: the whole incident flow locally, Slack sandbox in the browser (make demo PORT=8081)
+PORT ?= 8080
 demo: $(STAMP)
-	$(BIN)/opsgate demo
+	$(BIN)/opsgate demo --port $(PORT)
 
 .PHONY: demo install test unit lint fmt bench bench-ack check clean
 

@@ -4,9 +4,11 @@ it would go, one plain line for a taken port, plain-words token errors, no Bolt 
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +205,41 @@ def test_a_taken_port_is_one_plain_line_and_exit_1(
     assert "Traceback" not in done.stdout
     if verb[0] == "serve":  # nothing started: the database was never created
         assert not (tmp_path / "serve.db").exists()
+
+
+def test_ctrl_c_stops_serve_while_socket_mode_cannot_reach_slack(tmp_path: Path) -> None:
+    """Socket Mode retries its connection forever; SIGINT must still end the process."""
+    config = tmp_path / "opsgate.yaml"
+    config.write_text(f"runbooks: {REPO / 'runbooks'}\napprovers: [U1]\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = _env(
+        SLACK_BOT_TOKEN="xoxb-1",
+        SLACK_APP_TOKEN="xapp-1",
+        OPSGATE_SLACK_API_URL="http://127.0.0.1:9/api/",  # nothing listens: connect fails
+        OPSGATE_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
+        OPSGATE_CONFIG=str(config),
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--socket-mode", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(600):  # up to a minute for start-up on a busy machine
+            if b"Failed to connect" in log.read_bytes() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert '"event": "opsgate_stopped"' in log.read_text()
