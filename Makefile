@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 ## demo: the whole incident flow locally, Slack sandbox in the browser (make demo PORT=8081)
-PORT ?= 8080
+# `make demo PORT=8081`; := so that a PORT set in the environment does not change it
+PORT := 8080
 demo: $(STAMP)
 	$(BIN)/opsgate demo --port $(PORT)
 
