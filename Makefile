@@ -4,18 +4,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-## demo: the whole incident flow locally, Slack sandbox in the browser
+## demo: the whole incident flow locally, Slack sandbox in the browser (make demo PORT=8081)
+# `make demo PORT=8081`; := so that a PORT set in the environment does not change it
+PORT := 8080
 demo: $(STAMP)
-	$(BIN)/opsgate demo
+	$(BIN)/opsgate demo --port $(PORT)
 
-.PHONY: demo install test unit lint fmt bench bench-ack bench-peer-venv check plan clean
+.PHONY: demo install test unit lint fmt bench bench-ack bench-peer-venv check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+	@echo "opsgate is installed in $(VENV): run $(BIN)/opsgate, or 'source $(BIN)/activate' once, then opsgate"
 
+## install: set up .venv only (the CLI is then .venv/bin/opsgate)
 install: $(STAMP)
 
 ## test: lint, types, layering contracts, then the whole test suite (SQLite and PostgreSQL)

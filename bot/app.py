@@ -9,6 +9,7 @@ when a digest channel is configured.
 
 import asyncio
 import gc
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import refs as _refs  # noqa: F401 - registers the slack_refs table before start
@@ -50,6 +52,20 @@ class SlackApp:
     digest: DigestPoster
 
 
+class _NotTokenSkipped(logging.Filter):
+    """Drops Bolt's warning that the token is unused when a client is given (it is the client's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _quiet_token_warning() -> None:
+    """Bolt's framework logger (``slack_bolt.AsyncApp``), without that one warning."""
+    logger = logging.getLogger(f"slack_bolt.{AsyncApp.__name__}")
+    if not any(isinstance(f, _NotTokenSkipped) for f in logger.filters):
+        logger.addFilter(_NotTokenSkipped())
+
+
 def build_app(
     control: ControlPlane,
     settings: SlackSettings,
@@ -58,7 +74,11 @@ def build_app(
     expiry_interval_s: float = EXPIRY_INTERVAL_S,
 ) -> SlackApp:
     """Wire the Bolt app, listeners, outbox delivery and HTTP routes around ``control``."""
+    # Every Web API call leaves through the redacting client. Handed a client, Bolt still reads
+    # SLACK_BOT_TOKEN and warns "As you gave `client` as well, `token` will be unused": that one
+    # line says nothing true of opsgate (the client carries the token), so it is filtered out.
     client = RedactingWebClient(token=settings.bot_token, base_url=settings.api_url)
+    _quiet_token_warning()
     bolt = AsyncApp(
         signing_secret=settings.signing_secret or None,
         client=client,

@@ -2,23 +2,32 @@
 
 import argparse
 import asyncio
+import errno
+import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bot.main import build_control, tools_for
 from common import SystemClock
 from orchestration.checks import check_all
-from orchestration.config import config_path, load_config
+from orchestration.config import OpsgateConfig, config_path, load_config
 from orchestration.db import Database, default_url
 from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
 from orchestration.knowledge import preview_snapshot, read_files, read_stored
 from orchestration.telemetry import configure_logging
 from orchestration.views import PlanPreview
+
+DEMO_PORT = 8080
+SERVE_PORT = 3000
+SERVE_HOST = "127.0.0.1"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,8 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print the plan that would be proposed (runs nothing)")
     plan.add_argument("text", help='incident text, e.g. "checkout-api is down"')
     plan.add_argument("--requester", default="", help="Slack user id of the requester")
+    plan.add_argument(
+        "--json", action="store_true", help="print the whole plan as one JSON document"
+    )
     demo = sub.add_parser("demo", help="the whole flow locally: Slack sandbox in the browser")
-    demo.add_argument("--port", type=int, default=8080, help="sandbox page port (default 8080)")
+    demo.add_argument(
+        "--port", type=int, default=DEMO_PORT, help=f"sandbox page port (default {DEMO_PORT})"
+    )
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument(
         "--break-after",
@@ -46,13 +60,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="when the demo service starts failing (default 20)",
     )
-    serve = sub.add_parser("serve", help="run the Slack app (HTTP, or Socket Mode)")
-    serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all interfaces
+    serve = sub.add_parser(
+        "serve",
+        help="run the Slack app (HTTP, or Socket Mode)",
+        description="Run the Slack app: POST /slack/events, /alerts/alertmanager, /healthz, "
+        "/readyz and /metrics over HTTP, and optionally a Socket Mode connection. Needs "
+        "SLACK_BOT_TOKEN (xoxb-...) and SLACK_SIGNING_SECRET; Socket Mode needs SLACK_APP_TOKEN "
+        "(xapp-...) instead of the signing secret.",
+    )
+    serve.add_argument(
+        "--port", type=int, default=SERVE_PORT, help=f"HTTP port (default {SERVE_PORT})"
+    )
+    serve.add_argument(
+        "--host",
+        default=SERVE_HOST,
+        help=f"interface to listen on (default {SERVE_HOST}: this machine only; "
+        "0.0.0.0 for every interface, e.g. behind a reverse proxy or in a container)",
+    )
     serve.add_argument(
         "--socket-mode",
         action="store_true",
-        help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)",
+        help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN); "
+        "HTTP still serves the health and metrics routes",
     )
     digest = sub.add_parser(
         "digest", help="the daily cost and operations digest: print it, or post it once"
@@ -69,12 +98,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_digest_reason(settings: OpsgateConfig) -> str | None:
+    """Why no digest would be posted with ``settings``, or None when one would be."""
+    builtin = settings.source == OpsgateConfig().source
+    where = (
+        "./opsgate.yaml (none was found: the built-in defaults are in use)"
+        if builtin
+        else settings.source
+    )
+    if not settings.digest.enabled:
+        return f"digest.enabled is false in {where}"
+    if settings.digest_channel() is None:
+        return f"no channel is configured. Set digest.channel or slack.ops_channel in {where}"
+    return None
+
+
+def digest_destination(config: Path | None) -> str:
+    """Where and when the digest would be posted, or that it would not be and why."""
+    settings = load_config(config)
+    reason = _no_digest_reason(settings)
+    if reason is not None:
+        return f"No digest would be posted: {reason}."
+    digest = settings.digest
+    channel = settings.digest_channel()
+    return f"It would be posted to {channel} daily at {digest.time} {digest.timezone}."
+
+
 async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     """The plain-text digest of ``day`` read from the database; changes nothing."""
     from bot.digest import digest_text  # noqa: PLC0415 - rendering loads only for this verb
 
     settings = load_config(config).digest
     tz = settings.tz
+    missing = _missing_sqlite_file(default_url())
+    if missing is not None:  # starting a database would create it: a dry run creates nothing
+        return f"No database at {missing} yet: there is nothing to report."
     db = Database()
     try:
         await db.start()
@@ -85,28 +143,36 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     return digest_text(digest)
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist yet; None otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.is_file() else path
+
+
 async def _post_digest(config: Path | None, day: date | None) -> int:
     """Post the digest once (honouring the claim), as the scheduled job would."""
     from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
 
     from bot.digest_job import DigestPoster  # noqa: PLC0415 - the Slack stack loads only here
-    from bot.settings import SLACK_API_DEFAULT  # noqa: PLC0415
+    from bot.settings import SLACK_API_DEFAULT, bot_token_problem  # noqa: PLC0415
 
+    reason = _no_digest_reason(load_config(config))
+    if reason is not None:
+        print(f"Not posted: {reason}.", file=sys.stderr)
+        return 1
     token = os.environ.get("SLACK_BOT_TOKEN", "")
-    if not token.startswith("xoxb-"):
-        print(
-            "config_invalid: SLACK_BOT_TOKEN must be set to the bot token (xoxb-...)",
-            file=sys.stderr,
-        )
+    if (problem := bot_token_problem(token)) is not None:
+        print(f"config_invalid: {problem}", file=sys.stderr)
         return 1
     control = build_control(config_path=config)
     client = AsyncWebClient(
         token=token, base_url=os.environ.get("OPSGATE_SLACK_API_URL", SLACK_API_DEFAULT)
     )
     poster = DigestPoster(control=control, client=client)
-    if poster.channel is None:
-        print("no digest channel: set digest.channel or slack.ops_channel", file=sys.stderr)
-        return 1
+    assert poster.channel is not None  # _no_digest_reason said there is one
     try:
         await control.db.start()
         when = day or previous_day(control.clock.now(), poster.config.tz)
@@ -129,6 +195,7 @@ def cmd_digest(config: Path | None, *, dry_run: bool, day: date | None) -> int:
     """Print the digest (``--dry-run``), or post it once."""
     if dry_run:
         print(asyncio.run(digest_dry_run(config, day)))
+        print(f"\n(dry run: nothing was posted)\n{digest_destination(config)}")
         return 0
     return asyncio.run(_post_digest(config, day))
 
@@ -149,8 +216,40 @@ def cmd_serve(config: Path | None, *, host: str, port: int, socket_mode: bool) -
             print(f"error: {problem}", file=sys.stderr)
         print("opsgate did not start: fix the problems above (opsgate check).", file=sys.stderr)
         return 1
-    asyncio.run(serve(config, settings, host=host, port=port, socket_mode=socket_mode))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        asyncio.run(serve(config, settings, host=host, port=port, socket_mode=socket_mode))
+    except OSError as exc:
+        return _cannot_listen(exc, host=host, port=port)
     return 0
+
+
+def _cannot_listen(exc: OSError, *, host: str, port: int) -> int:
+    """One plain line for a port that cannot be bound (re-raise anything else); exit code 1."""
+    if exc.errno == errno.EADDRINUSE:
+        print(f"port {port} is taken: try --port {_free_port_near(host, port)}", file=sys.stderr)
+    elif exc.errno == errno.EACCES:
+        suggestion = _free_port_near(host, port)
+        print(f"port {port} needs privileges here: try --port {suggestion}", file=sys.stderr)
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        print(f"cannot listen on {host}: no interface has this address", file=sys.stderr)
+    else:
+        raise exc
+    return 1
+
+
+def _free_port_near(host: str, port: int) -> int:
+    """The first port above ``port`` that ``host`` can bind now (a suggestion, not a lease)."""
+    start = port if port >= 1024 else 8000
+    for candidate in range(start + 1, min(start + 100, 65536)):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return 0 if port == 0 else start + 1
 
 
 def cmd_check(config: Path | None) -> int:
@@ -158,6 +257,8 @@ def cmd_check(config: Path | None) -> int:
     report = check_all(config, tools_for)
     for problem in report.problems:
         print(f"error: {problem}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.problems:
         print(f"\n{len(report.problems)} problem(s) found.")
         return 1
@@ -178,7 +279,7 @@ def cmd_check(config: Path | None) -> int:
         "tools:\n"
         + "\n".join("  " + line for line in tools_for(report.config).describe().splitlines())
     )
-    print("ok")
+    print(f"ok, with {len(report.warnings)} warning(s) above" if report.warnings else "ok")
     return 0
 
 
@@ -199,18 +300,30 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
             step.risk if step.risk == step.declared_risk else f"{step.declared_risk}->{step.risk}"
         )
         lines.append(f"{index}. {step.title}")
-        lines.append(f"   {step.tool_action} {step.args}")
+        lines.append(f"   {step.tool_action} {_json(step.args)}")
         lines.append(f"   risk {risk}; {step.verdict}: {step.reason} [{step.code}]")
         if step.expect:
-            lines.append(f"   expect {step.expect}")
+            lines.append(f"   expect {_json(step.expect)}")
         if step.compensate:
             lines.append(
-                f"   compensate {step.compensate.get('tool')} {step.compensate.get('args')}"
+                f"   compensate {step.compensate.get('tool')} "
+                f"{_json(step.compensate.get('args') or {})}"
             )
     return "\n".join(lines)
 
 
-async def _plan(config: Path | None, text: str, requester: str) -> int:
+def plan_json(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
+    """A plan preview as one JSON document (``opsgate plan --json``)."""
+    document = {**preview.model_dump(mode="json"), "notes": list(notes)}
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _json(value: object) -> str:
+    """Args as JSON on one line (``true``, double quotes), as a runbook author writes them."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool) -> int:
     """Preview from this machine's files; the database, if any, is only read for versions.
 
     Nothing is written anywhere: no schema, no knowledge version, no audit record.
@@ -230,24 +343,34 @@ async def _plan(config: Path | None, text: str, requester: str) -> int:
         return 1
     finally:
         await control.close()
-    print(render_plan(preview, notes))
+    print(plan_json(preview, notes) if as_json else render_plan(preview, notes))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo.runner import run_demo  # noqa: PLC0415 - loaded only for this verb
 
-    asyncio.run(
-        run_demo(port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after)
-    )
+    try:
+        asyncio.run(
+            run_demo(
+                port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after
+            )
+        )
+    except OSError as exc:
+        return _cannot_listen(exc, host="127.0.0.1", port=args.port)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsgate`` console script."""
     args = _parser().parse_args(argv)
-    # The demo speaks to a newcomer: only warnings reach the terminal.
-    configure_logging(json=None, level=logging.WARNING if args.command == "demo" else logging.INFO)
+    # Only the server logs its routine: the other verbs print their own answer, so only
+    # warnings reach the terminal (a newcomer running the demo, a dry run, a check).
+    # The demo's terminal is a person's, whatever it is piped to: console lines, never JSON.
+    configure_logging(
+        json=False if args.command == "demo" else None,
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+    )
     config = args.config or config_path()
     verbs: dict[str, Callable[[], int]] = {
         "check": lambda: cmd_check(config),
@@ -255,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": lambda: cmd_serve(
             config, host=args.host, port=args.port, socket_mode=args.socket_mode
         ),
-        "plan": lambda: asyncio.run(_plan(config, args.text, args.requester)),
+        "plan": lambda: asyncio.run(_plan(config, args.text, args.requester, as_json=args.json)),
         "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
     }
     verb = verbs.get(args.command)
@@ -265,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verb()
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `opsgate check | head`: the reader left early, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs advise
         return 1
 
 

@@ -11,6 +11,19 @@ class SettingsError(ValueError):
     """A required setting is missing or malformed; the message says what to set."""
 
 
+def bot_token_problem(token: str) -> str | None:
+    """What is wrong with ``SLACK_BOT_TOKEN``, or None; never repeats the value (a secret)."""
+    if not token:
+        return "SLACK_BOT_TOKEN must be set to the bot token (xoxb-...) from OAuth & Permissions"
+    if not token.startswith("xoxb-"):
+        kind = {"xoxp-": "a user token", "xapp-": "an app-level token"}.get(token[:5], "")
+        return (
+            "SLACK_BOT_TOKEN must start with xoxb- (the Bot User OAuth Token from "
+            f"OAuth & Permissions){'; this looks like ' + kind if kind else ''}"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class SlackSettings:
     """Tokens, signing secret and Web API base URL (Slack's usual variable names), and the
@@ -30,18 +43,21 @@ class SlackSettings:
         app_token = os.environ.get("SLACK_APP_TOKEN") or None
         api_url = os.environ.get("OPSGATE_SLACK_API_URL", SLACK_API_DEFAULT)
         problems = []
-        if not token.startswith("xoxb-"):
-            problems.append(
-                "SLACK_BOT_TOKEN must be set to the bot token (xoxb-...) from OAuth & Permissions"
-            )
+        if (token_problem := bot_token_problem(token)) is not None:
+            problems.append(token_problem)
         if not secret and not socket_mode:
             problems.append(
                 "SLACK_SIGNING_SECRET must be set (Basic Information > App Credentials)"
             )
-        if socket_mode and not (app_token or "").startswith("xapp-"):
+        if socket_mode and not app_token:
             problems.append(
                 "--socket-mode needs SLACK_APP_TOKEN (xapp-..., Basic Information > "
                 "App-Level Tokens, scope connections:write)"
+            )
+        elif socket_mode and not (app_token or "").startswith("xapp-"):
+            problems.append(
+                "SLACK_APP_TOKEN must start with xapp- (the app-level token from Basic "
+                "Information > App-Level Tokens, not the bot token)"
             )
         if not api_url.startswith(("http://", "https://")):
             problems.append("OPSGATE_SLACK_API_URL must be an http(s) URL")

@@ -131,11 +131,20 @@ _HINTS = {
 def validation_problems(exc: ValidationError, located: LocatedYaml) -> list[Problem]:
     """Turn a pydantic ValidationError on ``located.data`` into problems with lines."""
     problems = []
-    for err in exc.errors():
+    errors = exc.errors()
+    parents = {tuple(e["loc"][:n]) for e in errors for n in range(len(e["loc"]))}
+    for err in errors:
         loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        if err["type"] == "too_short" and tuple(err["loc"]) in parents:
+            continue  # pydantic counts only the valid items: the items' own errors say it all
         message = _HINTS.get(err["type"], err["msg"])
-        if err["type"] not in _HINTS and "input" in err and not isinstance(err["input"], dict):
-            message = f"{message} (got {err['input']!r})"
+        if err["type"] == "value_error":  # our validator's own words, without "Value error, "
+            message = str(err.get("ctx", {}).get("error", message))
+        got = repr(err["input"]) if "input" in err else ""
+        quoted = got in message  # a validator that names the value: quote it once
+        whole = isinstance(err["input"], dict | list | tuple)  # too long to repeat usefully
+        if err["type"] not in _HINTS and got and not quoted and not whole:
+            message = f"{message} (got {got})"
         problems.append(
             Problem(
                 source=located.source,

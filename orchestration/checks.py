@@ -1,16 +1,20 @@
 """``opsgate check``: validate config, runbooks, recovery playbooks and policies; every problem
 with file and line."""
 
+import contextlib
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters import AdapterError, ToolRegistry, validate_args
+from pydantic import ValidationError
+
+from adapters import ActionSpec, AdapterError, ToolRegistry, validate_args
 from adapters.secrets import SecretSource, where_to_set
+from common import Mode, Risk
 from common.redaction import secret_names
-from common.yamlsrc import LocatedYaml, Problem, describe_loc, load_located
+from common.yamlsrc import Loc, LocatedYaml, Problem, YamlSyntaxError, describe_loc, load_located
 from orchestration.config import OpsgateConfig, check_config
 from orchestration.errors import ConfigError
 from orchestration.recovery.playbooks import (
@@ -34,6 +38,7 @@ class Report:
     retired: list[str] = field(default_factory=list)  # ids of retirement markers
     playbooks: dict[str, Playbook] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # valid, but cannot work as meant
 
 
 def load_policies(config: OpsgateConfig) -> tuple[Pack | None, list[Problem]]:
@@ -46,8 +51,9 @@ def load_policies(config: OpsgateConfig) -> tuple[Pack | None, list[Problem]]:
             Problem(
                 e.path or str(config.policies),
                 e.line,
-                getattr(e, "location", "") or "pack",
-                e.message,
+                e.location or "pack",
+                # PackError.message leads with the location, which Problem prints already.
+                e.message.removeprefix(f"{e.location}: ") if e.location else e.message,
             )
             for e in errors
         ]
@@ -57,35 +63,39 @@ def load_policies(config: OpsgateConfig) -> tuple[Pack | None, list[Problem]]:
 def _tool_problems(
     steps: Sequence[StepSpec], *, names: set[str], tools: ToolRegistry, located: LocatedYaml
 ) -> list[Problem]:
-    """Unknown tool actions, args the action refuses, and checks that change state."""
+    """Unknown tool actions (at the ``tool`` line), args the action refuses (at the line of
+    each refused argument, else of ``args``), and checks that change state."""
     source = located.source
     problems = []
     sample = dict.fromkeys(names, "example")
     for index, step in enumerate(steps):
-        calls: list[tuple[tuple[str | int, ...], str, dict[str, Any]]] = [
-            (("steps", index, "tool"), step.tool, step.args)
-        ]
+        calls: list[tuple[Loc, str, dict[str, Any]]] = [(("steps", index), step.tool, step.args)]
         if step.compensate is not None:
             calls.append(
-                (("steps", index, "compensate", "tool"), step.compensate.tool, step.compensate.args)
+                (("steps", index, "compensate"), step.compensate.tool, step.compensate.args)
             )
         if step.check is not None:
-            calls.append((("steps", index, "check", "tool"), step.check.tool, step.check.args))
-        for loc, tool_action, args in calls:
+            calls.append((("steps", index, "check"), step.check.tool, step.check.args))
+        for base, tool_action, args in calls:
+            tool_loc = (*base, "tool")
             try:
                 _tool, spec = tools.action(tool_action)
-                validate_args(spec, fill(args, sample))
             except AdapterError as exc:
                 problems.append(
-                    Problem(source, located.line_of(loc), ".".join(map(str, loc)), exc.message)
+                    Problem(source, located.line_of(tool_loc), describe_loc(tool_loc), exc.message)
                 )
                 continue
-            if loc[2:3] == ("check",) and not spec.read_only:
+            try:
+                validate_args(spec, fill(args, sample))
+            except AdapterError as exc:
+                problems.extend(_args_problems(exc, tool_action, spec, (*base, "args"), located))
+                continue
+            if base[2:3] == ("check",) and not spec.read_only:
                 problems.append(
                     Problem(
                         source,
-                        located.line_of(loc),
-                        ".".join(map(str, loc)),
+                        located.line_of(tool_loc),
+                        describe_loc(tool_loc),
                         f"a check must be a read-only action; {tool_action} changes state",
                     )
                 )
@@ -127,6 +137,62 @@ def secret_problems(
                         )
                     )
     return problems
+
+
+def _args_problems(
+    exc: AdapterError, tool_action: str, spec: ActionSpec, args_loc: Loc, located: LocatedYaml
+) -> list[Problem]:
+    """One problem per refused argument, at that argument's line (values are not echoed)."""
+    cause = exc.__cause__
+    if not isinstance(cause, ValidationError):
+        where = describe_loc(args_loc)
+        return [Problem(located.source, located.line_of(args_loc), where, exc.message)]
+    accepted = ", ".join(
+        field.alias or name for name, field in spec.args_model.model_fields.items()
+    )
+    problems = []
+    for error in cause.errors(include_url=False, include_input=False):
+        loc = (*args_loc, *(part for part in error["loc"] if isinstance(part, str | int)))
+        name = error["loc"][0] if error["loc"] else None
+        if error["type"] == "extra_forbidden":
+            message = f"{tool_action} takes no argument {name!r} (it takes: {accepted})"
+        elif error["type"] == "missing":
+            message = f"{tool_action} needs the argument {name!r}; add it"
+        else:
+            message = f"{tool_action} refuses this value: {error['msg']}"
+        problems.append(Problem(located.source, located.line_of(loc), describe_loc(loc), message))
+    return problems
+
+
+def approver_warnings(config: OpsgateConfig, pack: Pack) -> list[Problem]:
+    """Settings that are valid but cannot work: no approver for the steps that need one."""
+    if config.approver_ids() or config.mode is Mode.SHADOW:  # shadow mode runs nothing anyway
+        return []
+    needing = [
+        risk.value
+        for risk in Risk
+        if not pack.approval.for_risk(risk).deny and pack.approval.for_risk(risk).quorum > 0
+    ]
+    if config.mode is Mode.GATED:
+        which = "in gated mode every step but read-only low-risk ones needs"
+    elif needing:
+        which = f"{' and '.join(needing)} risk steps need"
+    else:
+        return []
+    line = None
+    if config.source != OpsgateConfig().source:
+        with contextlib.suppress(OSError, YamlSyntaxError):
+            located = load_located(Path(config.source).read_text(encoding="utf-8"), source="")
+            line = located.lines.get(("approvers",))
+    return [
+        Problem(
+            config.source,
+            line,
+            "approvers",
+            f"empty: {which} approval, which no one can give, so their plans stop there; "
+            "list the Slack user or user-group ids whose votes count",
+        )
+    ]
 
 
 def check_playbooks(
@@ -175,6 +241,8 @@ def check_all(
     report.config = config
     report.pack, pack_problems = load_policies(config)
     report.problems += pack_problems
+    if report.pack is not None:
+        report.warnings += approver_warnings(config, report.pack)
     try:
         tools = tools_for(config)
     except ConfigError as exc:
@@ -182,7 +250,7 @@ def check_all(
         tools = None
     scan = scan_folder(config.runbooks)
     runbooks = scan.runbooks
-    report.problems += scan.problems
+    runbook_problems = list(scan.problems)
     report.runbooks = runbooks
     report.retired = sorted(scan.retired)
     if tools is not None:
@@ -193,13 +261,15 @@ def check_all(
                 checked.add(runbook_id)
                 runbook = runbooks[runbook_id]
                 located = load_located(path.read_text(encoding="utf-8"), source=str(path))
-                report.problems += _tool_problems(
+                runbook_problems += _tool_problems(
                     runbook.steps,
                     names=runbook.match.group_names() | set(runbook.params),
                     tools=tools,
                     located=located,
                 )
-                report.problems += secret_problems(runbook.steps, located=located)
+                runbook_problems += secret_problems(runbook.steps, located=located)
+    runbook_problems.sort(key=lambda p: (p.source, p.line or 0))  # file by file, top down
+    report.problems += runbook_problems
     playbooks = check_playbooks(config, runbooks, tools)
     report.playbooks = playbooks.playbooks
     report.problems += playbooks.problems

@@ -410,7 +410,13 @@ def scan_folder(folder: Path) -> FolderScan:
         if item.id in scan.sources:
             line = located.line_of(("id",)) if located is not None else None
             scan.problems.append(
-                Problem(str(path), line, "id", f"runbook id {item.id!r} is used by another file")
+                Problem(
+                    str(path),
+                    line,
+                    "id",
+                    f"runbook id {item.id!r} is used by another file "
+                    f"({scan.sources[item.id]}); rename one",
+                )
             )
             continue
         scan.sources[item.id] = str(path)

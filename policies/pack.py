@@ -111,7 +111,7 @@ class Rule(_Strict):
         try:
             return re.compile(value)
         except re.error as exc:
-            raise ValueError(f"invalid regex ({exc.msg}) - fix the pattern") from None
+            raise ValueError(f"invalid regex {value!r} ({exc.msg}) - fix the pattern") from None
 
     def matches(self, *, tool_action: str, read_only: bool, texts: tuple[str, ...]) -> bool:
         """Whether the rule applies to a call, given the texts its args are searched in."""

@@ -75,7 +75,9 @@ async def watch_and_alert(
     """Break the service after a while; when its health fails twice, fire an alert."""
     await asyncio.sleep(break_after_s)
     service.break_service(SERVICE)
-    log.warning("demo_service_broken", service=SERVICE)
+    log.info("demo_service_broken", service=SERVICE)
+    # Part of the story, not a fault: the terminal tells it in words, not as a log line.
+    print(f"  {SERVICE} is failing now (health answers 503); an alert follows.", flush=True)
     failures = 0
     while failures < 2:
         await asyncio.sleep(1)
@@ -188,13 +190,15 @@ async def run_demo(
                 )
             )
             url = f"http://127.0.0.1:{port}/"
+            service_url = f"http://127.0.0.1:{service_port}"
             print(
                 f"\nopsgate demo is running: open {url}\n"
                 f"  {SERVICE} starts failing in {break_after_s:.0f} s; an alert then opens an "
                 "incident in #incidents.\n"
                 "  Or type: /incident checkout-api is down   (second scenario: "
                 "/incident orders-db disk full, /incident web serves stale data)\n"
-                "  Switch person at the top to approve as Sam and Alex. Ctrl-C stops.\n",
+                "  Switch person at the top to approve as Sam and Alex. Ctrl-C stops.\n"
+                f"  Demo service: {service_url}/metrics, {service_url}/svc/{SERVICE}/health\n",
                 flush=True,
             )
             if open_browser:

@@ -34,7 +34,7 @@ def test_check_lists_the_playbooks_and_reports_a_broken_one_with_its_line(
     assert main(["--config", str(config), "check"]) == 1
     out = capsys.readouterr().out
     assert f"{bad}:6: steps[0].title: {{servce}} is not a fact of the failure" in out
-    assert f"{bad}:6: steps.0.tool: invalid arguments for get" in out
+    assert f"{bad}:6: steps[0].args.url: http.get needs the argument 'url'; add it" in out
     assert "2 problem(s) found." in out
 
 

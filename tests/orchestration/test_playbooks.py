@@ -317,13 +317,15 @@ def test_check_reports_unknown_actions_bad_args_and_globs_with_lines(tmp_path: P
     found = [(p.source, p.line, p.where) for p in report.problems]
     assert found == [
         (str(path), 6, "match.tools[0]"),
-        (str(path), 8, "steps.0.tool"),
-        (str(path), 9, "steps.1.tool"),
+        (str(path), 8, "steps[0].tool"),
+        (str(path), 9, "steps[1].args.url"),  # each refused argument on its own
+        (str(path), 9, "steps[1].args.uri"),
     ]
     messages = [p.message for p in report.problems]
     assert "'htp.*' matches no tool action; known actions: http.get, http.post" in messages[0]
     assert "unknown action 'http.delete'" in messages[1]
-    assert "invalid arguments for get" in messages[2]
+    assert messages[2] == "http.get needs the argument 'url'; add it"
+    assert messages[3] == "http.get takes no argument 'uri' (it takes: url, headers, timeout_s)"
     assert "web-restart" in report.runbooks  # runbooks load whatever the playbooks say
 
 

@@ -206,7 +206,11 @@ def test_duplicate_runbook_id_across_files_keeps_the_first_and_reports_the_secon
     runbooks, problems = load_folder(tmp_path)
     assert runbooks["web-restart"].title == "Restart an unhealthy web service"
     assert [(p.source, p.where, p.message) for p in problems] == [
-        (str(second), "id", "runbook id 'web-restart' is used by another file")
+        (
+            str(second),
+            "id",
+            f"runbook id 'web-restart' is used by another file ({tmp_path / 'a.yaml'}); rename one",
+        )
     ]
 
 
