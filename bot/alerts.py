@@ -12,9 +12,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.decode import Refused, check_charset, parse_json, read_body
 from bot.surface import Acknowledged, Intake, Surface
 from orchestration.inbox import Request, RequestKind
-from orchestration.telemetry import new_correlation_id
+from orchestration.telemetry import get_logger, new_correlation_id
+
+log = get_logger("opsgate.alerts")
 
 REQUESTER = "alertmanager"
 SOURCE = "alertmanager"
@@ -55,6 +58,18 @@ def alert_key(alert: Alert) -> str:
     return f"alert:{identity}:{alert.startsAt}"
 
 
+def decode_notification(request: web.Request, raw: bytes) -> Notification:
+    """The webhook body: UTF-8 JSON, depth-capped, NUL-free, of Notification's shape (else 4xx)."""
+    check_charset(request)
+    document = parse_json(raw)
+    try:
+        return Notification.model_validate(document)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise Refused(400, f"{where}: {error['msg']}"[:200]) from None
+
+
 def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -> Any:
     """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
@@ -64,14 +79,18 @@ def alert_handler(surface: Surface, *, channel: str | None, token: str | None) -
         ):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
-            notification = Notification.model_validate_json(await request.read())
-        except ValidationError as exc:
+            notification = decode_notification(request, await read_body(request))
+        except Refused as refused:
+            log.warning(
+                "request_refused",
+                surface=SOURCE,
+                kind="webhook",
+                reason=refused.reason,
+                status=refused.status,
+            )
             return web.json_response(
-                {
-                    "error": "not an Alertmanager webhook",
-                    "detail": exc.errors(include_url=False)[:5],
-                },
-                status=400,
+                {"error": "not an Alertmanager webhook", "detail": refused.reason},
+                status=refused.status,
             )
         if not channel:
             return web.json_response({"error": "slack.alert_channel is not configured"}, status=503)
