@@ -22,7 +22,7 @@ from bot import refs as _refs  # noqa: F401 - registers the slack_refs table bef
 from bot.delivery import SlackNotifier
 from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
-from bot.middleware import correlation
+from bot.middleware import correlation, socket_checked
 from bot.quiet import QuietGate
 from bot.refs import Refs
 from bot.routes import add_routes
@@ -75,6 +75,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
+    bolt.middleware(socket_checked)  # HTTP bodies are checked in the route, before Bolt
     bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)
     digest = DigestPoster(control=control, client=client)

@@ -142,6 +142,22 @@ def parse_form(text: str) -> dict[str, str]:
     return fields
 
 
+EVENTS_API_TYPES = (Kind.EVENT_CALLBACK, Kind.URL_VERIFICATION, Kind.APP_RATE_LIMITED)
+
+
+def check_document(document: dict[str, Any]) -> Kind:
+    """Check an already parsed Slack document (Socket Mode delivers them parsed); 400 if bad."""
+    check_strings(document)
+    try:
+        if "command" in document or "ssl_check" in document:
+            return form_kind(document)[0]
+        if document.get("type") in EVENTS_API_TYPES:
+            return events_kind(document)[0]
+        return interactivity_kind(document)[0]
+    except Malformed as exc:
+        raise Refused(400, exc.reason) from None
+
+
 def decode_slack(request: web.Request, raw: bytes) -> SlackBody:
     """Decode and check a Slack body whose signature was verified."""
     check_charset(request)

@@ -9,9 +9,10 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
 from sqlmodel import select
 from structlog.testing import capture_logs
 
@@ -395,6 +396,28 @@ async def test_a_command_whose_text_says_payload_is_routed_as_a_command(stack: S
     status, text = await stack.command("help payload")
     assert status == 200
     assert "/incident" in text
+
+
+async def test_a_malformed_socket_mode_payload_is_refused_before_any_listener(
+    stack: Stack,
+) -> None:
+    """Socket Mode delivers parsed payloads past the route: a Bolt middleware checks them."""
+    assert stack.app is not None
+    poisoned = dict(parse_qsl(command(text="checkout-api is down").decode()))
+    poisoned["text"] += "\x00"
+    shapeless = click(user="U1")
+    for body in (poisoned, shapeless):
+        with capture_logs() as logs:
+            response = await stack.app.bolt.async_dispatch(
+                AsyncBoltRequest(body=body, mode="socket_mode")
+            )
+        assert response.status == 400
+        assert assert_refused_once(logs, 400)["surface"] == "socket"
+    await stack.settle()
+    assert await inbox_rows(stack) == []
+    fine = dict(parse_qsl(command(text="help").decode()))
+    response = await stack.app.bolt.async_dispatch(AsyncBoltRequest(body=fine, mode="socket_mode"))
+    assert response.status == 200
 
 
 # --- the decoding functions on their own ------------------------------------------------------
