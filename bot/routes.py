@@ -52,6 +52,7 @@ def unlistened(slack: SlackBody) -> web.Response | None:
     listened, name = target
     if listened in LISTENED and name in LISTENED[listened]:
         return None
+    name = name[:60]  # it goes into a log line and the answer
     if listened in ("events", "notices"):
         log.info("request_ignored", surface="slack", kind=slack.kind, reason=f"no {name} listener")
         slack_metrics.SLACK_REQUESTS.labels(kind=slack.kind, outcome="200").inc()
