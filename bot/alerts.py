@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.decode import Refused, check_charset, parse_json, read_body
 from bot.settings import ALERT_TOKEN_VAR, SettingsError, SlackSettings
 from bot.surface import Acknowledged, Intake, Surface
 from orchestration.config import OpsgateConfig
@@ -150,24 +151,50 @@ def alert_key(alert: Alert) -> str:
     return f"alert:{identity}:{alert.startsAt}"
 
 
+def decode_notification(request: web.Request, raw: bytes) -> Notification:
+    """The webhook body: UTF-8 JSON, depth-capped, NUL-free, of Notification's shape (else 4xx)."""
+    check_charset(request)
+    document = parse_json(raw)
+    try:
+        return Notification.model_validate(document)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise Refused(400, f"{where}: {error['msg']}"[:200]) from None
+
+
 def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> Any:
     """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
     async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
+        try:
+            body = await read_body(request)
+        except Refused as refused:  # too large to read: refused before it is authenticated
+            log.warning(
+                "request_refused",
+                surface=SOURCE,
+                kind="webhook",
+                reason=refused.reason,
+                status=refused.status,
+            )
+            return web.json_response({"error": refused.reason}, status=refused.status)
         refusal = auth.refusal(request.headers, body)
         if refusal is not None:
             log.info("alert_refused", reason=refusal, remote=request.remote)
             return web.json_response({"error": refusal}, status=401)
         try:
-            notification = Notification.model_validate_json(body)
-        except ValidationError as exc:
+            notification = decode_notification(request, body)
+        except Refused as refused:
+            log.warning(
+                "request_refused",
+                surface=SOURCE,
+                kind="webhook",
+                reason=refused.reason,
+                status=refused.status,
+            )
             return web.json_response(
-                {
-                    "error": "not an Alertmanager webhook",
-                    "detail": exc.errors(include_url=False)[:5],
-                },
-                status=400,
+                {"error": "not an Alertmanager webhook", "detail": refused.reason},
+                status=refused.status,
             )
         if not channel:
             return web.json_response({"error": "slack.alert_channel is not configured"}, status=503)

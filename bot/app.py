@@ -24,7 +24,7 @@ from bot import refs as _refs  # noqa: F401 - registers the slack_refs table bef
 from bot.delivery import SlackNotifier
 from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
-from bot.middleware import correlation
+from bot.middleware import correlation, socket_checked
 from bot.quiet import QuietGate
 from bot.redaction import RedactingWebClient, redacting_ack
 from bot.refs import Refs
@@ -96,6 +96,7 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
+    bolt.middleware(socket_checked)  # HTTP bodies are checked in the route, before Bolt
     bolt.middleware(redacting_ack)
     bolt.middleware(correlation(surface.quiet))
     register(bolt, surface)

@@ -12,8 +12,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot import metrics
+from bot.decode import Refused, check_document
 from bot.quiet import QuietGate
-from orchestration.telemetry import bind_context
+from orchestration.telemetry import bind_context, get_logger
+
+log = get_logger("opsgate.middleware")
 
 Next = Callable[[], Awaitable[BoltResponse]]
 
@@ -39,6 +42,27 @@ def request_key(req: AsyncBoltRequest) -> str:
     if signature:
         return "slack:" + hashlib.sha256(signature.encode()).hexdigest()
     return f"request:{uuid.uuid4().hex}"
+
+
+async def socket_checked(req: AsyncBoltRequest, next: Next) -> BoltResponse | None:
+    """Socket Mode payloads get the checks HTTP bodies get in the route (``bot.decode``).
+
+    Slack delivers them parsed over an authenticated socket, so only the shape and content
+    checks apply: a malformed one is refused (400, one log line) before any listener.
+    """
+    if req.mode == "socket_mode":
+        try:
+            check_document(req.body)
+        except Refused as refused:
+            log.warning(
+                "request_refused",
+                surface="socket",
+                kind=_kind(req.body)[:40],
+                reason=refused.reason,
+                status=refused.status,
+            )
+            return BoltResponse(status=refused.status, body="")
+    return await next()
 
 
 def correlation(quiet: QuietGate) -> Callable[..., Awaitable[BoltResponse | None]]:

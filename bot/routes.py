@@ -1,32 +1,100 @@
-"""HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics."""
+"""HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics.
+
+Every malformed or unsigned request to ``POST /slack/events`` gets a 4xx and one
+``request_refused`` log line before Bolt sees it (``bot.decode``, ``bot.payloads``).
+"""
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics as slack_metrics
-from bot import strings
+from bot import payloads, strings
 from bot.alerts import AlertAuth, alert_handler
+from bot.decode import Refused, SlackBody, decode_slack, read_body, slack_signature_ok
+from bot.listeners import LISTENED
 from bot.ops_collector import OpsCollector
+from bot.payloads import Kind
 from bot.settings import SlackSettings
 from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface
 from common.redaction import redact_text
 from orchestration.control import ControlPlane
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.routes")
 
 
-def signature_ok(verifier: SignatureVerifier, request: web.Request, body: str) -> bool:
-    """True when the request carries a valid, fresh Slack signature."""
-    try:
-        return verifier.is_valid(
-            body,
-            request.headers.get("X-Slack-Request-Timestamp", ""),
-            request.headers.get("X-Slack-Signature", ""),
-        )
-    except ValueError:  # a missing or non-numeric timestamp
-        return False
+def refusal(refused: Refused, *, surface: str, kind: str = "unknown") -> web.Response:
+    """The 4xx of a refused request, with one log line (no traceback, no body)."""
+    log.warning(
+        "request_refused", surface=surface, kind=kind, reason=refused.reason, status=refused.status
+    )
+    if surface == "slack":
+        slack_metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(refused.status)).inc()
+    return web.json_response({"error": refused.reason}, status=refused.status)
+
+
+def unlistened(slack: SlackBody) -> web.Response | None:
+    """The answer to a well-formed payload no listener takes; None when one does.
+
+    Answered here rather than by Bolt (whose answer is the same 404 with a long warning per
+    request). An event type opsgate does not subscribe to, or a rate-limit notice, is
+    acknowledged (200) so that Slack does not redeliver it; interactivity or a command that
+    nothing handles is a 404.
+    """
+    target = payloads.listener_of(slack.model)
+    if target is None:
+        return None  # answered by Bolt's own middleware (URL handshake, certificate check)
+    listened, name = target
+    if listened in LISTENED and name in LISTENED[listened]:
+        return None
+    name = name[:60]  # it goes into a log line and the answer
+    if listened in ("events", "notices"):
+        log.info("request_ignored", surface="slack", kind=slack.kind, reason=f"no {name} listener")
+        slack_metrics.SLACK_REQUESTS.labels(kind=slack.kind, outcome="200").inc()
+        return web.Response(status=200)
+    return refusal(
+        Refused(404, f"opsgate has no {name} listener"), surface="slack", kind=slack.kind
+    )
+
+
+async def checked(request: web.Request, *, secret: str | None) -> SlackBody:
+    """The request's body, signed and checked; ``Refused`` otherwise.
+
+    The signature is checked on the raw bytes before anything else reads them (forged or
+    stale: 401); then the body is decoded and checked against its payload model (4xx).
+    """
+    raw = await read_body(request)
+    if not secret or not slack_signature_ok(
+        raw,
+        secret=secret,
+        timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
+        signature=request.headers.get("X-Slack-Signature", ""),
+    ):
+        raise Refused(401, "invalid signature")
+    return decode_slack(request, raw)
+
+
+def bolt_request(slack: SlackBody, request: web.Request) -> AsyncBoltRequest:
+    """The Bolt request of a checked body: Bolt gets the parsed dict, not its own parse.
+
+    Bolt's parser would re-read the text by other rules (a form body merely containing the word
+    "payload" loses its fields, say); given the dict, Bolt sees exactly what was checked. The
+    constructor takes a dict only in Socket Mode, so the mode is set back to HTTP, where Bolt
+    verifies the signature of ``raw_body`` once more.
+    """
+    req = AsyncBoltRequest(
+        body=slack.body,
+        query=request.query_string,
+        headers=dict(request.headers),
+        mode="socket_mode",
+    )
+    req.raw_body = slack.text
+    req.mode = "http"
+    return req
 
 
 def add_routes(
@@ -39,27 +107,25 @@ def add_routes(
 ) -> None:
     """``POST /slack/events``, ``/alerts/alertmanager``, ``GET /healthz``, ``/readyz``,
     ``/metrics``."""
-    verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
+    signing_secret = settings.signing_secret
     ops = OpsCollector.over(control.db, clock=control.clock)
 
     async def events(request: web.Request) -> web.Response:
-        # The signature is checked before the body is trusted: forged or stale -> 401.
-        body = await request.text()
-        if verifier is None or not signature_ok(verifier, request, body):
-            slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="401").inc()
-            return web.json_response({"error": "invalid signature"}, status=401)
         try:
-            bolt_request = await to_bolt_request(request)
-        except ValueError:  # signed but not a Slack payload we can parse
-            slack_metrics.SLACK_REQUESTS.labels(kind="unknown", outcome="400").inc()
-            return web.json_response({"error": "malformed request body"}, status=400)
-        context = bolt_request.context
+            slack = await checked(request, secret=signing_secret)
+        except Refused as refused:
+            return refusal(refused, surface="slack")
+        early = unlistened(slack)
+        if early is not None:
+            return early
+        req = bolt_request(slack, request)
+        context = req.context
         context[HOLDS_ACK] = True
-        response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        response = await to_aiohttp_response(await bolt.async_dispatch(req))
         if PENDING not in context:
             return response  # nothing to record (help, status, clicks, ...)
         intake = await surface.accepted(context)  # usually durable before the ack was ready
-        if intake is Intake.UNRECORDED and "command" in bolt_request.body:
+        if intake is Intake.UNRECORDED and slack.kind is Kind.COMMAND:
             # The listener acked before the outcome was known: say what is true instead.
             return await to_aiohttp_response(BoltResponse(status=200, body=strings.NOT_RECORDED))
         if intake is Intake.NEW:
@@ -88,7 +154,7 @@ def add_routes(
         body = redact_text(body.decode()).encode()  # label values come from stored data
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    if verifier is not None:
+    if signing_secret:
         app.router.add_post("/slack/events", events)
     # Without a signing secret (Socket Mode) nothing sent over HTTP could prove it came from
     # Slack, and Slack talks over the socket anyway: there is no HTTP Slack endpoint (404).
