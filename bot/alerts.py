@@ -170,13 +170,7 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
         try:
             body = await read_body(request)
         except Refused as refused:  # too large to read: refused before it is authenticated
-            log.warning(
-                "request_refused",
-                surface=SOURCE,
-                kind="webhook",
-                reason=refused.reason,
-                status=refused.status,
-            )
+            refused.log(surface=SOURCE, kind="webhook")
             return web.json_response({"error": refused.reason}, status=refused.status)
         refusal = auth.refusal(request.headers, body)
         if refusal is not None:
@@ -185,13 +179,7 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
         try:
             notification = decode_notification(request, body)
         except Refused as refused:
-            log.warning(
-                "request_refused",
-                surface=SOURCE,
-                kind="webhook",
-                reason=refused.reason,
-                status=refused.status,
-            )
+            refused.log(surface=SOURCE, kind="webhook")
             return web.json_response(
                 {"error": "not an Alertmanager webhook", "detail": refused.reason},
                 status=refused.status,

@@ -22,6 +22,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bot.payloads import Kind, Malformed, events_kind, form_kind, interactivity_kind
+from orchestration.telemetry import get_logger
+
+log = get_logger("opsgate.intake")
 
 MAX_BODY_BYTES = 1 << 20  # Slack's largest payloads (a full message or modal) are far smaller
 MAX_DEPTH = 48  # Slack's documents nest about a dozen levels; JSON parsing itself stops at 200
@@ -39,6 +42,12 @@ class Refused(Exception):
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+
+    def log(self, *, surface: str, kind: str = "unknown") -> None:
+        """The one ``request_refused`` log line of this refusal (no traceback, no body)."""
+        log.warning(
+            "request_refused", surface=surface, kind=kind, reason=self.reason, status=self.status
+        )
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,7 @@ from slack_bolt.response import BoltResponse
 from bot import metrics
 from bot.decode import Refused, check_document
 from bot.quiet import QuietGate
-from orchestration.telemetry import bind_context, get_logger
-
-log = get_logger("opsgate.middleware")
+from orchestration.telemetry import bind_context
 
 Next = Callable[[], Awaitable[BoltResponse]]
 
@@ -54,13 +52,7 @@ async def socket_checked(req: AsyncBoltRequest, next: Next) -> BoltResponse | No
         try:
             check_document(req.body)
         except Refused as refused:
-            log.warning(
-                "request_refused",
-                surface="socket",
-                kind=_kind(req.body)[:40],
-                reason=refused.reason,
-                status=refused.status,
-            )
+            refused.log(surface="socket", kind=_kind(req.body)[:40])
             return BoltResponse(status=refused.status, body="")
     return await next()
 

@@ -29,9 +29,7 @@ log = get_logger("opsgate.routes")
 
 def refusal(refused: Refused, *, surface: str, kind: str = "unknown") -> web.Response:
     """The 4xx of a refused request, with one log line (no traceback, no body)."""
-    log.warning(
-        "request_refused", surface=surface, kind=kind, reason=refused.reason, status=refused.status
-    )
+    refused.log(surface=surface, kind=kind)
     if surface == "slack":
         slack_metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(refused.status)).inc()
     return web.json_response({"error": refused.reason}, status=refused.status)
