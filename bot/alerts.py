@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.decode import Refused, check_charset, parse_json, read_body
 from bot.settings import ALERT_TOKEN_VAR, SettingsError, SlackSettings
-from bot.surface import Acknowledged, Intake, Surface
+from bot.surface import Acknowledged, Intake, Surface, Written, responding
 from orchestration.config import OpsgateConfig
 from orchestration.inbox import Request, RequestKind
 from orchestration.telemetry import get_logger, new_correlation_id
@@ -186,6 +186,11 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
             )
         if not channel:
             return web.json_response({"error": "slack.alert_channel is not configured"}, status=503)
+        with responding() as sent:
+            return await record(notification, channel, sent)
+
+    async def record(notification: Notification, channel: str, sent: asyncio.Event) -> web.Response:
+        """Record the firing alerts before the answer; their work starts once it is written."""
         firing = [
             (
                 alert_key(alert),
@@ -211,10 +216,9 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
                 surface.perform(key, req, None, counted_as=SOURCE)
         if Intake.UNRECORDED in intakes:
             # Alertmanager retries a 5xx; the alerts recorded now are replays then, not redone.
-            return web.json_response(
-                {"error": "could not record every alert; retry", "accepted": accepted}, status=503
-            )
+            retry = {"error": "could not record every alert; retry", "accepted": accepted}
+            return Written.of(web.json_response(retry, status=503), sent)
         response = web.json_response({"accepted": accepted}, status=202)
-        return Acknowledged.of(response) if accepted else response
+        return (Acknowledged if accepted else Written).of(response, sent)
 
     return handle

@@ -19,7 +19,7 @@ from bot.listeners import LISTENED
 from bot.ops_collector import OpsCollector
 from bot.payloads import Kind
 from bot.settings import SlackSettings
-from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface
+from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface, Written, responding
 from common.redaction import redact_text
 from orchestration.control import ControlPlane
 from orchestration.telemetry import get_logger
@@ -116,19 +116,24 @@ def add_routes(
         early = unlistened(slack)
         if early is not None:
             return early
+        with responding() as sent:
+            response, recorded = await dispatch(slack, request)
+            return (Acknowledged if recorded else Written).of(response, sent)
+
+    async def dispatch(slack: SlackBody, request: web.Request) -> tuple[web.Response, bool]:
+        """Bolt's answer to the request, and whether it acknowledges a new recorded request."""
         req = bolt_request(slack, request)
         context = req.context
         context[HOLDS_ACK] = True
         response = await to_aiohttp_response(await bolt.async_dispatch(req))
         if PENDING not in context:
-            return response  # nothing to record (help, status, clicks, ...)
+            return response, False  # nothing to record (help, status, clicks, ...)
         intake = await surface.accepted(context)  # usually durable before the ack was ready
         if intake is Intake.UNRECORDED and slack.kind is Kind.COMMAND:
             # The listener acked before the outcome was known: say what is true instead.
-            return await to_aiohttp_response(BoltResponse(status=200, body=strings.NOT_RECORDED))
-        if intake is Intake.NEW:
-            return Acknowledged.of(response)
-        return response
+            body = BoltResponse(status=200, body=strings.NOT_RECORDED)
+            return await to_aiohttp_response(body), False
+        return response, intake is Intake.NEW
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

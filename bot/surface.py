@@ -6,7 +6,9 @@ but did not finish.
 """
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import Awaitable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -31,6 +33,33 @@ PENDING = "inbox_pending"  # (key, request, its record in flight)
 INTAKE = "inbox_intake"  # what recording it came to (an Intake), once known
 HOLDS_ACK = "route_holds_ack"  # the HTTP route sends the 2xx only once the record is durable
 
+# The response of the request being handled: work it starts waits until that response is
+# written, so an ack always reaches the sender before the work it promises begins (and the
+# crash tests' fault point after it is exact). Tasks copy it from the context they start in.
+_RESPONSE_SENT: ContextVar[asyncio.Event | None] = ContextVar("opsgate_response_sent", default=None)
+SEND_WAIT_S = 2.0  # a response never written (the sender hung up) holds its work this long
+
+
+@contextlib.contextmanager
+def responding() -> Iterator[asyncio.Event]:
+    """While handling one request: the event its written response sets (``Written``)."""
+    sent = asyncio.Event()
+    token = _RESPONSE_SENT.set(sent)
+    try:
+        yield sent
+    except BaseException:
+        sent.set()  # no response of ours will be written: nothing waits for one
+        raise
+    finally:
+        _RESPONSE_SENT.reset(token)
+
+
+async def _response_written(sent: asyncio.Event | None) -> None:
+    if sent is None or sent.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sent.wait(), SEND_WAIT_S)
+
 
 class Intake(StrEnum):
     """What recording a request came to."""
@@ -52,9 +81,11 @@ class Surface:
 
     def run(self, work: Awaitable[Any], *, name: str) -> None:
         """Run ``work`` after the ack; then wake the outbox relay so Slack hears at once."""
+        sent = _RESPONSE_SENT.get()
 
         async def job() -> None:
             try:
+                await _response_written(sent)  # this request's ack is on the wire first
                 await self.quiet.wait()  # acks of a burst go out before its background work
                 await work
             finally:
@@ -138,19 +169,38 @@ class Surface:
             await asyncio.sleep(interval_s)
 
 
-class Acknowledged(web.Response):
-    """The 2xx of a request just recorded; aiohttp writes it as any other response.
+class Written(web.Response):
+    """A response that tells the work of its request when it has been written (``responding``)."""
 
-    The crash tests' fault point ``after_intake`` sits right after it is written: the sender
-    has its 2xx and the request exists only in the inbox (its work waits for a lull).
-    """
+    sent: asyncio.Event | None = None
 
     @classmethod
-    def of(cls, response: web.Response) -> "Acknowledged":
+    def of(cls, response: web.Response, sent: asyncio.Event) -> "Written":
         """The same status, headers and body."""
-        return cls(status=response.status, body=response.body, headers=response.headers)
+        written = cls(status=response.status, body=response.body, headers=response.headers)
+        written.sent = sent
+        return written
 
     async def write_eof(self, data: bytes = b"") -> None:
-        """Write the end of the response, then pass the fault point."""
-        await super().write_eof(data)
+        """Write the end of the response, then let the request's work begin."""
+        try:
+            await super().write_eof(data)
+            self.passed()
+        finally:
+            if self.sent is not None:
+                self.sent.set()
+
+    def passed(self) -> None:
+        """What happens once the response is written, before the work begins."""
+
+
+class Acknowledged(Written):
+    """The 2xx of a request just recorded.
+
+    The crash tests' fault point ``after_intake`` sits right after it is written: the sender
+    has its 2xx and the request exists only in the inbox (its work waits for the write).
+    """
+
+    def passed(self) -> None:
+        """Pass the fault point."""
         faults.point("after_intake")

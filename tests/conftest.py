@@ -7,9 +7,16 @@ from urllib.parse import quote
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from common import FakeClock
+
+# Property tests check behaviour, not speed: on a loaded CI machine an example may take long.
+settings.register_profile(
+    "opsgate", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("opsgate")
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

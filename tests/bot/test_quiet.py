@@ -4,6 +4,8 @@ import asyncio
 import time
 
 from bot.quiet import QuietGate
+from bot.surface import Surface, responding
+from bot.tasks import TaskTracker
 
 
 async def test_wait_returns_at_once_when_no_request_came() -> None:
@@ -47,3 +49,43 @@ async def test_wait_gives_up_after_max_wait_during_endless_traffic() -> None:
     stop.set()
     await task
     assert 0.14 <= waited < 1.0
+
+
+class _Relay:
+    def __init__(self) -> None:
+        self.wakeup = asyncio.Event()
+
+
+def _surface() -> Surface:
+    return Surface(
+        control=None,  # type: ignore[arg-type]
+        config=None,  # type: ignore[arg-type]
+        tasks=TaskTracker(),
+        relay=_Relay(),  # type: ignore[arg-type]
+        quiet=QuietGate(quiet_s=0.0, max_wait_s=0.0),
+    )
+
+
+async def test_work_of_a_request_waits_until_its_response_is_written() -> None:
+    surface, began = _surface(), asyncio.Event()
+
+    async def work() -> None:
+        began.set()
+
+    with responding() as sent:
+        surface.run(work(), name="work")
+    for _ in range(20):  # the response is still being written: the work must not begin
+        await asyncio.sleep(0)
+    assert not began.is_set()
+    sent.set()  # what Written.write_eof does once the bytes are out
+    await asyncio.wait_for(began.wait(), 5)
+
+
+async def test_work_started_outside_a_request_does_not_wait() -> None:
+    surface, began = _surface(), asyncio.Event()
+
+    async def work() -> None:
+        began.set()
+
+    surface.run(work(), name="work")  # e.g. the inbox sweeper
+    await asyncio.wait_for(began.wait(), 5)
