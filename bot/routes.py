@@ -19,7 +19,7 @@ from bot.listeners import LISTENED
 from bot.ops_collector import OpsCollector
 from bot.payloads import Kind
 from bot.settings import SlackSettings
-from bot.surface import HOLDS_ACK, PENDING, Acknowledged, Intake, Surface, Written, responding
+from bot.surface import HELD, HOLDS_ACK, PENDING, Acknowledged, Intake, Surface, Written, responding
 from common.redaction import redact_text
 from orchestration.control import ControlPlane
 from orchestration.telemetry import get_logger
@@ -126,6 +126,8 @@ def add_routes(
         context = req.context
         context[HOLDS_ACK] = True
         response = await to_aiohttp_response(await bolt.async_dispatch(req))
+        if HELD in context:  # a vote: its 2xx goes out once it is committed
+            await context[HELD]
         if PENDING not in context:
             return response, False  # nothing to record (help, status, clicks, ...)
         intake = await surface.accepted(context)  # usually durable before the ack was ready

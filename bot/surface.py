@@ -7,11 +7,11 @@ but did not finish.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -32,6 +32,9 @@ log = get_logger("opsgate.surface")
 PENDING = "inbox_pending"  # (key, request, its record in flight)
 INTAKE = "inbox_intake"  # what recording it came to (an Intake), once known
 HOLDS_ACK = "route_holds_ack"  # the HTTP route sends the 2xx only once the record is durable
+HELD = "route_awaits"  # the record the HTTP route awaits before its 2xx (``ack_once_recorded``)
+
+T = TypeVar("T")
 
 # The response of the request being handled: work it starts waits until that response is
 # written, so an ack always reaches the sender before the work it promises begins (and the
@@ -118,6 +121,25 @@ class Surface:
         context = context if context is not None else {}
         self.submit(request, key=key, context=context)
         return await self.accepted(context)
+
+    async def ack_once_recorded(
+        self, context: dict[str, Any], ack: Callable[[], Awaitable[Any]], record: Awaitable[T]
+    ) -> T:
+        """Acknowledge only once ``record`` is committed; its result.
+
+        Over HTTP the listener acks at once and the route holds the 2xx until the record is
+        done, so a commit slower than Bolt's 3 s wait for ``ack()`` answers late rather than
+        404 "unhandled request" for a vote that then counts. Elsewhere (Socket Mode) the
+        listener itself waits, then acks.
+        """
+        if not context.get(HOLDS_ACK):
+            result = await record
+            await ack()
+            return result
+        task = asyncio.ensure_future(record)
+        context[HELD] = task
+        await ack()
+        return await task
 
     def perform(
         self,

@@ -1,7 +1,8 @@
 """Approve / Reject buttons on approval cards (``value`` is the approval nonce).
 
-A click is acknowledged only after its vote is committed: a 2xx means the vote survives a crash
-of this process (Slack never resends a click it got a 2xx for). The step a final approval
+A click is acknowledged only after its vote is committed (``Surface.ack_once_recorded``): a
+2xx means the vote survives a crash of this process (Slack never resends a click it got a 2xx
+for). The step a final approval
 starts runs after the ack, in the background. Reject fails safe: the click itself rejects and
 halts the step; the modal that opens afterwards only adds an optional reason.
 """
@@ -83,22 +84,26 @@ def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the button listeners."""
 
     @app.action(ActionId.APPROVE.value)
-    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def approve(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
+    ) -> None:
         click = parse_click(body)
         later: list[Awaitable[None]] = []
-        outcome = await cast(surface, click=click, choice=VoteChoice.APPROVE, later=later)
-        await ack()
+        voting = cast(surface, click=click, choice=VoteChoice.APPROVE, later=later)
+        outcome = await surface.ack_once_recorded(context, ack, voting)
         if outcome is None:
             surface.run(tell_not_counted(client, click), name="vote-not-recorded")
             return
         surface.run(after_ack(later), name="vote-approve")
 
     @app.action(ActionId.REJECT.value)
-    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def reject(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
+    ) -> None:
         click = parse_click(body)
         later: list[Awaitable[None]] = []
-        outcome = await cast(surface, click=click, choice=VoteChoice.REJECT, later=later)
-        await ack()
+        voting = cast(surface, click=click, choice=VoteChoice.REJECT, later=later)
+        outcome = await surface.ack_once_recorded(context, ack, voting)
         if outcome is None:
             surface.run(tell_not_counted(client, click), name="vote-not-recorded")
             return

@@ -25,11 +25,13 @@ Listener = Callable[..., Coroutine[Any, Any, None]]
 
 
 def _listener(surface: Surface, choice: VoteChoice) -> Listener:
-    async def answer(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def answer(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
+    ) -> None:
         click = parse_click(body)
         later: list[Awaitable[None]] = []
-        outcome = await cast(surface, click=click, choice=choice, later=later)
-        await ack()
+        voting = cast(surface, click=click, choice=choice, later=later)
+        outcome = await surface.ack_once_recorded(context, ack, voting)
         if outcome is None:
             surface.run(tell_not_counted(client, click), name="vote-not-recorded")
             return

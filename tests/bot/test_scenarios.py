@@ -300,6 +300,23 @@ async def test_a_click_is_committed_before_its_ack(stack: Stack) -> None:
     assert stack.service.restarts == 1
 
 
+async def test_a_vote_slower_than_bolts_ack_wait_is_answered_200_once_committed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit past Bolt's 3 s wait for ack() is late, never a 404 for a vote that counts."""
+    await open_checkout(stack)
+    card = stack.card("Restart checkout-api")
+    vote = stack.control.vote
+
+    async def slow_vote(**kwargs: Any) -> Any:
+        await asyncio.sleep(3.5)  # a loaded database, past Bolt's ack_timeout of 3 s
+        return await vote(**kwargs)
+
+    monkeypatch.setattr(stack.control, "vote", slow_vote)
+    assert (await stack.click(card, ActionId.APPROVE.value, user=APPROVER_A))[0] == 200
+    assert await stored_votes(stack) == [(APPROVER_A, "approve", "")]
+
+
 async def test_a_click_the_database_cannot_record_is_answered_not_dropped(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
