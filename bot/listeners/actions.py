@@ -2,9 +2,9 @@
 
 A click is acknowledged only after its vote is committed (``Surface.ack_once_recorded``): a
 2xx means the vote survives a crash of this process (Slack never resends a click it got a 2xx
-for). The step a final approval
-starts runs after the ack, in the background. Reject fails safe: the click itself rejects and
-halts the step; the modal that opens afterwards only adds an optional reason.
+for). The step a final approval starts runs after the ack, in the background. Reject fails
+safe: the click itself rejects and halts the step; the modal that opens afterwards only adds
+an optional reason.
 """
 
 from collections.abc import Awaitable
@@ -80,6 +80,30 @@ async def tell_not_counted(client: AsyncWebClient, click: Click) -> None:
     )
 
 
+async def vote_then_ack(
+    surface: Surface,
+    *,
+    choice: VoteChoice,
+    ack: AsyncAck,
+    body: dict[str, Any],
+    client: AsyncWebClient,
+    context: dict[str, Any],
+) -> tuple[Click, VoteOutcome] | None:
+    """Cast a click's vote and ack once it is committed; the work it left runs after the ack.
+
+    None when it could not be recorded (the voter is told privately).
+    """
+    click = parse_click(body)
+    later: list[Awaitable[None]] = []
+    voting = cast(surface, click=click, choice=choice, later=later)
+    outcome = await surface.ack_once_recorded(context, ack, voting)
+    if outcome is None:
+        surface.run(tell_not_counted(client, click), name="vote-not-recorded")
+        return None
+    surface.run(after_ack(later), name=f"vote-{choice.value}")
+    return click, outcome
+
+
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the button listeners."""
 
@@ -87,27 +111,22 @@ def register(app: AsyncApp, surface: Surface) -> None:
     async def approve(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
     ) -> None:
-        click = parse_click(body)
-        later: list[Awaitable[None]] = []
-        voting = cast(surface, click=click, choice=VoteChoice.APPROVE, later=later)
-        outcome = await surface.ack_once_recorded(context, ack, voting)
-        if outcome is None:
-            surface.run(tell_not_counted(client, click), name="vote-not-recorded")
-            return
-        surface.run(after_ack(later), name="vote-approve")
+        choice = VoteChoice.APPROVE
+        await vote_then_ack(
+            surface, choice=choice, ack=ack, body=body, client=client, context=context
+        )
 
     @app.action(ActionId.REJECT.value)
     async def reject(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
     ) -> None:
-        click = parse_click(body)
-        later: list[Awaitable[None]] = []
-        voting = cast(surface, click=click, choice=VoteChoice.REJECT, later=later)
-        outcome = await surface.ack_once_recorded(context, ack, voting)
-        if outcome is None:
-            surface.run(tell_not_counted(client, click), name="vote-not-recorded")
+        choice = VoteChoice.REJECT
+        counted = await vote_then_ack(
+            surface, choice=choice, ack=ack, body=body, client=client, context=context
+        )
+        if counted is None:
             return
-        surface.run(after_ack(later), name="vote-reject")
+        click, outcome = counted
         if not outcome.accepted or not click.trigger_id:
             return
         try:

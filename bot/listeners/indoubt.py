@@ -4,14 +4,14 @@ Like Approve and Reject, an answer is committed before its ack; the step that "r
 starts, or the plan that "it ran" resumes, goes on after the ack.
 """
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import ActionId
-from bot.listeners.actions import after_ack, cast, parse_click, tell_not_counted
+from bot.listeners.actions import vote_then_ack
 from bot.surface import Surface
 from orchestration.enums import VoteChoice
 
@@ -28,14 +28,9 @@ def _listener(surface: Surface, choice: VoteChoice) -> Listener:
     async def answer(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
     ) -> None:
-        click = parse_click(body)
-        later: list[Awaitable[None]] = []
-        voting = cast(surface, click=click, choice=choice, later=later)
-        outcome = await surface.ack_once_recorded(context, ack, voting)
-        if outcome is None:
-            surface.run(tell_not_counted(client, click), name="vote-not-recorded")
-            return
-        surface.run(after_ack(later), name=f"in-doubt-{choice.value}")
+        await vote_then_ack(
+            surface, choice=choice, ack=ack, body=body, client=client, context=context
+        )
 
     return answer
 
