@@ -91,6 +91,9 @@ class ToolCall:
     args: dict[str, Any]
     idempotency_key: str
     correlation_id: str = ""
+    # Incident data for the ``${incident:NAME}`` references in ``args`` (common.incident_refs),
+    # put in by IncidentGuard after the grant check; the grant binds the references.
+    context: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tool_action(self) -> str:

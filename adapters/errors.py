@@ -21,6 +21,10 @@ Codes:
 - ``rate_limited``: the tool's call budget per second is spent (:class:`RateLimited`).
 - ``secret_missing``: an argument names a ``${secret:NAME}`` that is not set
   (:class:`SecretMissing`).
+- ``statement_refused``: a SQL statement is not one read-only query; it was refused before it
+  reached a server (:class:`StatementRefused`).
+- ``read_only_violation``: the server's read-only transaction refused a write
+  (:class:`StatementRefused` with that code).
 - ``tool_failed``: a transport or process error (:class:`ToolFailed`; retryable unless the
   adapter says otherwise).
 
@@ -51,6 +55,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     TOOL_FAILED = "tool_failed"
     SECRET_MISSING = "secret_missing"  # noqa: S105 - an error code, not a password
+    STATEMENT_REFUSED = "statement_refused"
+    READ_ONLY_VIOLATION = "read_only_violation"
 
 
 GRANT_CODES = frozenset(
@@ -141,3 +147,14 @@ class SecretMissing(AdapterError):
     """A ``${secret:NAME}`` reference names a secret that is not set."""
 
     default_code = ErrorCode.SECRET_MISSING
+
+
+class StatementRefused(AdapterError):
+    """A SQL statement that could write: refused by the parser, or by the read-only server."""
+
+    default_code = ErrorCode.STATEMENT_REFUSED
+
+    def __init__(self, message: str, *, code: str = ErrorCode.STATEMENT_REFUSED) -> None:
+        """Create the error; ``code`` is ``statement_refused`` or ``read_only_violation``."""
+        super().__init__(message)
+        self.code = ErrorCode(code)

@@ -24,6 +24,7 @@ import structlog
 from adapters.base import Grant, GrantSigner, Tool, ToolCall, ToolResult, ToolSpec, validate_args
 from adapters.errors import (
     AdapterError,
+    ArgsInvalid,
     CircuitOpen,
     RateLimited,
     ToolFailed,
@@ -32,6 +33,7 @@ from adapters.errors import (
 )
 from adapters.secrets import SecretSource
 from common import Clock
+from common.incident_refs import INCIDENT_NAMES, fill_incident, incident_names
 from common.redaction import redact_text, secret_names
 
 log = structlog.get_logger(__name__)
@@ -81,7 +83,8 @@ class GrantGuard(ToolWrapper):
 
 
 class SecretGuard(ToolWrapper):
-    """Resolves ``${secret:NAME}`` in a call's args right before the tool runs (innermost guard).
+    """Resolves ``${secret:NAME}`` in a call's args right before the tool runs (innermost guard
+    but IncidentGuard).
 
     Outer guards (grant, breaker, rate limit, timeout) see only references, so the grant binds
     the reference and the breaker's target never holds a value. What the tool answers or raises
@@ -105,6 +108,29 @@ class SecretGuard(ToolWrapper):
             exc.args = (exc.message,)
             raise
         return result.redacted()
+
+
+class IncidentGuard(ToolWrapper):
+    """Puts the incident data of ``call.context`` in place of ``${incident:NAME}`` references
+    (common.incident_refs), inside the grant check and the secrets (innermost guard)."""
+
+    async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Run ``call`` with its incident references filled."""
+        names = incident_names(call.args)
+        if not names:
+            return await self.inner.invoke(call, grant)
+        unknown = sorted(names - INCIDENT_NAMES)
+        missing = sorted(n for n in names - set(call.context) if n not in unknown)
+        if unknown or missing:
+            known = ", ".join(sorted(INCIDENT_NAMES))
+            detail = (
+                f"unknown incident data {', '.join(unknown)} (known: {known})"
+                if unknown
+                else f"no incident data for {', '.join(missing)} reached this call"
+            )
+            raise ArgsInvalid(f"{call.tool_action}: {detail}")
+        filled = dataclasses.replace(call, args=fill_incident(call.args, call.context))
+        return await self.inner.invoke(filled, grant)
 
 
 class TimeoutGuard(ToolWrapper):
@@ -464,12 +490,14 @@ def guarded(
     secrets: SecretSource | None = None,
 ) -> GrantGuard:
     """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout ->
-    secrets -> tool.
+    secrets -> incident data -> tool.
 
     Read-only idempotent calls wait for a rate-limit slot up to ``rate_read_max_wait_s``
     (default: ``timeout_s``); the others up to ``rate_max_wait_s``.
     """
-    timed = TimeoutGuard(SecretGuard(tool, source=secrets), seconds=timeout_s)
+    # Incident data goes in after the secrets are resolved, so that text from an incident
+    # (typed by anyone) is never read as a ${secret:...} reference.
+    timed = TimeoutGuard(SecretGuard(IncidentGuard(tool), source=secrets), seconds=timeout_s)
     limited = RateLimitGuard(
         timed,
         per_second=rate_per_s,

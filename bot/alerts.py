@@ -26,9 +26,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.decode import Refused, check_charset, parse_json, read_body
+from bot.decode import Refused, check_charset, parse_json
 from bot.settings import ALERT_TOKEN_VAR, SettingsError, SlackSettings
-from bot.surface import Acknowledged, Intake, Surface, Written, responding
+from bot.surface import Surface, responding
+from bot.webhooks import read_authenticated, record_requests
 from orchestration.config import OpsgateConfig
 from orchestration.inbox import Request, RequestKind
 from orchestration.telemetry import get_logger, new_correlation_id
@@ -167,15 +168,11 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
     """The aiohttp handler: firing alerts are recorded before the 202, opened after it."""
 
     async def handle(request: web.Request) -> web.Response:
-        try:
-            body = await read_body(request)
-        except Refused as refused:  # too large to read: refused before it is authenticated
-            refused.log(surface=SOURCE, kind="webhook")
-            return web.json_response({"error": refused.reason}, status=refused.status)
-        refusal = auth.refusal(request.headers, body)
-        if refusal is not None:
-            log.info("alert_refused", reason=refusal, remote=request.remote)
-            return web.json_response({"error": refusal}, status=401)
+        body = await read_authenticated(
+            request, source=SOURCE, refusal=auth.refusal, event="alert_refused"
+        )
+        if isinstance(body, web.Response):
+            return body
         try:
             notification = decode_notification(request, body)
         except Refused as refused:
@@ -207,18 +204,6 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
             for alert in notification.alerts
             if alert.status == "firing"
         ]
-        # Concurrent records share one commit; one notification's alerts go in together.
-        intakes = await asyncio.gather(*(surface.accept(r, key=k) for k, r in firing))
-        accepted = []
-        for (key, req), intake in zip(firing, intakes, strict=True):
-            if intake is Intake.NEW:  # not a replay: one incident per firing
-                accepted.append(req.text)
-                surface.perform(key, req, None, counted_as=SOURCE)
-        if Intake.UNRECORDED in intakes:
-            # Alertmanager retries a 5xx; the alerts recorded now are replays then, not redone.
-            retry = {"error": "could not record every alert; retry", "accepted": accepted}
-            return Written.of(web.json_response(retry, status=503), sent)
-        response = web.json_response({"accepted": accepted}, status=202)
-        return (Acknowledged if accepted else Written).of(response, sent)
+        return await record_requests(surface, firing, sent, source=SOURCE)
 
     return handle

@@ -17,6 +17,7 @@ from bot.alerts import AlertAuth, alert_handler
 from bot.decode import Refused, SlackBody, decode_slack, read_body, slack_signature_ok
 from bot.listeners import LISTENED
 from bot.ops_collector import OpsCollector
+from bot.pagerduty import pagerduty_handler
 from bot.payloads import Kind
 from bot.settings import SlackSettings
 from bot.surface import HELD, HOLDS_ACK, PENDING, Acknowledged, Intake, Surface, Written, responding
@@ -103,8 +104,8 @@ def add_routes(
     settings: SlackSettings,
     surface: Surface,
 ) -> None:
-    """``POST /slack/events``, ``/alerts/alertmanager``, ``GET /healthz``, ``/readyz``,
-    ``/metrics``."""
+    """``POST /slack/events``, ``/alerts/alertmanager``, ``/alerts/pagerduty``, ``GET
+    /healthz``, ``/readyz``, ``/metrics``."""
     signing_secret = settings.signing_secret
     ops = OpsCollector.over(control.db, clock=control.clock)
 
@@ -174,3 +175,4 @@ def add_routes(
             auth=AlertAuth.of(control.config, settings),
         ),
     )
+    app.router.add_post("/alerts/pagerduty", pagerduty_handler(surface, config=control.config))

@@ -164,10 +164,18 @@ def find_target(
     ref: str | None,
     thread_ts: str | None,
     lock: bool = False,
+    external_ref: str | None = None,
 ) -> Target:
-    """The incident a request means: by id prefix, else by thread, else the one open."""
+    """The incident a request means: by the external incident it mirrors, else by id prefix,
+    else by thread, else the one open."""
     query = select(Incident)
-    if ref:
+    if external_ref:
+        query = (
+            query.where(Incident.external_ref == external_ref)
+            .order_by(col(Incident.created_at).desc())
+            .limit(1)
+        )
+    elif ref:
         query = query.where(col(Incident.id).startswith(ref)).limit(MAX_LISTED + 1)
     elif thread_ts:
         query = query.where(Incident.channel == channel, Incident.thread_ts == thread_ts).limit(1)
@@ -213,6 +221,7 @@ def assess(
         ref=request.incident_ref,
         thread_ts=request.thread_ts,
         lock=lock,
+        external_ref=request.external_ref,
     )
     incident = target.incident
     if incident is None:
@@ -278,6 +287,16 @@ def close(
             code="close_forbidden",
             detail={"action": action, "reason": found.reason},
         )
+    if found.outcome is not CloseOutcome.CLOSED and request.external_ref:
+        # Another system resolved its incident: nobody asked here, so nobody is told; an
+        # incident opsgate never opened (or closed before) is recorded and left alone.
+        audit(
+            session,
+            base,
+            "incident_close_skipped",
+            detail={"action": action, "outcome": found.outcome.value, "ref": request.external_ref},
+        )
+        return found, []
     if found.outcome is not CloseOutcome.CLOSED:
         if found.outcome.value != request.announced:
             notify(

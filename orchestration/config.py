@@ -14,7 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.http import HttpConfig
+from adapters.pagerduty import PagerDutyConfig, require_secret_ref
 from adapters.shell import ShellCommand, ShellConfig
+from adapters.sql import SqlConfig
+from adapters.tickets import TicketConfig
 from common import Mode
 from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
 from orchestration.errors import ConfigError
@@ -80,12 +83,47 @@ class ShellAdapterConfig(ShellConfig, ToolLimits):
     commands: dict[str, ShellCommand] = Field(default_factory=dict)
 
 
+class SqlAdapterConfig(SqlConfig, ToolLimits):
+    """The sql adapter: named read-only databases (``adapters.sql``) plus its guards."""
+
+
+class PagerDutyAdapterConfig(PagerDutyConfig, ToolLimits):
+    """The pagerduty adapter: API key reference and From email plus its guards."""
+
+
+class TicketAdapterConfig(TicketConfig, ToolLimits):
+    """The ticket adapter: one backend, GitHub Issues or Jira Cloud, plus its guards."""
+
+
 class AdaptersConfig(BaseModel):
     """Which adapters are on, and how."""
 
     model_config = _STRICT
     http: HttpAdapterConfig = Field(default_factory=HttpAdapterConfig)
     shell: ShellAdapterConfig | None = None
+    sql: SqlAdapterConfig | None = None
+    pagerduty: PagerDutyAdapterConfig | None = None
+    ticket: TicketAdapterConfig | None = None
+
+
+class PagerDutyIntakeConfig(BaseModel):
+    """``POST /alerts/pagerduty``: Webhooks V3 signed with the subscription's secret."""
+
+    model_config = _STRICT
+    webhook_secret: str  # ${secret:NAME}
+    channel: str | None = None  # where its incidents open; default: slack.alert_channel
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return require_secret_ref(value, example="PAGERDUTY_WEBHOOK_SECRET")
+
+
+class IntakeConfig(BaseModel):
+    """Webhooks from other systems that open and close incidents."""
+
+    model_config = _STRICT
+    pagerduty: PagerDutyIntakeConfig | None = None
 
 
 class SlackConfig(BaseModel):
@@ -167,6 +205,7 @@ class OpsgateConfig(BaseModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     source: str = Field(default="(built-in defaults)", exclude=True)

@@ -230,6 +230,7 @@ class ControlPlane:
         correlation_id: str | None = None,
         run: bool = True,
         inbox_key: str | None = None,
+        external_ref: str | None = None,
     ) -> Opened:
         """Open an incident, propose its plan, and (unless ``run`` is False) start it.
 
@@ -265,6 +266,7 @@ class ControlPlane:
                 channel=channel,
                 status=IncidentStatus.OPEN.value,
                 source=source,
+                external_ref=external_ref,
                 correlation_id=ctx.correlation_id,
                 created_at=ctx.now,
             )
@@ -646,6 +648,43 @@ class ControlPlane:
         self._stop_local(stop)
         return outcome
 
+    async def record_external_event(
+        self,
+        *,
+        source: str,
+        event: str,
+        external_ref: str | None,
+        detail: Mapping[str, Any],
+        correlation_id: str | None = None,
+    ) -> str | None:
+        """Audit an event another system reported (``external_event``) that changes nothing
+        here, on the incident mirroring ``external_ref`` when there is one; returns its id."""
+
+        def work(session: Session) -> str | None:
+            incident = (
+                session.exec(
+                    select(Incident)
+                    .where(Incident.external_ref == external_ref)
+                    .order_by(col(Incident.created_at).desc())
+                ).first()
+                if external_ref
+                else None
+            )
+            ctx = replace(
+                self._ctx(correlation_id, actor=source),
+                incident_id=incident.id if incident else None,
+                channel=incident.channel if incident else "",
+            )
+            audit(
+                session,
+                ctx,
+                "external_event",
+                detail={"source": source, "event_type": event, "ref": external_ref, **detail},
+            )
+            return incident.id if incident else None
+
+        return await self.db.run(work)
+
     # --- inbox: requests acknowledged to their sender -----------------------------------
 
     @cached_property
@@ -683,6 +722,7 @@ class ControlPlane:
                         correlation_id=request.correlation_id or None,
                         run=False,
                         inbox_key=key,
+                        external_ref=request.external_ref,
                     )
                 except OrchestrationError:
                     return RequestOutcome.DONE  # refused: audited, done and told in one commit

@@ -49,6 +49,7 @@ class Ticket:
     first_attempt: int = 1
     cached: ToolResult | None = None  # a fresh cached result of the same read: the first attempt
     plan_id: str = ""
+    context: Mapping[str, str] = field(default_factory=dict)  # incident data the args refer to
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Executor:
                 args=dict(ticket.args),
                 idempotency_key=idempotency_key(ticket.step_id),
                 correlation_id=ticket.correlation_id,
+                context=ticket.context,
             )
             started = self._clock.now()
             if number == ticket.first_attempt and ticket.cached is not None:

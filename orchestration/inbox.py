@@ -109,6 +109,9 @@ class Request(BaseModel):
     incident_ref: str | None = None
     thread_ts: str | None = None
     announced: str = ""
+    # An incident mirrored from another system (``pagerduty:<id>``): an open request records
+    # it on the incident; a resolve names the incident by it, and is quiet when none matches.
+    external_ref: str | None = None
 
     @field_validator("text")
     @classmethod

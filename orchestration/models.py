@@ -97,6 +97,8 @@ class Incident(SQLModel, table=True):
     thread_ts: str | None = None
     status: str = Field(index=True)
     source: str = "slack"
+    # The external incident this one mirrors (``pagerduty:<id>``): its resolution closes it.
+    external_ref: str | None = Field(default=None, index=True)
     correlation_id: str
     created_at: datetime = _ts()
     resolved_at: datetime | None = _ts(nullable=True)

@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from common import Risk
-from common.redaction import SECRET_REF, literal_credentials
+from common.incident_refs import LATE_REF
+from common.redaction import literal_credentials
 from common.yamlsrc import (
     Loc,
     LocatedYaml,
@@ -298,7 +299,7 @@ def placeholders(value: Any) -> set[str]:
     """Names of ``{name}`` placeholders in every string inside ``value``."""
     names: set[str] = set()
     for text in _strings(value):
-        for _, field_name, _, _ in string.Formatter().parse(SECRET_REF.sub("", text)):
+        for _, field_name, _, _ in string.Formatter().parse(LATE_REF.sub("", text)):
             if field_name:
                 names.add(field_name)
     return names
@@ -307,16 +308,16 @@ def placeholders(value: Any) -> set[str]:
 def fill(value: Any, params: Mapping[str, str]) -> Any:
     """Replace ``{name}`` in every string inside ``value`` with ``params[name]``.
 
-    ``${secret:NAME}`` references are left as they are: only the adapter resolves them.
+    ``${secret:NAME}`` and ``${incident:NAME}`` references are left as they are: they are
+    resolved at call time, inside the guards.
     """
     if isinstance(value, str):
-        parts = SECRET_REF.split(value)
+        parts = LATE_REF.split(value)
         if len(parts) == 1:
             return value.format_map(params)
-        # split() alternates text and captured names: format the text, rebuild the references.
+        # split() alternates text and captured references: format the text, keep the references.
         return "".join(
-            part.format_map(params) if i % 2 == 0 else f"${{secret:{part}}}"
-            for i, part in enumerate(parts)
+            part.format_map(params) if i % 2 == 0 else part for i, part in enumerate(parts)
         )
     if isinstance(value, Mapping):
         return {key: fill(item, params) for key, item in value.items()}

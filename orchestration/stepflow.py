@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from adapters import Grant
 from common import Mode, Risk, Role, args_hash
+from common.incident_refs import incident_names
 from orchestration import cache, observe
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
 from orchestration.budgets import channel_spent_today
@@ -35,6 +36,7 @@ from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, Span
 from orchestration.enums import StepStatus as S
 from orchestration.executor import Outcome, Ticket
 from orchestration.grants import issue_grant
+from orchestration.incident_context import incident_context
 from orchestration.knowledge import row_count
 from orchestration.lifecycle import (
     KNOWLEDGE_ROWS,
@@ -75,8 +77,17 @@ class Next:
     waiting: bool = False
 
 
-def ticket_for(step: Step | StepRow, grant: Grant, plan: Plan | PlanRow) -> Ticket:
-    """The Executor's view of a step it may run."""
+def ticket_for(
+    step: Step | StepRow,
+    grant: Grant,
+    plan: Plan | PlanRow,
+    *,
+    session: Session | None = None,
+) -> Ticket:
+    """The Executor's view of a step it may run; with ``session``, the incident data its
+    ``${incident:NAME}`` references take (read now, as the step starts)."""
+    names = incident_names(step.args)
+    context = incident_context(session, plan.incident_id, names) if session and names else {}
     return Ticket(
         step_id=step.id,
         tool_action=step.tool_action,
@@ -87,6 +98,7 @@ def ticket_for(step: Step | StepRow, grant: Grant, plan: Plan | PlanRow) -> Tick
         correlation_id=plan.correlation_id,
         first_attempt=step.attempts,
         plan_id=plan.id,
+        context=context,
     )
 
 
@@ -115,7 +127,7 @@ def start_step(
         role=Role.EXECUTOR,
         detail={"tool": step.tool_action, "title": step.title},
     )
-    ticket = ticket_for(step, grant, plan)
+    ticket = ticket_for(step, grant, plan, session=session)
     if step.read_only and rt.cache_ttl_s(step.tool_action) > 0:
         cached = cache.lookup(session, key=step.args_hash, now=ctx.now)
         if cached is not None:

@@ -4,13 +4,19 @@ Only the composition root and the Executor's owner use this; the Planner never i
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import BaseModel
 
 from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
 from adapters.guards import Sleep
 from adapters.http import HttpConfig
+from adapters.pagerduty import PagerDutyConfig, PagerDutyTool
 from adapters.shell import ShellConfig
+from adapters.sql import SqlConfig, SqlTool
 from adapters.testing import InMemoryBreakerStore
+from adapters.tickets import TicketConfig, TicketTool
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.errors import ConfigError
@@ -19,8 +25,10 @@ from orchestration.errors import ConfigError
 def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:
     """The guard settings of each configured tool, by tool name."""
     limits: dict[str, ToolLimits] = {"http": config.adapters.http}
-    if config.adapters.shell is not None:
-        limits["shell"] = config.adapters.shell
+    for name in ("shell", "sql", "pagerduty", "ticket"):
+        section = getattr(config.adapters, name)
+        if section is not None:
+            limits[name] = section
     return limits
 
 
@@ -33,7 +41,8 @@ def build_registry(
     sleep: Sleep = asyncio.sleep,
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
 ) -> ToolRegistry:
-    """The configured tools (http always, shell when configured, plus ``extra``), guarded.
+    """The configured tools (http always; shell, sql, pagerduty, ticket when configured; plus
+    ``extra``), guarded.
 
     ``breakers`` is where circuit breakers live; replicas share theirs through the database
     store (``orchestration.breakers``); without one, this process keeps its own in memory.
@@ -70,5 +79,37 @@ def build_registry(
         except ValueError as exc:
             raise ConfigError(f"adapters.shell: {exc}", path=config.source) from exc
         tools.append(guard(shell, shell_cfg))
+    adapters = config.adapters
+    optional: list[tuple[str, ToolLimits | None, Callable[[], Tool]]] = [
+        (
+            "sql",
+            adapters.sql,
+            lambda: SqlTool.from_config(_own(adapters.sql, SqlConfig)),
+        ),
+        (
+            "pagerduty",
+            adapters.pagerduty,
+            lambda: PagerDutyTool.from_config(_own(adapters.pagerduty, PagerDutyConfig)),
+        ),
+        (
+            "ticket",
+            adapters.ticket,
+            lambda: TicketTool.from_config(_own(adapters.ticket, TicketConfig)),
+        ),
+    ]
+    for name, limits, build in optional:
+        if limits is None:
+            continue
+        try:
+            tool = build()
+        except ValueError as exc:
+            raise ConfigError(f"adapters.{name}: {exc}", path=config.source) from exc
+        tools.append(guard(tool, limits))
     tools.extend(guard(tool, limits) for tool, limits in extra)
     return ToolRegistry(tools)
+
+
+def _own(section: BaseModel | None, model: type[BaseModel]) -> dict[str, Any]:
+    """The adapter's own settings of a config section (without the guard settings)."""
+    assert section is not None
+    return section.model_dump(include=set(model.model_fields))

@@ -130,7 +130,7 @@ def _rerun(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> T
         {"title": step.title, "previous_owner": previous, "why": why},
         step_id=step.id,
     )
-    return ticket_for(step, grant, plan)
+    return ticket_for(step, grant, plan, session=session)
 
 
 def _doubt(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> CheckJob | None:

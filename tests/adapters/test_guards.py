@@ -545,7 +545,7 @@ def guard_layers(guard: object) -> list[str]:
     return [*names, type(guard).__name__]
 
 
-async def test_guarded_stacks_grant_breaker_rate_timeout_secrets_tool(
+async def test_guarded_stacks_grant_breaker_rate_timeout_secrets_incident_tool(
     signer: GrantSigner, clock: FakeClock, store: InMemoryBreakerStore
 ) -> None:
     fake = FakeTool()
@@ -556,6 +556,7 @@ async def test_guarded_stacks_grant_breaker_rate_timeout_secrets_tool(
         "RateLimitGuard",
         "TimeoutGuard",
         "SecretGuard",
+        "IncidentGuard",
         "FakeTool",
     ]
     assert tool.spec is fake.spec

@@ -1,6 +1,10 @@
 """Test doubles shipped with the code: a scriptable FakeTool, an instant NoopTool, a breaker
 store in memory (also what one process uses when no shared store is wired in), and a fake
 sleep that moves a FakeClock.
+
+Stand-ins for external services live in modules of their own beside this one:
+:mod:`adapters.testing.pagerduty` (PagerDuty REST API v2 and signed Webhooks V3) and
+:mod:`adapters.testing.tickets` (GitHub Issues and Jira Cloud).
 """
 
 import asyncio
