@@ -25,6 +25,10 @@ Codes:
   reached a server (:class:`StatementRefused`).
 - ``read_only_violation``: the server's read-only transaction refused a write
   (:class:`StatementRefused` with that code).
+- ``request_refused``: the service answered and refused the request (a query it cannot parse,
+  a silence it rejects); running it again will not help (:class:`RequestRefused`).
+- ``matcher_not_allowed``: a silence names a label or value outside the adapter's allow-list;
+  refused before any request (:class:`MatcherNotAllowed`).
 - ``tool_failed``: a transport or process error (:class:`ToolFailed`; retryable unless the
   adapter says otherwise).
 
@@ -57,6 +61,8 @@ class ErrorCode(StrEnum):
     SECRET_MISSING = "secret_missing"  # noqa: S105 - an error code, not a password
     STATEMENT_REFUSED = "statement_refused"
     READ_ONLY_VIOLATION = "read_only_violation"
+    REQUEST_REFUSED = "request_refused"
+    MATCHER_NOT_ALLOWED = "matcher_not_allowed"
 
 
 GRANT_CODES = frozenset(
@@ -158,3 +164,15 @@ class StatementRefused(AdapterError):
         """Create the error; ``code`` is ``statement_refused`` or ``read_only_violation``."""
         super().__init__(message)
         self.code = ErrorCode(code)
+
+
+class RequestRefused(AdapterError):
+    """The service answered and refused the request; the same request will be refused again."""
+
+    default_code = ErrorCode.REQUEST_REFUSED
+
+
+class MatcherNotAllowed(AdapterError):
+    """A silence matcher is outside the allow-list; no request was sent."""
+
+    default_code = ErrorCode.MATCHER_NOT_ALLOWED

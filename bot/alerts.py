@@ -1,7 +1,13 @@
-"""``POST /alerts/alertmanager``: firing alerts open incidents (Alertmanager webhook v4).
+"""``POST /alerts/alertmanager``: alert groups open, update and close incidents (webhook v4).
 
-Each firing alert is recorded in the inbox before the 202, keyed by fingerprint and start, so
-the incident survives a crash after the 202 and Alertmanager's repeats open nothing more.
+Alertmanager sends one notification per group (``groupKey``) holding every alert of the group.
+Each notification is recorded in the inbox before the 202, keyed by the group and the state of
+its alerts (fingerprint, status, start), so its effect survives a crash after the 202 and
+Alertmanager's repeats of the same state do nothing more. The first notification of a group
+with a firing alert opens ONE incident; later ones post what changed (an alert resolved, a new
+one firing) to its thread, and once every alert has resolved and the plan has finished the
+incident is resolved (``slack.alerts_close_incidents``; see ``orchestration.alertgroups``). A
+notification without a ``groupKey`` (a hand-made one) makes each alert a group of its own.
 
 Intake is authenticated by default: a request presents ``OPSGATE_ALERT_TOKEN`` either as a
 bearer token (``Authorization: Bearer <token>``, Alertmanager's ``http_config.authorization``)
@@ -128,6 +134,7 @@ class Notification(BaseModel):
     model_config = ConfigDict(extra="ignore")
     version: str = "4"
     status: str
+    groupKey: str = Field(default="", max_length=2000)  # noqa: N815 - Alertmanager's field name
     alerts: list[Alert] = Field(min_length=1, max_length=100)
 
 
@@ -146,10 +153,52 @@ def alert_requester(alert: Alert) -> str:
     return named if _USER_ID.fullmatch(named) else REQUESTER
 
 
-def alert_key(alert: Alert) -> str:
-    """One key per firing: Alertmanager repeats a notification until the alert resolves."""
-    identity = alert.fingerprint or hashlib.sha256(incident_text(alert).encode()).hexdigest()
-    return f"alert:{identity}:{alert.startsAt}"
+def alert_identity(alert: Alert) -> str:
+    """The alert's fingerprint, else a hash of its text (hand-made webhooks have none)."""
+    return alert.fingerprint or hashlib.sha256(incident_text(alert).encode()).hexdigest()[:16]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def groups(notification: Notification) -> list[tuple[str, list[Alert]]]:
+    """``(group hash, alerts)``: the notification's one group, or one group per alert."""
+    if notification.groupKey:
+        return [(_digest(notification.groupKey), list(notification.alerts))]
+    return [(_digest(f"alert:{alert_identity(a)}"), [a]) for a in notification.alerts]
+
+
+def group_request_key(group: str, alerts: list[Alert]) -> str:
+    """One key per state of a group: Alertmanager's repeats of the same state are replays."""
+    state = sorted(f"{alert_identity(a)}|{a.status}|{a.startsAt}" for a in alerts)
+    return f"alerts:{group}:{_digest(chr(10).join(state))}"
+
+
+def group_request(group: str, alerts: list[Alert], channel: str) -> Request:
+    """The inbox request of one group's notification."""
+    firing = [a for a in alerts if a.status == "firing"]
+    lead = firing[0] if firing else alerts[0]
+    return Request(
+        kind=RequestKind.ALERTS,
+        requester=alert_requester(lead) if firing else REQUESTER,
+        channel=channel,
+        text=incident_text(lead),
+        source=SOURCE,
+        correlation_id=new_correlation_id(),
+        private=False,
+        group_key=group,
+        alerts=tuple(
+            {
+                "fingerprint": alert_identity(a),
+                "status": "resolved" if a.status == "resolved" else "firing",
+                "name": a.labels.get("alertname", "alert"),
+                "starts_at": a.startsAt,
+                "text": incident_text(a)[:300],
+            }
+            for a in alerts
+        ),
+    )
 
 
 def decode_notification(request: web.Request, raw: bytes) -> Notification:
@@ -187,23 +236,11 @@ def alert_handler(surface: Surface, *, channel: str | None, auth: AlertAuth) -> 
             return await record(notification, channel, sent)
 
     async def record(notification: Notification, channel: str, sent: asyncio.Event) -> web.Response:
-        """Record the firing alerts before the answer; their work starts once it is written."""
-        firing = [
-            (
-                alert_key(alert),
-                Request(
-                    kind=RequestKind.OPEN,
-                    requester=alert_requester(alert),
-                    channel=channel,
-                    text=incident_text(alert),
-                    source=SOURCE,
-                    correlation_id=new_correlation_id(),
-                    private=False,
-                ),
-            )
-            for alert in notification.alerts
-            if alert.status == "firing"
+        """Record each group's notification before the answer; its work starts once written."""
+        requests = [
+            (group_request_key(group, alerts), group_request(group, alerts, channel))
+            for group, alerts in groups(notification)
         ]
-        return await record_requests(surface, firing, sent, source=SOURCE)
+        return await record_requests(surface, requests, sent, source=SOURCE)
 
     return handle

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="when the demo service starts failing (default 20)",
     )
+    demo.add_argument(
+        "--builtin-alerts",
+        action="store_true",
+        help="send the alert from a built-in watcher even when Prometheus and Alertmanager "
+        "are installed",
+    )
     serve = sub.add_parser(
         "serve",
         help="run the Slack app (HTTP, or Socket Mode)",
@@ -353,7 +359,10 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             run_demo(
-                port=args.port, open_browser=not args.no_browser, break_after_s=args.break_after
+                port=args.port,
+                open_browser=not args.no_browser,
+                break_after_s=args.break_after,
+                real_monitoring=False if args.builtin_alerts else None,
             )
         )
     except OSError as exc:

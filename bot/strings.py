@@ -258,6 +258,13 @@ INCIDENT_CLOSED_FALLBACK: Final = {
     "incident_cancelled": "Incident cancelled",
 }
 
+ALERT_CHANGED: Final = {
+    "firing": "🔥 *{name}* firing: {text}",
+    "resolved": "✅ *{name}* resolved: {text}",
+}
+ALERTS_CHANGED_TALLY: Final = "Alert group: {firing} firing, {resolved} resolved"
+ALERTS_CHANGED_FALLBACK: Final = "Alerts changed: {firing} firing, {resolved} resolved"
+
 UNKNOWN_KIND: Final = "opsgate event `{kind}`"
 UNKNOWN_KIND_FALLBACK: Final = "opsgate event: {kind}"
 

@@ -9,6 +9,7 @@ Public functions:
     find_target()   in a unit of work: the incident a request means, or why there is none
     assess()        in a unit of work: what closing it would come to (read only; the ack)
     close()         in a unit of work: do it (the inbox row is marked done in the same commit)
+    finish_incident()  in a unit of work: the close itself (also used when alerts resolve)
 """
 
 import re
@@ -262,7 +263,6 @@ def close(
     is told to the asker unless the ack already said it (``Request.announced``); a refusal is
     audited (``incident_close_refused``).
     """
-    from orchestration.recovery import stop_running  # noqa: PLC0415 - recovery imports lifecycle
 
     found, incident = assess(session, request, pack=pack, approvers=approvers, lock=True)
     announced = request.announced
@@ -312,7 +312,25 @@ def close(
     assert incident is not None
     resolved = request.kind is RequestKind.RESOLVE
     status = IncidentStatus.RESOLVED if resolved else IncidentStatus.CANCELLED
-    reason = request.text
+    stop = finish_incident(
+        session, base, incident, status=status, reason=request.text, stop_owner=stop_owner
+    )
+    return found, stop
+
+
+def finish_incident(
+    session: Session,
+    base: Ctx,
+    incident: Incident,
+    *,
+    status: IncidentStatus,
+    reason: str,
+    stop_owner: str,
+) -> list[str]:
+    """Close ``incident`` (locked by the caller) as ``status`` by ``base.actor``: cancel its
+    unfinished plans, mark it, audit and tell its thread. Returns the steps to stop here."""
+    from orchestration.recovery import stop_running  # noqa: PLC0415 - recovery imports lifecycle
+
     stop: list[str] = []
     for plan_id in session.exec(select(Plan.id).where(Plan.incident_id == incident.id)):
         plan = lock_plan(session, plan_id)
@@ -323,17 +341,17 @@ def close(
                 plan,
                 PlanStatus.CANCELLED,
                 code="incident_closed",
-                reason=reason or f"Incident {status.value} by {request.requester}.",
+                reason=reason or f"Incident {status.value} by {base.actor}.",
             )
         stop += stop_running(session, ctx_for(plan, base), plan, owner=stop_owner)
     incident.status = status.value
-    incident.resolved_at = now
+    incident.resolved_at = base.now
     session.add(incident)
     audit(session, base, f"incident_{status.value}", detail={"reason": reason})
     emit(
         session,
         base,
         f"incident_{status.value}",
-        {"actor": request.requester, "reason": reason, "incident": Summary.of(incident).as_json()},
+        {"actor": base.actor, "reason": reason, "incident": Summary.of(incident).as_json()},
     )
-    return found, stop
+    return stop

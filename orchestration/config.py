@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters.alertmanager import AlertmanagerConfig
 from adapters.http import HttpConfig
 from adapters.pagerduty import PagerDutyConfig, require_secret_ref
+from adapters.prometheus import PrometheusConfig
 from adapters.shell import ShellCommand, ShellConfig
 from adapters.sql import SqlConfig
 from adapters.tickets import TicketConfig
@@ -95,6 +97,20 @@ class TicketAdapterConfig(TicketConfig, ToolLimits):
     """The ticket adapter: one backend, GitHub Issues or Jira Cloud, plus its guards."""
 
 
+class PrometheusAdapterConfig(PrometheusConfig, ToolLimits):
+    """The prometheus adapter: base URL and headers (``adapters.prometheus``) plus its guards."""
+
+    cost_per_call_usd: float = Field(default=0.0001, ge=0)
+    cache_ttl_s: float = Field(default=10.0, ge=0)
+
+
+class AlertmanagerAdapterConfig(AlertmanagerConfig, ToolLimits):
+    """The alertmanager adapter: base URL, headers, silence allow-list, plus its guards."""
+
+    cost_per_call_usd: float = Field(default=0.0001, ge=0)
+    cache_ttl_s: float = Field(default=5.0, ge=0)
+
+
 class AdaptersConfig(BaseModel):
     """Which adapters are on, and how."""
 
@@ -104,6 +120,8 @@ class AdaptersConfig(BaseModel):
     sql: SqlAdapterConfig | None = None
     pagerduty: PagerDutyAdapterConfig | None = None
     ticket: TicketAdapterConfig | None = None
+    prometheus: PrometheusAdapterConfig | None = None
+    alertmanager: AlertmanagerAdapterConfig | None = None
 
 
 class PagerDutyIntakeConfig(BaseModel):
@@ -133,6 +151,9 @@ class SlackConfig(BaseModel):
     incident_channels: list[str] = Field(default_factory=list)
     ops_channel: str | None = None
     alert_channel: str | None = None  # where Alertmanager alerts open incidents
+    # An incident opened by an alert group is resolved once every alert of the group has
+    # resolved and its plan has finished; false: resolved alerts are only posted to the thread.
+    alerts_close_incidents: bool = True
     # Accept alerts without OPSGATE_ALERT_TOKEN (logged at every start); never the default.
     allow_unauthenticated_alerts: bool = False
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
-from orchestration import closing, intake, planner
+from orchestration import alertgroups, closing, intake, planner
 from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.closing import Assessment, CloseOutcome
@@ -231,12 +231,15 @@ class ControlPlane:
         run: bool = True,
         inbox_key: str | None = None,
         external_ref: str | None = None,
+        alert_request: Request | None = None,
     ) -> Opened:
         """Open an incident, propose its plan, and (unless ``run`` is False) start it.
 
         Raises InputRejected or NoMatch (both audited) when no plan can be proposed. With
         ``inbox_key`` the recorded request is marked done in the commit that opens the incident
-        (or records the refusal), and AlreadyDone is raised when it was done before.
+        (or records the refusal), and AlreadyDone is raised when it was done before. With
+        ``alert_request`` (an Alertmanager group's notification) the incident remembers its
+        group in the same commit (``orchestration.alertgroups``).
         """
         ctx = self._ctx(correlation_id, actor=requester, role=Role.HUMAN)
         bind_context(correlation_id=ctx.correlation_id, actor=requester)
@@ -274,6 +277,14 @@ class ControlPlane:
             session.add(incident)
             session.add(plan)
             session.add_all(steps)
+            if alert_request is not None and alert_request.group_key:
+                alertgroups.attach(
+                    session,
+                    incident_id=incident_id,
+                    request=alert_request,
+                    now=ctx.now,
+                    auto_close=self.config.slack.alerts_close_incidents,
+                )
             session.flush()
             pctx = ctx_for(plan, ctx)
             audit(session, pctx, "incident_opened", detail={"text": clean, "source": source})
@@ -685,6 +696,55 @@ class ControlPlane:
 
         return await self.db.run(work)
 
+    async def alert_notification(self, request: Request, *, inbox_key: str) -> Opened | None:
+        """One Alertmanager group's notification: update its open incident (posting what changed
+        to the thread, resolving it when every alert has and its plan has ended), or open one
+        when the group fires and none is open. Returns the incident opened, if one was.
+        """
+
+        def work(session: Session) -> bool:
+            now = self.clock.now()
+            assert request.group_key is not None
+            found = alertgroups.open_group(session, request.group_key)
+            firing = any(a.get("status") == alertgroups.FIRING for a in request.alerts)
+            if found is None and firing:
+                return True  # opened below, in the commit that marks the request done
+            finish(session, inbox_key, now=now)
+            ctx = Ctx(
+                correlation_id=request.correlation_id,
+                now=now,
+                actor=request.requester,
+                role=Role.SYSTEM,
+                channel=request.channel,
+            )
+            if found is None:
+                audit(
+                    session,
+                    ctx,
+                    "alerts_ignored",
+                    detail={"reason": "resolved alerts of a group with no open incident"},
+                )
+                return False
+            group, incident = found
+            alertgroups.update(session, ctx, group, incident, request)
+            return False
+
+        if not await self.db.run(work):
+            return None
+        try:
+            return await self.open_incident(
+                text=request.text,
+                requester=request.requester,
+                channel=request.channel,
+                source=request.source,
+                correlation_id=request.correlation_id or None,
+                run=False,
+                inbox_key=inbox_key,
+                alert_request=request,
+            )
+        except OrchestrationError:
+            return None  # refused: audited, done and told in one commit
+
     # --- inbox: requests acknowledged to their sender -----------------------------------
 
     @cached_property
@@ -712,7 +772,9 @@ class ControlPlane:
         self.inbox.working.add(key)
         opened: Opened | None = None
         try:
-            if request.kind is RequestKind.OPEN:
+            if request.kind is RequestKind.ALERTS:
+                opened = await self.alert_notification(request, inbox_key=key)
+            elif request.kind is RequestKind.OPEN:
                 try:
                     opened = await self.open_incident(
                         text=request.text,

@@ -62,6 +62,7 @@ class RequestKind(StrEnum):
     OPEN = "open_incident"
     RESOLVE = "resolve_incident"
     CANCEL = "cancel_incident"
+    ALERTS = "alert_notification"  # one Alertmanager group's alerts: opens, updates, closes
 
 
 class NoticeKind(StrEnum):
@@ -112,6 +113,10 @@ class Request(BaseModel):
     # An incident mirrored from another system (``pagerduty:<id>``): an open request records
     # it on the incident; a resolve names the incident by it, and is quiet when none matches.
     external_ref: str | None = None
+    # Alerts: the hash of the webhook's groupKey, and each alert of the notification as
+    # {"fingerprint", "status", "name", "starts_at", "text"}.
+    group_key: str | None = None
+    alerts: tuple[dict[str, str], ...] = ()
 
     @field_validator("text")
     @classmethod

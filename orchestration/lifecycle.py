@@ -3,6 +3,7 @@
 from sqlmodel import Session, col, delete, select
 
 from common import Role
+from orchestration import alertgroups
 from orchestration.enums import ApprovalState, PlanStatus, SpanKind, StepStatus
 from orchestration.errors import NotFound
 from orchestration.knowledge import pinned_versions, row_count, stale_pins
@@ -155,6 +156,7 @@ def end_plan(
             session, ctx, "plan_escalated", code=code, role=Role.AUDITOR, detail={"reason": reason}
         )
         emit(session, ctx, "escalation", {"reason": reason, "code": code})
+    alertgroups.after_plan_end(session, ctx, plan)
 
 
 def stale_knowledge(session: Session, plan: Plan | PlanRow, rt: Runtime) -> list[str]:

@@ -408,3 +408,19 @@ class BreakerState(SQLModel, table=True):
     opened_at: datetime | None = _ts(nullable=True)
     probe_until: datetime | None = _ts(nullable=True)  # a half-open probe is in flight
     updated_at: datetime = _ts()
+
+
+class AlertGroup(SQLModel, table=True):
+    """The alerts of one Alertmanager group while its incident is open (one row per incident).
+
+    ``group_key`` is a hash of the webhook's ``groupKey``; ``alerts`` maps each alert's
+    fingerprint to its last known ``status``, name and start. A group whose incident closed
+    opens a new incident (and row) when it fires again.
+    """
+
+    __tablename__ = "alert_groups"
+    incident_id: str = Field(primary_key=True)
+    group_key: str = Field(index=True)
+    channel: str = ""
+    alerts: dict[str, Any] = _json(dict)
+    updated_at: datetime = _ts()

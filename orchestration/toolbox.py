@@ -10,9 +10,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
+from adapters.alertmanager import AlertmanagerConfig, AlertmanagerTool
 from adapters.guards import Sleep
 from adapters.http import HttpConfig
 from adapters.pagerduty import PagerDutyConfig, PagerDutyTool
+from adapters.prometheus import PrometheusConfig, PrometheusTool
 from adapters.shell import ShellConfig
 from adapters.sql import SqlConfig, SqlTool
 from adapters.testing import InMemoryBreakerStore
@@ -25,7 +27,7 @@ from orchestration.errors import ConfigError
 def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:
     """The guard settings of each configured tool, by tool name."""
     limits: dict[str, ToolLimits] = {"http": config.adapters.http}
-    for name in ("shell", "sql", "pagerduty", "ticket"):
+    for name in ("shell", "sql", "pagerduty", "ticket", "prometheus", "alertmanager"):
         section = getattr(config.adapters, name)
         if section is not None:
             limits[name] = section
@@ -41,8 +43,8 @@ def build_registry(
     sleep: Sleep = asyncio.sleep,
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
 ) -> ToolRegistry:
-    """The configured tools (http always; shell, sql, pagerduty, ticket when configured; plus
-    ``extra``), guarded.
+    """The configured tools (http always; shell, sql, pagerduty, ticket, prometheus,
+    alertmanager when configured; plus ``extra``), guarded.
 
     ``breakers`` is where circuit breakers live; replicas share theirs through the database
     store (``orchestration.breakers``); without one, this process keeps its own in memory.
@@ -95,6 +97,16 @@ def build_registry(
             "ticket",
             adapters.ticket,
             lambda: TicketTool.from_config(_own(adapters.ticket, TicketConfig)),
+        ),
+        (
+            "prometheus",
+            adapters.prometheus,
+            lambda: PrometheusTool.from_config(_own(adapters.prometheus, PrometheusConfig)),
+        ),
+        (
+            "alertmanager",
+            adapters.alertmanager,
+            lambda: AlertmanagerTool.from_config(_own(adapters.alertmanager, AlertmanagerConfig)),
         ),
     ]
     for name, limits, build in optional:

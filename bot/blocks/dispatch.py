@@ -18,6 +18,7 @@ from bot.blocks.layout import context, finish, section
 from bot.blocks.model import MessageKind, Payload, Rendered
 from bot.blocks.recovery import render_recovery_playbook
 from bot.blocks.results import (
+    render_alerts_changed,
     render_escalation,
     render_incident_cancelled,
     render_incident_resolved,
@@ -58,6 +59,7 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.STEP_IN_DOUBT: render_step_in_doubt,
     MessageKind.STEP_RERUN: render_step_rerun,
     MessageKind.RECOVERY_PLAYBOOK: render_recovery_playbook,
+    MessageKind.ALERTS_CHANGED: render_alerts_changed,
 }
 
 

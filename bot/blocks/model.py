@@ -31,6 +31,7 @@ class MessageKind(StrEnum):
     STEP_IN_DOUBT = "step_in_doubt"
     STEP_RERUN = "step_rerun"
     RECOVERY_PLAYBOOK = "recovery_playbook"
+    ALERTS_CHANGED = "alerts_changed"
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,23 @@ def render_incident_resolved(payload: Payload) -> Rendered:
 def render_incident_cancelled(payload: Payload) -> Rendered:
     """``incident_cancelled``: who cancelled it, and why (in the thread)."""
     return _render_closed(MessageKind.INCIDENT_CANCELLED, payload)
+
+
+def render_alerts_changed(payload: Payload) -> Rendered:
+    """``alerts_changed``: alerts of the incident's group that fired or resolved (thread)."""
+    lines = []
+    for change in list(payload.get("changes") or [])[:10]:
+        status = "resolved" if change.get("status") == "resolved" else "firing"
+        lines.append(
+            s.ALERT_CHANGED[status].format(
+                name=esc(str(change.get("name") or "alert"), 100),
+                text=esc(str(change.get("text") or ""), 300),
+            )
+        )
+    tally = {
+        "firing": int(payload.get("firing") or 0),
+        "resolved": int(payload.get("resolved") or 0),
+    }
+    blocks: list[Block] = [section("\n".join(lines) or s.ALERTS_CHANGED_TALLY.format(**tally))]
+    blocks.append(context(s.ALERTS_CHANGED_TALLY.format(**tally)))
+    return finish(s.ALERTS_CHANGED_FALLBACK.format(**tally), blocks)

@@ -1,4 +1,11 @@
-"""Runs the demo: service, alert watcher, bot and sandbox, until Ctrl-C; leaves nothing behind."""
+"""Runs the demo: service, alerts, bot and sandbox, until Ctrl-C; leaves nothing behind.
+
+With Debian's ``prometheus`` and ``prometheus-alertmanager`` installed, the alert is real:
+Prometheus scrapes the demo service, its error-rate rule fires, Alertmanager delivers the
+webhook, and the runbook (``runbooks/monitored/``) queries Prometheus and silences the alert in
+Alertmanager during the restart. Without them a built-in watcher sends the webhook itself and
+the runbook probes the service's health over HTTP.
+"""
 
 import asyncio
 import contextlib
@@ -18,6 +25,8 @@ from aiohttp import web
 
 from adapters import GrantSigner
 from bot.app import build_app
+from bot.demo import monitoring
+from bot.demo.monitoring import Monitoring, MonitoringSpec
 from bot.demo.service import DemoService
 from bot.sandbox.ui import DEFAULT_PERSONAS, Sandbox
 from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
@@ -49,10 +58,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_runbooks(folder: Path, service_url: str) -> None:
-    """The demo runbooks and recovery playbooks, pointed at this run's demo service."""
+def write_runbooks(folder: Path, service_url: str, *, monitored: bool = False) -> None:
+    """The demo runbooks and recovery playbooks, pointed at this run's demo service; with
+    ``monitored`` the ones of ``runbooks/monitored/`` replace their namesakes."""
     shipped = resources.files("bot.demo").joinpath("runbooks")
-    for source, target in ((shipped, folder), (shipped.joinpath("recovery"), folder / "recovery")):
+    sources = [(shipped, folder), (shipped.joinpath("recovery"), folder / "recovery")]
+    if monitored:
+        sources.append((shipped.joinpath("monitored"), folder))
+    for source, target in sources:
         target.mkdir(parents=True, exist_ok=True)
         for item in source.iterdir():
             if item.name.endswith(".yaml"):
@@ -104,6 +117,74 @@ async def watch_and_alert(
         log.info("demo_alert_sent", status=resp.status)
 
 
+async def break_later(service: DemoService, *, break_after_s: float) -> None:
+    """Break the service after a while; Prometheus and Alertmanager raise the alert."""
+    await asyncio.sleep(break_after_s)
+    service.break_service(SERVICE)
+    log.info("demo_service_broken", service=SERVICE)
+    print(
+        f"  {SERVICE} is failing now (health answers 503); Prometheus's alert follows "
+        "through Alertmanager.",
+        flush=True,
+    )
+
+
+def monitored_adapters(mon: Monitoring) -> dict[str, object]:
+    """The ``adapters`` settings of a demo with real Prometheus and Alertmanager."""
+    return {
+        "prometheus": {"base_url": mon.prometheus_url},
+        "alertmanager": {
+            "base_url": mon.alertmanager_url,
+            "allow_matchers": {"service": [SERVICE], "alertname": [monitoring.ALERT_NAME]},
+        },
+    }
+
+
+async def _start_monitoring(
+    work: Path, service_port: int, bot_port: int, alert_token: str
+) -> Monitoring:
+    mon = Monitoring(
+        MonitoringSpec(
+            scrape_targets=[f"127.0.0.1:{service_port}"],
+            webhook_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
+            webhook_token=alert_token,
+        ),
+        work / "monitoring",
+    )
+    await mon.start()  # stops what it started when it fails
+    return mon
+
+
+def _alerts(
+    service: DemoService,
+    mon: Monitoring | None,
+    *,
+    break_after_s: float,
+    bot_port: int,
+    token: str,
+) -> tuple["asyncio.Task[None]", str]:
+    """The task that breaks the service (and, without monitoring, sends the alert), and the
+    banner's line saying where alerts come from."""
+    if mon is not None:
+        task = asyncio.create_task(break_later(service, break_after_s=break_after_s))
+        return task, (
+            f"  Alerts: real Prometheus {mon.prometheus_url} and Alertmanager "
+            f"{mon.alertmanager_url}; the runbook queries one and silences in the other.\n"
+        )
+    task = asyncio.create_task(
+        watch_and_alert(
+            service,
+            break_after_s=break_after_s,
+            alert_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
+            alert_token=token,
+        )
+    )
+    return task, (
+        "  Alerts: a built-in watcher (Prometheus and Alertmanager are not installed: "
+        "apt-get install prometheus prometheus-alertmanager).\n"
+    )
+
+
 @dataclass(frozen=True)
 class DemoHandles:
     """What a running demo exposes to tests and scripts."""
@@ -112,6 +193,7 @@ class DemoHandles:
     service: DemoService
     control: ControlPlane
     sandbox: Sandbox
+    monitoring: Monitoring | None = None
 
 
 async def run_demo(
@@ -121,8 +203,13 @@ async def run_demo(
     break_after_s: float,
     on_started: Callable[[DemoHandles], None] | None = None,
     stop: asyncio.Event | None = None,
+    real_monitoring: bool | None = None,
 ) -> None:
-    """Start everything, print the URL, run until ``stop`` (or SIGINT/SIGTERM), clean up."""
+    """Start everything, print the URL, run until ``stop`` (or SIGINT/SIGTERM), clean up.
+
+    ``real_monitoring``: use Prometheus and Alertmanager (None: when both are installed).
+    """
+    real_monitoring = monitoring.installed() if real_monitoring is None else real_monitoring
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -145,9 +232,17 @@ async def run_demo(
             personas=PERSONAS,
         )
         await fake.start(port=port)
-        write_runbooks(work / "runbooks", f"http://127.0.0.1:{service_port}")
+        write_runbooks(
+            work / "runbooks", f"http://127.0.0.1:{service_port}", monitored=real_monitoring
+        )
+        mon = (
+            await _start_monitoring(work, service_port, bot_port, alert_token)
+            if real_monitoring
+            else None
+        )
         config = OpsgateConfig.model_validate(
             {
+                "adapters": monitored_adapters(mon) if mon is not None else {},
                 "runbooks": str(work / "runbooks"),
                 "approvers": APPROVERS,
                 "slack": {
@@ -179,16 +274,10 @@ async def run_demo(
         try:
             runners.append(await _serve(slack.web, bot_port))
             tasks.append(asyncio.create_task(service.traffic([SERVICE])))
-            tasks.append(
-                asyncio.create_task(
-                    watch_and_alert(
-                        service,
-                        break_after_s=break_after_s,
-                        alert_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
-                        alert_token=alert_token,
-                    )
-                )
+            task, alerts_line = _alerts(
+                service, mon, break_after_s=break_after_s, bot_port=bot_port, token=alert_token
             )
+            tasks.append(task)
             url = f"http://127.0.0.1:{port}/"
             service_url = f"http://127.0.0.1:{service_port}"
             print(
@@ -198,14 +287,19 @@ async def run_demo(
                 "  Or type: /incident checkout-api is down   (second scenario: "
                 "/incident orders-db disk full, /incident web serves stale data)\n"
                 "  Switch person at the top to approve as Sam and Alex. Ctrl-C stops.\n"
-                f"  Demo service: {service_url}/metrics, {service_url}/svc/{SERVICE}/health\n",
+                f"  Demo service: {service_url}/metrics, {service_url}/svc/{SERVICE}/health\n"
+                + alerts_line,
                 flush=True,
             )
             if open_browser:
                 with contextlib.suppress(Exception):
                     webbrowser.open(url)
             if on_started is not None:
-                on_started(DemoHandles(url=url, service=service, control=control, sandbox=sandbox))
+                on_started(
+                    DemoHandles(
+                        url=url, service=service, control=control, sandbox=sandbox, monitoring=mon
+                    )
+                )
             await stop.wait()
         finally:
             for task in tasks:
@@ -213,6 +307,8 @@ async def run_demo(
             await asyncio.gather(*tasks, return_exceptions=True)
             for runner in reversed(runners):
                 await runner.cleanup()
+            if mon is not None:
+                await mon.stop()
             await sandbox.close()
             await fake.stop()
             print("opsgate demo stopped.", flush=True)

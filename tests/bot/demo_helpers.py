@@ -16,8 +16,12 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_demo(*, break_after_s: float) -> AsyncIterator[DemoHandles]:
-    """The demo, started on a free port without a browser; stopped on exit."""
+async def running_demo(
+    *, break_after_s: float, real_monitoring: bool = False
+) -> AsyncIterator[DemoHandles]:
+    """The demo, started on a free port without a browser; stopped on exit.
+
+    The built-in alert watcher unless ``real_monitoring`` (Prometheus and Alertmanager)."""
     started: asyncio.Future[DemoHandles] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -27,10 +31,11 @@ async def running_demo(*, break_after_s: float) -> AsyncIterator[DemoHandles]:
             break_after_s=break_after_s,
             on_started=started.set_result,
             stop=stop,
+            real_monitoring=real_monitoring,
         )
     )
     try:
-        yield await asyncio.wait_for(started, 30)
+        yield await asyncio.wait_for(started, 90)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

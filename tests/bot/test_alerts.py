@@ -1,4 +1,5 @@
-"""Alertmanager webhooks open incidents: once per firing alert, refusing malformed bodies."""
+"""Alertmanager webhooks: one incident per alert group, resolved alerts threaded and closing it,
+malformed and unauthenticated bodies refused."""
 
 import json
 import subprocess
@@ -12,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from bot.alerts import check_alert_intake, sign_body
+from bot.alerts import Notification, check_alert_intake, group_request_key, groups, sign_body
 from bot.ids import ActionId
 from bot.settings import SettingsError, SlackSettings
 from orchestration.config import OpsgateConfig
@@ -30,12 +31,12 @@ class DatabaseDown:
         raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
 
 
-def webhook(status: str = "firing", **labels: str) -> dict[str, Any]:
+def webhook(status: str = "firing", group: str = "{}:{}", **labels: str) -> dict[str, Any]:
     return {
         "version": "4",
         "status": status,
         "receiver": "opsgate",
-        "groupKey": "{}:{}",
+        "groupKey": group,
         "alerts": [
             {
                 "status": status,
@@ -111,24 +112,131 @@ async def test_a_repeated_alert_is_recorded_once_and_audited_as_a_replay(stack: 
     assert await post_alert(stack, webhook()) == 202
     await stack.settle()
     (replayed,) = await audit_events(stack, "request_replayed")
-    assert replayed.detail["key"] == "alert:abc123:2026-11-25T10:00:00Z"
+    ((group, alerts),) = groups(Notification.model_validate(webhook()))
+    key = group_request_key(group, alerts)
+    assert key.startswith("alerts:")
+    assert replayed.detail["key"] == key
     rows = await stack.control.db.run(lambda s: list(s.exec(select(InboxItem))))
-    assert [(r.key, r.done_at is not None) for r in rows] == [
-        ("alert:abc123:2026-11-25T10:00:00Z", True)
-    ]
+    assert [(r.key, r.done_at is not None) for r in rows] == [(key, True)]
     assert "Bearer" not in str(rows[0].payload)
 
 
-async def test_two_firing_alerts_open_two_incidents_each_with_its_own_trace(stack: Stack) -> None:
-    body = webhook()
+def two_alerts(group: str = "{}:{}") -> dict[str, Any]:
+    body = webhook(group=group)
     second = dict(body["alerts"][0], fingerprint="def456")
     second["annotations"] = {"summary": "orders-api is down"}
     body["alerts"].append(second)
-    assert await post_alert(stack, body) == 202
+    return body
+
+
+async def test_the_alerts_of_one_group_open_one_incident_and_two_groups_two(
+    stack: Stack,
+) -> None:
+    """One incident per groupKey, not per alert; each incident with its own trace."""
+    assert await post_alert(stack, two_alerts()) == 202
+    await stack.settle()
+    assert len(stack.roots(ALERT_CHANNEL)) == 1
+    assert await post_alert(stack, two_alerts(group='{}:{service="orders"}')) == 202
     await stack.settle()
     assert len(stack.roots(ALERT_CHANNEL)) == 2
     opened = await audit_events(stack, "incident_opened")
     assert len({e.correlation_id for e in opened}) == 2
+
+
+async def test_without_a_group_key_each_alert_is_a_group_of_its_own(stack: Stack) -> None:
+    body = two_alerts(group="")
+    assert await post_alert(stack, body) == 202
+    await stack.settle()
+    assert len(stack.roots(ALERT_CHANNEL)) == 2
+
+
+async def incidents(stack: Stack) -> list[Incident]:
+    return await stack.control.db.run(lambda s: list(s.exec(select(Incident))))
+
+
+async def test_resolved_alerts_are_threaded_and_close_the_incident_once_its_plan_ends(
+    stack: Stack,
+) -> None:
+    """A partly resolved group is told in the thread; all resolved waits for the plan to end,
+    then the incident is resolved by alertmanager."""
+    assert await post_alert(stack, two_alerts()) == 202
+    await stack.settle()
+    partly = two_alerts()
+    partly["alerts"][1]["status"] = "resolved"
+    assert await post_alert(stack, partly) == 202
+    await stack.settle()
+    texts = stack.texts(ALERT_CHANNEL)
+    assert "resolved: orders-api is down" in texts
+    assert "1 firing, 1 resolved" in texts
+    resolved = two_alerts()
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+    resolved["status"] = "resolved"
+    assert await post_alert(stack, resolved) == 202
+    await stack.settle()
+    (incident,) = await incidents(stack)
+    assert incident.status == "open", "its restart still waits for approval: the plan runs on"
+    assert "0 firing, 2 resolved" in stack.texts(ALERT_CHANNEL)
+    for user in (APPROVER_A, APPROVER_B):
+        card = stack.card("Restart checkout-api", ALERT_CHANNEL)
+        await stack.click(card, ActionId.APPROVE.value, user=user)
+        await stack.settle()
+    assert stack.service.restarts == 1
+    (incident,) = await incidents(stack)
+    assert incident.status == "resolved"
+    (closed,) = await audit_events(stack, "incident_resolved")
+    assert closed.actor == "alertmanager"
+    assert "Incident resolved" in stack.texts(ALERT_CHANNEL)
+    # The group fires again later: its incident is closed, so a new one opens.
+    again = two_alerts()
+    for alert in again["alerts"]:
+        alert["startsAt"] = "2026-11-25T11:00:00Z"
+    assert await post_alert(stack, again) == 202
+    await stack.settle()
+    assert len(await incidents(stack)) == 2
+
+
+async def approve_restart(stack: Stack) -> None:
+    for user in (APPROVER_A, APPROVER_B):
+        card = stack.card("Restart checkout-api", ALERT_CHANNEL)
+        await stack.click(card, ActionId.APPROVE.value, user=user)
+        await stack.settle()
+    assert stack.service.restarts == 1
+
+
+async def test_a_group_resolving_after_its_plan_ended_closes_at_once(stack: Stack) -> None:
+    assert await post_alert(stack, webhook()) == 202
+    await stack.settle()
+    await approve_restart(stack)
+    (incident,) = await incidents(stack)
+    assert incident.status == "open", "its alert still fires"
+    assert await post_alert(stack, webhook(status="resolved")) == 202
+    await stack.settle()
+    (incident,) = await incidents(stack)
+    assert incident.status == "resolved"
+
+
+async def test_with_closing_off_resolved_alerts_are_only_threaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSGATE_ALERT_TOKEN", "alert-secret")
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'a.db'}",
+        tmp_path=tmp_path,
+        slack={
+            "alert_channel": ALERT_CHANNEL,
+            "channel_rate_per_s": 1000,
+            "alerts_close_incidents": False,
+        },
+    ) as quiet:
+        assert await post_alert(quiet, webhook()) == 202
+        await quiet.settle()
+        await approve_restart(quiet)
+        assert await post_alert(quiet, webhook(status="resolved")) == 202
+        await quiet.settle()
+        assert "resolved: checkout-api is down" in quiet.texts(ALERT_CHANNEL)
+        (incident,) = await incidents(quiet)
+        assert incident.status == "open"
 
 
 async def test_an_alert_that_cannot_be_recorded_gets_a_503_and_opens_on_the_retry(
