@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.errors import ArgsInvalid, ErrorCode, GrantError, UnknownAction
 from common import Risk, args_hash
@@ -26,9 +26,17 @@ class ActionSpec:
     idempotent: bool
     compensation: str | None = None
     description: str = ""
+    # ``compensation``'s args from the step's args and its recorded result (``ToolResult`` as a
+    # dict), e.g. scale back to the count read before; None when there is nothing to undo.
+    compensate_from: (
+        Callable[[Mapping[str, Any], Mapping[str, Any] | None], dict[str, Any] | None] | None
+    ) = None
+    # The tool's ``preview(call, grant)`` says what a call would do without doing it (a dry run).
+    previews: bool = False
 
 
 WHOLE_TOOL = "*"
+PREVIEW = "preview"  # grants for a dry run name ``<action>:preview``: they never cover the call
 
 
 def _not_ok(result: "ToolResult") -> bool:
@@ -100,6 +108,15 @@ class ToolCall:
         """The dotted name, e.g. ``http.get``."""
         return f"{self.tool}.{self.action}"
 
+    def as_preview(self) -> "ToolCall":
+        """The call a preview grant covers: ``<action>:preview``, so it never covers this one."""
+        return dataclasses.replace(self, action=preview_action(self.action))
+
+
+def preview_action(action: str) -> str:
+    """The action name a preview (dry-run) grant of ``action`` is issued for."""
+    return f"{action}:{PREVIEW}"
+
 
 class ToolResult(BaseModel):
     """What a call produced; recorded whatever its outcome, and JSON-serialisable."""
@@ -114,6 +131,10 @@ class ToolResult(BaseModel):
     cost_usd: float
     tokens: int = 0
     error_code: str | None = None
+    # Credentials issued for this call (minted tokens, leases): what, for whom, until when -
+    # never the value. The control plane records each one as an audit event; not dumped, so
+    # it never reaches a stored result or the cache.
+    credentials: tuple[dict[str, Any], ...] = Field(default=(), exclude=True)
 
     def redacted(self) -> "ToolResult":
         """A copy with credentials removed from ``output`` and ``summary`` (counts are kept)."""

@@ -15,6 +15,8 @@ Codes:
 - ``args_invalid``: the arguments do not match the action's schema (:class:`ArgsInvalid`).
 - ``unknown_action``: no such tool or action is registered (:class:`UnknownAction`).
 - ``host_not_allowed``: the URL's host is not on the adapter's allow-list (:class:`HostNotAllowed`).
+- ``namespace_not_allowed``: the Kubernetes namespace is not on the adapter's allow-list
+  (:class:`NamespaceNotAllowed`); no request was made.
 - ``tool_timeout``: the call did not finish in time and was cancelled (:class:`ToolTimeout`;
   retryable).
 - ``circuit_open``: the tool failed repeatedly and calls are paused (:class:`CircuitOpen`).
@@ -40,7 +42,7 @@ Adapters map vendor exceptions at their boundary: ``raise ToolFailed(...) from e
 """
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ErrorCode(StrEnum):
@@ -54,6 +56,7 @@ class ErrorCode(StrEnum):
     ARGS_INVALID = "args_invalid"
     UNKNOWN_ACTION = "unknown_action"
     HOST_NOT_ALLOWED = "host_not_allowed"
+    NAMESPACE_NOT_ALLOWED = "namespace_not_allowed"
     TOOL_TIMEOUT = "tool_timeout"
     CIRCUIT_OPEN = "circuit_open"
     RATE_LIMITED = "rate_limited"
@@ -88,6 +91,8 @@ class AdapterError(Exception):
         self.code: str = self.default_code
         self.message = message
         self.retryable = self.default_retryable if retryable is None else retryable
+        # Credentials issued before the call failed (see ``ToolResult.credentials``).
+        self.credentials: list[dict[str, Any]] = []
 
     def __str__(self) -> str:
         """``code: message``, so logs and tracebacks show both."""
@@ -121,6 +126,12 @@ class HostNotAllowed(AdapterError):
     """The target host is not on the allow-list; no connection was made."""
 
     default_code = ErrorCode.HOST_NOT_ALLOWED
+
+
+class NamespaceNotAllowed(AdapterError):
+    """The Kubernetes namespace is not on the allow-list; no request was made."""
+
+    default_code = ErrorCode.NAMESPACE_NOT_ALLOWED
 
 
 class ToolTimeout(AdapterError):

@@ -55,6 +55,14 @@ class ToolWrapper:
         """Pass the call through."""
         return await self.inner.invoke(call, grant)
 
+    async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Pass a preview (dry run) through to the inner tool, which must offer one."""
+        preview = getattr(self.inner, "preview", None)
+        if preview is None:
+            raise UnknownAction(f"{call.tool_action} offers no preview")
+        result: ToolResult = await preview(call, grant)
+        return result
+
     async def aclose(self) -> None:
         """Close the inner tool if it holds resources."""
         close = getattr(self.inner, "aclose", None)
@@ -80,6 +88,18 @@ class GrantGuard(ToolWrapper):
         self._signer.verify(grant, call, now=self._clock.now())
         validate_args(action, call.args)
         return await self.inner.invoke(call, grant)
+
+    async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Run a dry run only under a preview grant (``<action>:preview``) for these args."""
+        spec = self.spec
+        if call.tool != spec.name:
+            raise UnknownAction(f"{call.tool_action} was sent to tool {spec.name!r}")
+        action = spec.action(call.action)
+        if not action.previews:
+            raise UnknownAction(f"{call.tool_action} offers no preview")
+        self._signer.verify(grant, call.as_preview(), now=self._clock.now())
+        validate_args(action, call.args)
+        return await super().preview(call, grant)
 
 
 class SecretGuard(ToolWrapper):
@@ -108,6 +128,13 @@ class SecretGuard(ToolWrapper):
             exc.args = (exc.message,)
             raise
         return result.redacted()
+
+    async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Preview ``call`` with its references resolved; redact the answer."""
+        if not secret_names(call.args):
+            return await super().preview(call, grant)
+        resolved = dataclasses.replace(call, args=self._source.resolve(call.args))
+        return (await super().preview(resolved, grant)).redacted()
 
 
 class IncidentGuard(ToolWrapper):
@@ -151,6 +178,16 @@ class TimeoutGuard(ToolWrapper):
         except TimeoutError as exc:
             raise ToolTimeout(
                 f"{call.tool_action} did not finish within {self._seconds:g} s and was cancelled"
+            ) from exc
+
+    async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Run the preview under the same deadline."""
+        try:
+            async with asyncio.timeout(self._seconds):
+                return await super().preview(call, grant)
+        except TimeoutError as exc:
+            raise ToolTimeout(
+                f"the dry run of {call.tool_action} did not finish within {self._seconds:g} s"
             ) from exc
 
 

@@ -172,6 +172,11 @@ ARGS: Final = "*Args*\n{code}"
 EXPECT: Final = "*Expected outcome*\n{code}"
 COMPENSATION: Final = "*Compensation:* {title}  `{tool}`\n{code}"
 NO_COMPENSATION: Final = "*Compensation:* none declared"
+COMPENSATION_DERIVED: Final = (
+    "*Compensation:* {title}  `{tool}`\n_args taken from what the step records when it runs_"
+)
+PREVIEW_OK: Final = "🧪 *Dry run (server-side, nothing changed):* {summary}"
+PREVIEW_FAILED: Final = "⚠️ *Dry run failed (nothing changed):* {summary}"
 REQUESTED_BY: Final = "Requested by {requester}{dot}plan v{version}"
 APPROVE_BUTTON: Final = "Approve"
 REJECT_BUTTON: Final = "Reject"

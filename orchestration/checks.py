@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from adapters import ActionSpec, AdapterError, ToolRegistry, validate_args
 from adapters.secrets import SecretSource, where_to_set
-from common import Mode, Risk
+from common import Mode, Risk, Role
 from common.redaction import secret_names
 from common.yamlsrc import Loc, LocatedYaml, Problem, YamlSyntaxError, describe_loc, load_located
 from orchestration.config import OpsgateConfig, check_config
@@ -25,7 +25,15 @@ from orchestration.recovery.playbooks import (
     runbook_params,
 )
 from orchestration.runbooks import Runbook, StepSpec, fill, scan_folder
-from policies import Pack, check_pack, default_pack, load_pack
+from policies import (
+    Pack,
+    PolicyContext,
+    assess_risk,
+    check_pack,
+    default_pack,
+    load_pack,
+    missing_requirements,
+)
 
 
 @dataclass
@@ -76,6 +84,9 @@ def _tool_problems(
             )
         if step.check is not None:
             calls.append((("steps", index, "check"), step.check.tool, step.check.args))
+        if step.canary is not None:
+            canary_args = {**step.args, **step.canary.args}
+            calls.append((("steps", index, "canary"), step.tool, canary_args))
         for base, tool_action, args in calls:
             tool_loc = (*base, "tool")
             try:
@@ -90,6 +101,16 @@ def _tool_problems(
             except AdapterError as exc:
                 problems.extend(_args_problems(exc, tool_action, spec, (*base, "args"), located))
                 continue
+            if base[2:3] == ("canary",) and spec.read_only:
+                problems.append(
+                    Problem(
+                        source,
+                        located.line_of(base),
+                        describe_loc(base),
+                        f"{tool_action} is read-only: there is nothing for a canary to try "
+                        "first; remove the canary",
+                    )
+                )
             if base[2:3] == ("check",) and not spec.read_only:
                 problems.append(
                     Problem(
@@ -99,6 +120,58 @@ def _tool_problems(
                         f"a check must be a read-only action; {tool_action} changes state",
                     )
                 )
+    return problems
+
+
+def requirement_problems(
+    steps: Sequence[StepSpec],
+    *,
+    names: set[str],
+    pack: Pack,
+    tools: ToolRegistry,
+    located: LocatedYaml,
+) -> list[Problem]:
+    """Steps the pack's ``require`` rules match that lack their canary or dry run."""
+    if not pack.require:
+        return []
+    sample = dict.fromkeys(names, "example")
+    problems = []
+    for index, step in enumerate(steps):
+        try:
+            _tool, spec = tools.action(step.tool)
+        except AdapterError:
+            continue  # reported by _tool_problems
+        tool, _, action = step.tool.partition(".")
+        ctx = PolicyContext(
+            role=Role.EXECUTOR,
+            tool=tool,
+            action=action,
+            args=fill(step.args, sample),
+            risk=step.risk.at_least(spec.risk),
+            read_only=spec.read_only,
+            mode=Mode.SUPERVISED,
+            requester="",
+            approvers=frozenset(),
+            has_canary=step.canary is not None,
+            dry_run=spec.previews and not spec.read_only,
+        )
+        effective = ctx.model_copy(update={"risk": assess_risk(ctx, pack).risk})
+        for rule, what in missing_requirements(effective, pack):
+            if what == "canary":
+                fix = "add canary: {args: {...}} naming where it cannot hurt"
+            else:
+                fix = f"{step.tool} cannot be tried with a dry run; use an action that can"
+            loc: Loc = ("steps", index)
+            problems.append(
+                Problem(
+                    located.source,
+                    located.line_of(loc),
+                    describe_loc(loc),
+                    f"steps[{index}] ({step.id}) needs a "
+                    f"{'canary' if what == 'canary' else 'dry run'} by policy rule {rule.id} "
+                    f"({rule.reason}); {fix}",
+                )
+            )
     return problems
 
 
@@ -268,6 +341,14 @@ def check_all(
                     located=located,
                 )
                 runbook_problems += secret_problems(runbook.steps, located=located)
+                if report.pack is not None:
+                    runbook_problems += requirement_problems(
+                        runbook.steps,
+                        names=runbook.match.group_names() | set(runbook.params),
+                        pack=report.pack,
+                        tools=tools,
+                        located=located,
+                    )
     runbook_problems.sort(key=lambda p: (p.source, p.line or 0))  # file by file, top down
     report.problems += runbook_problems
     playbooks = check_playbooks(config, runbooks, tools)

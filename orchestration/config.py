@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.alertmanager import AlertmanagerConfig
 from adapters.http import HttpConfig
+from adapters.kubernetes import KubernetesConfig
 from adapters.pagerduty import PagerDutyConfig, require_secret_ref
 from adapters.prometheus import PrometheusConfig
 from adapters.shell import ShellCommand, ShellConfig
@@ -111,6 +112,10 @@ class AlertmanagerAdapterConfig(AlertmanagerConfig, ToolLimits):
     cache_ttl_s: float = Field(default=5.0, ge=0)
 
 
+class KubernetesAdapterConfig(KubernetesConfig, ToolLimits):
+    """The kubernetes adapter (``adapters.kubernetes``; see docs/kubernetes.md) plus its guards."""
+
+
 class AdaptersConfig(BaseModel):
     """Which adapters are on, and how."""
 
@@ -122,6 +127,7 @@ class AdaptersConfig(BaseModel):
     ticket: TicketAdapterConfig | None = None
     prometheus: PrometheusAdapterConfig | None = None
     alertmanager: AlertmanagerAdapterConfig | None = None
+    kubernetes: KubernetesAdapterConfig | None = None
 
 
 class PagerDutyIntakeConfig(BaseModel):

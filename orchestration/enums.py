@@ -70,10 +70,11 @@ class VoteChoice(StrEnum):
 
 
 class StepKind(StrEnum):
-    """A step from the runbook, or one added to undo a failed step."""
+    """A step from the runbook, one added to undo a failed step, or a step's canary."""
 
     RUNBOOK = "runbook"
     COMPENSATION = "compensation"
+    CANARY = "canary"  # the step's action tried first with its canary args
 
 
 class SpanKind(StrEnum):

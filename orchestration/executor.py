@@ -15,7 +15,7 @@ and logs) is the redacted copy (:mod:`common.redaction`).
 
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,16 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from adapters import ActionSpec, AdapterError, ErrorCode, Grant, ToolCall, ToolRegistry, ToolResult
+from adapters import (
+    ActionSpec,
+    AdapterError,
+    ErrorCode,
+    Grant,
+    ToolCall,
+    ToolRegistry,
+    ToolResult,
+    UnknownAction,
+)
 from common import Clock
 from common.redaction import redact_text
 from orchestration.auditor import Check, check_expect
@@ -50,6 +59,7 @@ class Ticket:
     cached: ToolResult | None = None  # a fresh cached result of the same read: the first attempt
     plan_id: str = ""
     context: Mapping[str, str] = field(default_factory=dict)  # incident data the args refer to
+    preview: bool = False  # run the tool's dry run (``preview``) once instead of the call
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class Outcome:
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     check: Check = field(default_factory=lambda: Check(ok=False, reason="not run"))
+    # Credentials the tool was issued for this step's calls (never their values): audited.
+    credentials: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cancelled(self) -> bool:
@@ -136,6 +148,9 @@ class Executor:
         outcome = Outcome()
         tool, spec = self._tools.action(ticket.tool_action)
         tool_name, _, action = ticket.tool_action.partition(".")
+        if ticket.preview:
+            await self._preview(tool, ticket, outcome)
+            return outcome
         attempts = self._max_attempts
         number = ticket.first_attempt - 1
 
@@ -204,6 +219,33 @@ class Executor:
             await retrying(attempt)
         return outcome
 
+    async def _preview(self, tool: Any, ticket: Ticket, outcome: Outcome) -> None:
+        """One dry run, never retried: its answer (or why it failed) goes on the approval card."""
+        tool_name, _, action = ticket.tool_action.partition(".")
+        call = ToolCall(
+            tool=tool_name,
+            action=action,
+            args=dict(ticket.args),
+            idempotency_key=idempotency_key(ticket.step_id),
+            correlation_id=ticket.correlation_id,
+            context=ticket.context,
+        )
+        started = self._clock.now()
+        preview = getattr(tool, "preview", None)
+        try:
+            if preview is None:
+                raise UnknownAction(f"{ticket.tool_action} offers no dry run")
+            result = await preview(call, ticket.grant)
+        except AdapterError as exc:
+            self._record(
+                outcome, ticket, call=call, started=started, result=None, error=exc, number=1
+            )
+            return
+        ticket = replace(ticket, expect=None)  # a dry run is not judged by the step's expect
+        self._record(
+            outcome, ticket, call=call, started=started, result=result, error=None, number=1
+        )
+
     def _record(
         self,
         outcome: Outcome,
@@ -217,6 +259,9 @@ class Executor:
         cached: bool = False,
     ) -> None:
         ended = self._clock.now()
+        if not cached:
+            outcome.credentials.extend(result.credentials if result is not None else ())
+            outcome.credentials.extend(error.credentials if error is not None else ())
         if result is not None:
             check = check_expect(ticket.expect, result.model_dump(mode="json"))
             result = result if cached else result.redacted()  # cached: redacted before

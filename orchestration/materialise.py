@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from orchestration.enums import PlanStatus, StepStatus
+from orchestration.enums import PlanStatus, StepKind, StepStatus
 from orchestration.models import Plan, Step
 from orchestration.planner import PlanDraft
 from orchestration.runtime import Runtime
@@ -57,18 +57,35 @@ def materialise(
         created_at=now,
     )
     steps = []
+    canaries: dict[str, str] = {}  # key of the step a canary tries out -> the canary's id
     for position, item in enumerate(draft.steps):
         tool, spec = rt.tools.action(item.tool_action)
+        compensate = item.compensate
+        if compensate is None and spec.compensation and spec.compensate_from is not None:
+            # The tool knows how to undo this action from what the call recorded (e.g. scale
+            # back to the count read before): the args are derived once the step has run.
+            compensate = {
+                "tool": f"{tool.spec.name}.{spec.compensation}",
+                "args": None,
+                "derived": True,
+                "title": f"Undo {item.title}",
+                "risk": spec.risk.value,
+            }
         risk = item.risk.at_least(spec.risk)
         estimate = item.cost_usd
         if estimate is None:
             estimate = (history or {}).get(item.tool_action, tool.spec.cost_per_call_usd)
+        step_id = uuid.uuid4().hex
+        if item.canary_of is not None:
+            canaries[item.canary_of] = step_id
         steps.append(
             Step(
-                id=uuid.uuid4().hex,
+                id=step_id,
                 plan_id=plan.id,
                 position=position,
                 key=item.key,
+                kind=StepKind.CANARY.value if item.canary_of else StepKind.RUNBOOK.value,
+                canary_step=None if item.canary_of else canaries.get(item.key),
                 title=item.title,
                 tool_action=item.tool_action,
                 args=item.args,
@@ -78,7 +95,7 @@ def materialise(
                 read_only=spec.read_only,
                 idempotent=spec.idempotent,
                 expect=item.expect,
-                compensate=item.compensate,
+                compensate=compensate,
                 in_doubt_check=item.check,
                 observe=item.observe,
                 status=StepStatus.PENDING.value,

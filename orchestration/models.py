@@ -181,6 +181,8 @@ class Step(SQLModel, table=True):
     # A probe's ``healthy`` expectation and ``end_if`` (orchestration.observe), and once it
     # answered, what it saw: ``seen`` (healthy or unhealthy), ``why``, ``status``, ``exit_code``.
     observe: dict[str, Any] | None = _json()
+    # The id of this step's canary (a ``canary`` step before it that must pass first).
+    canary_step: str | None = None
 
 
 class Approval(SQLModel, table=True):

@@ -42,6 +42,7 @@ class StepDraft(BaseModel):
     check: dict[str, Any] | None = None
     observe: dict[str, Any] | None = None
     cost_usd: float | None = None
+    canary_of: str | None = None  # this step is the canary of the step with this key
 
 
 class PlanDraft(BaseModel):
@@ -105,6 +106,8 @@ def _needed_params(runbook: Runbook) -> set[str]:
     needed: set[str] = set()
     for step in runbook.steps:
         needed |= placeholders(step.title) | placeholders(step.args)
+        if step.canary is not None:
+            needed |= placeholders(step.canary.title) | placeholders(step.canary.args)
     return needed
 
 
@@ -147,10 +150,36 @@ def hash_plan(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
 
 
+def canary_key(key: str) -> str:
+    """The key of the canary step of the step ``key``."""
+    return f"canary-{key}"
+
+
+def _canary_draft(spec: StepSpec, params: Mapping[str, str]) -> StepDraft:
+    """The canary of ``spec``: the same action with its canary args, judged by its expect."""
+    assert spec.canary is not None
+    args = fill({**spec.args, **spec.canary.args}, params)
+    return StepDraft(
+        key=canary_key(spec.id),
+        title=fill(spec.canary.title or f"Canary: {spec.title}", params),
+        tool_action=spec.tool,
+        args=args,
+        args_hash=args_hash(spec.tool, args),
+        risk=spec.canary.risk,
+        expect=spec.expect,
+        canary_of=spec.id,
+    )
+
+
 def draft_steps(specs: Sequence[StepSpec], params: Mapping[str, str]) -> tuple[StepDraft, ...]:
-    """Drafts of ``specs`` with ``{name}`` placeholders filled from ``params``; pure."""
+    """Drafts of ``specs`` with ``{name}`` placeholders filled from ``params``; pure.
+
+    A step with a ``canary`` is preceded by its canary step.
+    """
     steps = []
     for spec in specs:
+        if spec.canary is not None:
+            steps.append(_canary_draft(spec, params))
         args = fill(spec.args, params)
         compensate = None
         if spec.compensate is not None:
@@ -209,7 +238,8 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
                 mode="json",
                 exclude={"args_hash"}
                 | (set() if s.check else {"check"})
-                | (set() if s.observe else {"observe"}),
+                | (set() if s.observe else {"observe"})
+                | (set() if s.canary_of else {"canary_of"}),
             )
             for s in steps
         ],

@@ -87,6 +87,7 @@ class StepRow:
     finished_at: datetime | None
     lease_owner: str | None
     lease_until: datetime | None
+    canary_step: str | None
 
 
 @dataclass(slots=True)

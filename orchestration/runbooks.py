@@ -118,6 +118,19 @@ class CheckSpec(BaseModel):
     title: str = ""
 
 
+class CanarySpec(BaseModel):
+    """The same action tried first where it cannot hurt: ``args`` override the step's args.
+
+    The canary runs before the step and must meet the step's ``expect``; if it fails, the step
+    is never offered for approval and the plan halts.
+    """
+
+    model_config = _STRICT
+    args: dict[str, Any] = Field(default_factory=dict)
+    title: str = ""
+    risk: Risk = Risk.MEDIUM
+
+
 class StepSpec(BaseModel):
     """One step of a runbook."""
 
@@ -134,6 +147,7 @@ class StepSpec(BaseModel):
     end_if: Literal["healthy", "unhealthy"] | None = None
     compensate: CompensateSpec | None = None
     check: CheckSpec | None = None
+    canary: CanarySpec | None = None
     cost_usd: float | None = Field(default=None, ge=0)
 
 
@@ -204,6 +218,8 @@ def cross_field_problems(runbook: Runbook) -> list[tuple[Loc, str]]:
             parts.append((("compensate",), [step.compensate.title, step.compensate.args]))
         if step.check is not None:
             parts.append((("check",), [step.check.title, step.check.args]))
+        if step.canary is not None:
+            parts.append((("canary",), [step.canary.title, step.canary.args]))
         for sub, value in parts:
             unknown = sorted(placeholders(value) - known)
             if unknown:
@@ -227,6 +243,8 @@ def credential_problems(index: int, step: StepSpec) -> list[tuple[Loc, str]]:
         parts.append((("compensate", "args"), step.compensate.args))
     if step.check is not None:
         parts.append((("check", "args"), step.check.args))
+    if step.canary is not None:
+        parts.append((("canary", "args"), step.canary.args))
     for sub, args in parts:
         for where in literal_credentials(args):
             loc: Loc = ("steps", index, *sub, *_loc_of(where))

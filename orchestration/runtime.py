@@ -6,9 +6,10 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from adapters import GrantSigner, ToolRegistry
+from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Mode, Risk, Role
 from orchestration.config import OpsgateConfig
+from orchestration.enums import StepKind
 from orchestration.knowledge.current import CurrentVersions
 from orchestration.models import Plan, Step
 from orchestration.rows import PlanRow, StepRow
@@ -85,5 +86,16 @@ class Runtime:
             denials_in_plan=plan.denials,
             runbook_id=plan.runbook_id,
             channel=plan.channel or None,
+            canary=step.kind == StepKind.CANARY.value,
+            has_canary=bool(step.canary_step),
+            dry_run=self.previews(step.tool_action) and not step.read_only,
         )
         return evaluate(ctx, self.pack)
+
+    def previews(self, tool_action: str) -> bool:
+        """Whether ``tool_action`` offers a dry run before approval (``ActionSpec.previews``)."""
+        try:
+            _tool, spec = self.tools.action(tool_action)
+        except AdapterError:
+            return False
+        return spec.previews

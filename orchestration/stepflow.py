@@ -26,6 +26,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from adapters import Grant
+from adapters.base import preview_action
 from common import Mode, Risk, Role, args_hash
 from common.incident_refs import incident_names
 from orchestration import cache, observe
@@ -35,7 +36,7 @@ from orchestration.db import append_row, flush_appends, upsert
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
 from orchestration.executor import Outcome, Ticket
-from orchestration.grants import issue_grant
+from orchestration.grants import issue_grant, issue_scoped_grant
 from orchestration.incident_context import incident_context
 from orchestration.knowledge import row_count
 from orchestration.lifecycle import (
@@ -133,6 +134,86 @@ def start_step(
         if cached is not None:
             ticket = replace(ticket, cached=cached)
     return ticket
+
+
+PREVIEW_MEMORY = "preview:"
+
+
+def recorded_preview(session: Session, plan_id: str, step_id: str) -> dict[str, Any] | None:
+    """The dry run's answer recorded for ``step_id`` (task memory, pruned with the plan)."""
+    row = session.get(TaskMemory, (plan_id, PREVIEW_MEMORY + step_id))
+    return dict(row.value) if row is not None else None
+
+
+def preview_ticket(
+    session: Session, ctx: Ctx, rt: Runtime, plan: Plan | PlanRow, step: Step | StepRow
+) -> Ticket:
+    """A ticket for the step's dry run, under a grant that covers the dry run only."""
+    tool, _, action = step.tool_action.partition(".")
+    scope = f"{tool}.{preview_action(action)}"
+    grant = issue_scoped_grant(
+        session,
+        ctx,
+        step_id=step.id,
+        tool_action=scope,
+        args_hash=args_hash(scope, step.args),
+        signer=rt.signer,
+        ttl_s=rt.config.execution.grant_ttl_s,
+    )
+    return replace(ticket_for(step, grant, plan, session=session), preview=True)
+
+
+def record_preview(
+    session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome
+) -> Ticket | None:
+    """Keep what the dry run said (or why it failed), then decide the step again.
+
+    The step is still pending; the next decision finds the preview and puts it on the card.
+    """
+    plan = lock_plan(session, ticket.plan_id)
+    ctx = ctx_for(plan, base, role=Role.AUDITOR)
+    result = outcome.result
+    if result is not None:
+        value = {"ok": True, "summary": result.summary, "output": result.output}
+    else:
+        value = {"ok": False, "summary": f"the dry run failed: {outcome.error or 'no answer'}"}
+    value["error_code"] = outcome.error_code
+    upsert(
+        session,
+        TaskMemory.__table__,  # type: ignore[attr-defined]
+        {
+            "plan_id": plan.id,
+            "key": PREVIEW_MEMORY + ticket.step_id,
+            "updated_at": ctx.now,
+            "value": value,
+        },
+        keys=["plan_id", "key"],
+    )
+    audit_credentials(session, ctx, ticket.step_id, outcome.credentials)
+    audit(
+        session,
+        ctx,
+        "step_previewed",
+        step_id=ticket.step_id,
+        code=outcome.error_code,
+        detail={"tool": ticket.tool_action, "ok": value["ok"], "summary": value["summary"]},
+    )
+    for attempt in outcome.attempts:
+        span(
+            session,
+            ctx,
+            kind=SpanKind.TOOL_CALL,
+            name=f"dry run {ticket.tool_action}",
+            step_id=ticket.step_id,
+            started_at=attempt.started_at,
+            ended_at=attempt.ended_at,
+            parent_id=plan.id[:16],
+            status="ok" if attempt.ok else (attempt.error_code or "failed"),
+            attributes={"summary": attempt.summary, "dry_run": True},
+        )
+    session.flush()
+    flush_appends(session)
+    return next_action(session, base, rt, plan.id, locked=plan).ticket
 
 
 def open_approval(
@@ -341,6 +422,12 @@ def _apply_decision(  # noqa: PLR0917 - the unit's collaborators, as in the othe
     if decision.verdict is Verdict.ALLOW:
         return Next(ticket=start_step(session, ctx, rt, plan, step))
     if decision.verdict is Verdict.REQUIRE_APPROVAL:
+        preview: dict[str, Any] | None = None
+        if rt.previews(step.tool_action) and not step.read_only:
+            preview = recorded_preview(session, plan.id, step.id)
+            if preview is None:
+                # Ask the tool what the call would do first; the card waits for the answer.
+                return Next(ticket=preview_ticket(session, ctx, rt, plan, step))
         set_step(step, S.AWAITING_APPROVAL)
         if plan.status != PlanStatus.WAITING.value:
             set_plan(plan, PlanStatus.WAITING)
@@ -354,6 +441,7 @@ def _apply_decision(  # noqa: PLR0917 - the unit's collaborators, as in the othe
             quorum=decision.quorum,
             exclude_requester=decision.exclude_requester,
             reason=decision.reason,
+            extra={"preview": preview} if preview is not None else None,
         )
         return Next(waiting=True)
     assert isinstance(plan, Plan), "refusals take the ORM path"
@@ -442,7 +530,9 @@ def _finish_plan(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: lis
     after_step_failed(session, ctx, rt, plan, failed[0])
 
 
-def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome) -> Plan:
+def finish_step(  # noqa: PLR0911 - each early return names one way a step's story ends
+    session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcome: Outcome
+) -> Plan:
     """Record a step's outcome, its cost, trace and audit; plan compensation on failure.
 
     Only the lease holder's outcome moves the step; a result that arrives after the step was
@@ -472,6 +562,9 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         return plan
     if outcome.cancelled or is_final(plan):
         return plan  # the plan ended around it: nothing to retry or undo automatically
+    if step.kind == StepKind.CANARY.value:
+        _halt_after_canary(session, ctx, plan, step)
+        return plan
     if plan.no_progress >= rt.config.execution.no_progress_steps:
         end_plan(
             session,
@@ -499,6 +592,24 @@ def finish_step(session: Session, base: Ctx, rt: Runtime, ticket: Ticket, outcom
         return plan
     _plan_compensation(session, ctx, rt, plan, step)
     return plan
+
+
+def _halt_after_canary(session: Session, ctx: Ctx, plan: Plan, canary: Step) -> None:
+    """A failed canary halts the plan: the step it tried out is never offered for approval."""
+    real = session.exec(
+        select(Step).where(Step.plan_id == plan.id, Step.canary_step == canary.id)
+    ).first()
+    what = f"'{real.title}'" if real is not None else "the step it tried out"
+    end_plan(
+        session,
+        ctx,
+        plan,
+        PlanStatus.HALTED,
+        code="canary_failed",
+        escalate=True,
+        reason=f"The canary '{canary.title}' failed: {canary.error or 'see its result'}. "
+        f"{what} was not offered for approval and did not run.",
+    )
 
 
 def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other steps
@@ -589,6 +700,7 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
         },
         keys=["plan_id", "key"],
     )
+    audit_credentials(session, ctx, step.id, outcome.credentials)
     audit(
         session,
         ctx,
@@ -619,6 +731,32 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
         step_id=step.id,
     )
     _account_cache(session, ctx, rt, step, outcome)
+
+
+def audit_credentials(
+    session: Session, ctx: Ctx, step_id: str, credentials: list[dict[str, Any]]
+) -> None:
+    """One audit event per credential a tool was issued for the step (what, whose, until when)."""
+    for fact in credentials:
+        # The event's own columns (role, step) are not repeated in its detail.
+        detail = {k: v for k, v in fact.items() if k not in _AUDIT_COLUMNS}
+        event = str(fact.get("event") or "credential_issued")
+        audit(session, ctx, event, step_id=step_id, role=Role.EXECUTOR, detail=detail)
+
+
+_AUDIT_COLUMNS = frozenset(
+    {
+        "event",
+        "role",
+        "actor",
+        "correlation_id",
+        "incident_id",
+        "plan_id",
+        "step_id",
+        "nonce",
+        "code",
+    }
+)
 
 
 def _settle(
@@ -748,10 +886,16 @@ def _plan_compensation(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, fail
     done = [s for s in steps if s.status == S.SUCCEEDED.value and s.compensate]
     targets = ([failed] if failed.compensate and not failed.read_only else []) + done[::-1]
     position = max(s.position for s in steps) + 1
+    planned = []
     for target in targets:
         comp = target.compensate or {}
-        session.add(compensation_step(rt, plan, target, comp, position=position))
+        undo = compensation_step(rt, plan, target, comp, position=position)
+        if undo is None:
+            continue  # a derived undo with nothing to restore (the call never changed anything)
+        session.add(undo)
+        planned.append(target)
         position += 1
+    targets = planned
     audit(
         session,
         ctx,
@@ -764,10 +908,21 @@ def _plan_compensation(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, fail
 
 def compensation_step(
     rt: Runtime, plan: Plan, target: Step, comp: dict[str, Any], *, position: int
-) -> Step:
-    """A new step that undoes ``target`` with its declared compensation."""
+) -> Step | None:
+    """A new step that undoes ``target`` with its declared compensation.
+
+    A ``derived`` compensation takes its args from the target's action (``compensate_from``,
+    from the target's args and recorded result); None when that says there is nothing to undo.
+    """
     tool_action = str(comp["tool"])
     args = dict(comp.get("args") or {})
+    if comp.get("derived"):
+        _target_tool, target_spec = rt.tools.action(target.tool_action)
+        derive = target_spec.compensate_from
+        derived = derive(target.args, target.result) if derive is not None else None
+        if derived is None:
+            return None
+        args = derived
     _tool, spec = rt.tools.action(tool_action)
     risk = Risk(str(comp.get("risk") or spec.risk)).at_least(spec.risk)
     return Step(
@@ -832,6 +987,8 @@ def finish_and_next(
     Returns the next step's ticket when it may run now. The common case runs in Core (see
     the module docstring); the rest on the ORM path, with the same result.
     """
+    if ticket.preview:
+        return record_preview(session, base, rt, ticket, outcome)
     fast = _finish_core(session, base, rt, ticket, outcome)
     if not isinstance(fast, _Slow):
         return fast

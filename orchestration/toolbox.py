@@ -13,6 +13,7 @@ from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolR
 from adapters.alertmanager import AlertmanagerConfig, AlertmanagerTool
 from adapters.guards import Sleep
 from adapters.http import HttpConfig
+from adapters.kubernetes import KubernetesConfig, KubernetesTool
 from adapters.pagerduty import PagerDutyConfig, PagerDutyTool
 from adapters.prometheus import PrometheusConfig, PrometheusTool
 from adapters.shell import ShellConfig
@@ -27,7 +28,7 @@ from orchestration.errors import ConfigError
 def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:
     """The guard settings of each configured tool, by tool name."""
     limits: dict[str, ToolLimits] = {"http": config.adapters.http}
-    for name in ("shell", "sql", "pagerduty", "ticket", "prometheus", "alertmanager"):
+    for name in ("shell", "sql", "pagerduty", "ticket", "prometheus", "alertmanager", "kubernetes"):
         section = getattr(config.adapters, name)
         if section is not None:
             limits[name] = section
@@ -44,7 +45,7 @@ def build_registry(
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
 ) -> ToolRegistry:
     """The configured tools (http always; shell, sql, pagerduty, ticket, prometheus,
-    alertmanager when configured; plus ``extra``), guarded.
+    alertmanager, kubernetes when configured; plus ``extra``), guarded.
 
     ``breakers`` is where circuit breakers live; replicas share theirs through the database
     store (``orchestration.breakers``); without one, this process keeps its own in memory.
@@ -117,6 +118,12 @@ def build_registry(
         except ValueError as exc:
             raise ConfigError(f"adapters.{name}: {exc}", path=config.source) from exc
         tools.append(guard(tool, limits))
+    kube_cfg = config.adapters.kubernetes
+    if kube_cfg is not None:
+        settings = KubernetesConfig.model_validate(
+            kube_cfg.model_dump(include=set(KubernetesConfig.model_fields))
+        )
+        tools.append(guard(KubernetesTool(settings, clock=clock), kube_cfg))
     tools.extend(guard(tool, limits) for tool, limits in extra)
     return ToolRegistry(tools)
 

@@ -46,6 +46,7 @@ from policies.engine import (
     eligible_rejecter,
     eligible_voter,
     evaluate,
+    missing_requirements,
 )
 from policies.model import (
     Code,
@@ -64,6 +65,7 @@ from policies.pack import (
     EscalateRule,
     Incidents,
     Pack,
+    RequireRule,
     Rule,
     check_pack,
     check_pack_text,
@@ -91,6 +93,7 @@ __all__ = [
     "Policy",
     "PolicyContext",
     "PolicyError",
+    "RequireRule",
     "RiskAssessment",
     "Rule",
     "Scope",
@@ -107,4 +110,5 @@ __all__ = [
     "load_pack",
     "load_pack_text",
     "may_close",
+    "missing_requirements",
 ]

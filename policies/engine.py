@@ -6,9 +6,11 @@ the call changing state; never lowered), then runs :data:`CHAIN` with that risk 
 1. role scope          - planner calls nothing; researcher and auditor only read-only actions
 2. repeated denials    - too many refusals in one plan: stop and hand over to a human
 3. deny rules          - the pack's patterns; the first match wins
-4. refused risk        - critical (and any level the pack denies) never runs
-5. shadow mode         - opsgate proposes, executes nothing
-6. approval            - the quorum the pack's table (and gated mode) asks for
+4. requirements        - a step the pack's ``require`` rules match lacks its canary or dry run
+5. refused risk        - critical (and any level the pack denies) never runs
+6. shadow mode         - opsgate proposes, executes nothing
+7. approval            - the quorum the pack's table (and gated mode) asks for; a canary at or
+                         below ``canary_runs_alone_up_to`` runs without one
 
 Every step but the last may pass (``None``); the last always decides. Escalation never decides
 anything itself, so computing it up front changes no outcome and keeps each policy a plain
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from common import Mode, Risk, Role
 from policies.matching import match_texts
 from policies.model import Code, Decision, Eligibility, PolicyContext, Verdict
-from policies.pack import Pack
+from policies.pack import Pack, RequireRule
 
 Policy = Callable[[PolicyContext, Pack], Decision | None]
 
@@ -35,6 +37,7 @@ SHADOW_MODE_RULE = "builtin:shadow-mode"
 STATE_CHANGE_RULE = "builtin:state-change"
 GATED_MODE_RULE = "builtin:gated-mode"
 APPROVAL_RULE_PREFIX = "approval:"
+CANARY_RULE = "builtin:canary"
 
 SHADOW_REASON = "Shadow mode: opsgate proposes steps but executes nothing."
 STATE_CHANGE_REASON = "The step changes state, so it is at least medium risk."
@@ -150,6 +153,42 @@ def deny_rules(ctx: PolicyContext, pack: Pack) -> Decision | None:
     return None
 
 
+def missing_requirements(ctx: PolicyContext, pack: Pack) -> list[tuple[RequireRule, str]]:
+    """The ``require`` rules ``ctx`` matches and what it lacks for each (``canary``/``dry_run``).
+
+    ``ctx.risk`` is taken as the effective risk. A canary is never asked for a canary of its own.
+    """
+    if ctx.canary:
+        return []
+    texts = match_texts(ctx.args)
+    missing = []
+    for rule in pack.require:
+        if ctx.risk.rank < rule.min_risk.rank:
+            continue
+        if not rule.matches(tool_action=ctx.tool_action, read_only=ctx.read_only, texts=texts):
+            continue
+        if rule.canary and not ctx.has_canary:
+            missing.append((rule, "canary"))
+        if rule.dry_run and not ctx.dry_run:
+            missing.append((rule, "dry_run"))
+    return missing
+
+
+def requirements(ctx: PolicyContext, pack: Pack) -> Decision | None:
+    """Deny a step that lacks the canary or dry run a ``require`` rule asks for."""
+    missing = missing_requirements(ctx, pack)
+    if not missing:
+        return None
+    rule, what = missing[0]
+    if what == "canary":
+        code = Code.CANARY_REQUIRED
+        reason = f"{rule.reason} This step declares no canary; add canary: to the runbook step."
+    else:
+        code = Code.DRY_RUN_REQUIRED
+        reason = f"{rule.reason} {ctx.tool_action} cannot be tried with a dry run first."
+    return _deny(ctx, code=code, reason=reason, rule_id=rule.id)
+
+
 def refused_risk(ctx: PolicyContext, pack: Pack) -> Decision | None:
     """Deny critical steps, and any risk level the pack's approval table denies."""
     if not pack.approval.for_risk(ctx.risk).deny:
@@ -175,6 +214,18 @@ def approval(ctx: PolicyContext, pack: Pack) -> Decision:
     Gated mode lets only read-only low-risk steps run alone; everything else needs at least
     ``pack.gated_min_quorum`` approvals.
     """
+    if ctx.canary and not ctx.read_only and ctx.risk.rank <= pack.canary_runs_alone_up_to.rank:
+        reason = (
+            f"A canary runs without approval up to {pack.canary_runs_alone_up_to} risk: it tries "
+            "the step where it cannot hurt, and the step waits for it."
+        )
+        return _decide(
+            ctx,
+            verdict=Verdict.ALLOW,
+            code=Code.CANARY_RUNS_ALONE,
+            reason=reason,
+            rule_id=CANARY_RULE,
+        )
     level = pack.approval.for_risk(ctx.risk)
     quorum, rule_id, gated = level.quorum, f"{APPROVAL_RULE_PREFIX}{ctx.risk}", False
     runs_alone = ctx.read_only and ctx.risk is Risk.LOW
@@ -205,6 +256,7 @@ CHAIN: tuple[Policy, ...] = (
     role_scope,
     repeated_denials,
     deny_rules,
+    requirements,
     refused_risk,
     shadow_mode,
     approval,

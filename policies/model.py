@@ -39,6 +39,9 @@ class Code(StrEnum):
     CLOSE_ALLOWED = "close_allowed"
     CLOSE_FORBIDDEN = "close_forbidden"
     INVALID_PACK = "invalid_pack"
+    CANARY_RUNS_ALONE = "canary_runs_alone"
+    CANARY_REQUIRED = "canary_required"
+    DRY_RUN_REQUIRED = "dry_run_required"
 
 
 class PolicyContext(BaseModel):
@@ -58,6 +61,11 @@ class PolicyContext(BaseModel):
     denials_in_plan: int = Field(default=0, ge=0)
     runbook_id: str | None = None
     channel: str | None = None
+    canary: bool = Field(default=False, description="This call is a step's canary.")
+    has_canary: bool = Field(default=False, description="The step runs a canary before it.")
+    dry_run: bool = Field(
+        default=False, description="The action is tried with a dry run before approval."
+    )
 
     @property
     def tool_action(self) -> str:

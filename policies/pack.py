@@ -135,6 +135,24 @@ class EscalateRule(Rule):
     to: Risk
 
 
+class RequireRule(Rule):
+    """Calls matching this rule (at ``min_risk`` or above) must have a canary and/or a dry run.
+
+    ``opsgate check`` reports runbook steps that lack them; at run time such a step is denied.
+    """
+
+    canary: bool = False
+    dry_run: bool = False
+    min_risk: Risk = Risk.LOW
+
+    @model_validator(mode="after")
+    def _requires_something(self) -> Self:
+        """A rule that requires nothing would never matter."""
+        if not (self.canary or self.dry_run):
+            raise ValueError("a require rule needs canary: true, dry_run: true or both")
+        return self
+
+
 class Closer(StrEnum):
     """Who, relative to an incident, may close it by hand."""
 
@@ -176,13 +194,18 @@ class Pack(_Strict):
     )
     deny: tuple[DenyRule, ...] = ()
     escalate: tuple[EscalateRule, ...] = ()
+    require: tuple[RequireRule, ...] = ()
+    canary_runs_alone_up_to: Risk = Field(
+        default=Risk.MEDIUM,
+        description="A canary at or below this effective risk runs without approval.",
+    )
     incidents: Incidents = Incidents()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
         """Decisions name the rule that decided, so rule ids must be unique across the pack."""
         seen: set[str] = set()
-        for rule in (*self.deny, *self.escalate):
+        for rule in (*self.deny, *self.escalate, *self.require):
             if rule.id in seen:
                 raise ValueError(f"rule id {rule.id!r} is used twice - give each rule its own id")
             seen.add(rule.id)

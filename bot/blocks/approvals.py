@@ -49,10 +49,19 @@ def _card_body(card: Payload, *, approvals: int, quorum: int, pending: bool) -> 
             section(why),
             section(s.ARGS.format(code=code_block(card.get("args") or {}))),
         ]
+        preview = card.get("preview")
+        if isinstance(preview, Mapping) and preview.get("summary"):
+            template = s.PREVIEW_OK if preview.get("ok") else s.PREVIEW_FAILED
+            blocks.append(section(template.format(summary=esc(preview.get("summary"), 1500))))
         if card.get("expect"):
             blocks.append(section(s.EXPECT.format(code=code_block(card.get("expect")))))
         comp = card.get("compensate")
-        if isinstance(comp, Mapping) and comp:
+        if isinstance(comp, Mapping) and comp.get("derived"):
+            derived = s.COMPENSATION_DERIVED.format(
+                title=esc(comp.get("title"), 300), tool=esc(comp.get("tool"), 200)
+            )
+            blocks.append(section(derived))
+        elif isinstance(comp, Mapping) and comp:
             comp_text = s.COMPENSATION.format(
                 title=esc(comp.get("title"), 300),
                 tool=esc(comp.get("tool"), 200),
