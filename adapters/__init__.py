@@ -11,10 +11,14 @@ repeated in each adapter. Circuit breakers are per tool and target and live in a
 Every error is an :class:`AdapterError` with a stable ``code``, a plain-words ``message`` and a
 ``retryable`` flag. Codes: ``grant_missing``, ``grant_scope_mismatch``, ``grant_expired``,
 ``grant_args_changed``, ``grant_forged`` (GrantError), ``args_invalid``, ``unknown_action``,
-``host_not_allowed``, ``tool_timeout``, ``circuit_open``, ``rate_limited``, ``tool_failed``;
-see :mod:`adapters.errors`.
+``host_not_allowed``, ``tool_timeout``, ``circuit_open``, ``rate_limited``, ``tool_failed``,
+``secret_missing``, ``secret_unavailable``, ``credential_missing``; see :mod:`adapters.errors`.
 
-Test doubles live in :mod:`adapters.testing`.
+Secrets (``${secret:...}``) are resolved by :mod:`adapters.secrets` (environment, secrets folder,
+HashiCorp Vault through :mod:`adapters.vault`) inside the guards at call time; which credential
+a call presents and which roles hold it is declared per tool (:mod:`adapters.credentials`).
+
+Test doubles live in :mod:`adapters.testing` and :mod:`adapters.vault_standin`.
 """
 
 from adapters.base import (

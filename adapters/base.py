@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.credentials import CredentialSpec
 from adapters.errors import ArgsInvalid, ErrorCode, GrantError, UnknownAction
 from common import Risk, args_hash
 from common.redaction import redact, redact_text
@@ -50,6 +51,8 @@ class ToolSpec:
     ``target_of`` names what a call talks to (an HTTP host, a command), so that one failing
     target does not pause calls to healthy ones; without it the whole tool is one target.
     ``failure_of`` says whether a result is the target failing (default: ``ok`` is false).
+    ``credential_of`` names the credential a call presents to its target, and who holds it
+    (:mod:`adapters.credentials`); without it, or when it answers None, a call presents none.
     """
 
     name: str
@@ -57,6 +60,7 @@ class ToolSpec:
     cost_per_call_usd: float = 0.0
     target_of: Callable[["ToolCall"], str] | None = None
     failure_of: Callable[["ToolResult"], bool] = _not_ok
+    credential_of: Callable[["ToolCall"], CredentialSpec | None] | None = None
 
     def __post_init__(self) -> None:
         """Refuse dotted names, mismatched keys and compensations naming no action."""
@@ -74,6 +78,10 @@ class ToolSpec:
     def target(self, call: "ToolCall") -> str:
         """What ``call`` talks to, e.g. ``checkout.internal``; ``*`` for the whole tool."""
         return self.target_of(call) if self.target_of is not None else WHOLE_TOOL
+
+    def credential(self, call: "ToolCall") -> CredentialSpec | None:
+        """The credential ``call`` presents to its target, if any."""
+        return self.credential_of(call) if self.credential_of is not None else None
 
     def failed(self, result: "ToolResult") -> bool:
         """True when ``result`` means the target is failing (it counts for the breaker)."""
@@ -145,7 +153,11 @@ class ToolResult(BaseModel):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Grant:
-    """Permission to run one tool action with one exact set of arguments until ``expires_at``."""
+    """Permission to run one tool action with one exact set of arguments until ``expires_at``.
+
+    ``credentials`` names the credentials the call may present (see
+    :mod:`adapters.credentials`); they are signed with the rest.
+    """
 
     grant_id: str
     tool: str
@@ -153,6 +165,7 @@ class Grant:
     args_hash: str
     expires_at: datetime
     signature: str = field(repr=False)
+    credentials: tuple[str, ...] = ()
 
 
 class Tool(Protocol):
@@ -185,6 +198,7 @@ class GrantSigner:
         action: str,
         args_hash: str,
         expires_at: datetime,
+        credentials: tuple[str, ...] = (),
     ) -> Grant:
         """A grant for ``tool.action`` with the arguments hashing to ``args_hash``."""
         if expires_at.tzinfo is None:
@@ -196,6 +210,7 @@ class GrantSigner:
             args_hash=args_hash,
             expires_at=expires_at.astimezone(UTC),
             signature="",
+            credentials=tuple(sorted(set(credentials))),
         )
         return dataclasses.replace(unsigned, signature=self._sign(unsigned))
 
@@ -233,7 +248,10 @@ class GrantSigner:
     def _sign(self, grant: Grant) -> str:
         # Unit separators keep field boundaries unambiguous ("a.b" + "c" != "a" + "b.c").
         expires = grant.expires_at.astimezone(UTC).isoformat() if grant.expires_at.tzinfo else ""
-        message = "\x1f".join((grant.grant_id, grant.tool, grant.action, grant.args_hash, expires))
+        fields = [grant.grant_id, grant.tool, grant.action, grant.args_hash, expires]
+        if grant.credentials:  # grants without credentials keep the signatures they had
+            fields.append("\x1e".join(grant.credentials))
+        message = "\x1f".join(fields)
         return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
 
 

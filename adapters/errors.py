@@ -31,6 +31,10 @@ Codes:
   a silence it rejects); running it again will not help (:class:`RequestRefused`).
 - ``matcher_not_allowed``: a silence names a label or value outside the adapter's allow-list;
   refused before any request (:class:`MatcherNotAllowed`).
+- ``secret_unavailable``: the secret store (Vault) could not be reached or refused opsgate's
+  own login (:class:`SecretUnavailable`; retryable).
+- ``credential_missing``: the call needs a credential its role does not hold for this plan
+  (:class:`CredentialMissing`); the Auditor can ask humans to extend the scope.
 - ``tool_failed``: a transport or process error (:class:`ToolFailed`; retryable unless the
   adapter says otherwise).
 
@@ -66,6 +70,8 @@ class ErrorCode(StrEnum):
     READ_ONLY_VIOLATION = "read_only_violation"
     REQUEST_REFUSED = "request_refused"
     MATCHER_NOT_ALLOWED = "matcher_not_allowed"
+    SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105 - an error code, not a password
+    CREDENTIAL_MISSING = "credential_missing"
 
 
 GRANT_CODES = frozenset(
@@ -187,3 +193,16 @@ class MatcherNotAllowed(AdapterError):
     """A silence matcher is outside the allow-list; no request was sent."""
 
     default_code = ErrorCode.MATCHER_NOT_ALLOWED
+
+
+class SecretUnavailable(AdapterError):
+    """The secret store could not answer (unreachable, or it refused opsgate's own login)."""
+
+    default_code = ErrorCode.SECRET_UNAVAILABLE
+    default_retryable = True
+
+
+class CredentialMissing(AdapterError):
+    """The call needs a credential that its role does not hold; nothing was sent."""
+
+    default_code = ErrorCode.CREDENTIAL_MISSING

@@ -26,12 +26,13 @@ from adapters.errors import (
     AdapterError,
     ArgsInvalid,
     CircuitOpen,
+    CredentialMissing,
     RateLimited,
     ToolFailed,
     ToolTimeout,
     UnknownAction,
 )
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretResolver, SecretSource
 from common import Clock
 from common.incident_refs import INCIDENT_NAMES, fill_incident, incident_names
 from common.redaction import redact_text, secret_names
@@ -71,7 +72,8 @@ class ToolWrapper:
 
 
 class GrantGuard(ToolWrapper):
-    """Refuses unknown actions, calls without a valid grant and invalid arguments, in that order."""
+    """Refuses unknown actions, calls without a valid grant, invalid arguments and calls that
+    would present a credential their grant does not name, in that order."""
 
     def __init__(self, inner: Tool, *, signer: GrantSigner, clock: Clock) -> None:
         """Check grants with ``signer`` against ``clock.now()``."""
@@ -87,6 +89,16 @@ class GrantGuard(ToolWrapper):
         action = spec.action(call.action)
         self._signer.verify(grant, call, now=self._clock.now())
         validate_args(action, call.args)
+        credential = spec.credential(call)
+        held = grant is None or credential is None or credential.name in grant.credentials
+        if not held:
+            assert credential is not None
+            kind = "read-only" if credential.read_only else "state-changing"
+            raise CredentialMissing(
+                f"{call.tool_action} needs the {kind} credential {credential.name!r}, "
+                "and the Executor does not hold it for this plan; nothing was sent. "
+                "Humans can add it to this plan's scope."
+            )
         return await self.inner.invoke(call, grant)
 
     async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
@@ -103,38 +115,54 @@ class GrantGuard(ToolWrapper):
 
 
 class SecretGuard(ToolWrapper):
-    """Resolves ``${secret:NAME}`` in a call's args right before the tool runs (innermost guard
+    """Resolves ``${secret:...}`` in a call's args right before the tool runs (innermost guard
     but IncidentGuard).
 
     Outer guards (grant, breaker, rate limit, timeout) see only references, so the grant binds
-    the reference and the breaker's target never holds a value. What the tool answers or raises
-    is redacted before it leaves the guard.
+    the reference and the breaker's target never holds a value. Each call gets its own
+    :class:`adapters.secrets.SecretScope` (the tool resolves secrets of its own settings
+    through it too), whose Vault leases end with the grant and are revoked when the call ends,
+    however it ends. What the tool answers or raises is redacted before it leaves the guard.
     """
 
-    def __init__(self, inner: Tool, *, source: SecretSource | None = None) -> None:
-        """Look secrets up in ``source`` (default: the environment and the secrets folder)."""
+    def __init__(
+        self,
+        inner: Tool,
+        *,
+        source: SecretSource | None = None,
+        resolver: SecretResolver | None = None,
+    ) -> None:
+        """Resolve through ``resolver`` (default: the environment and ``source``'s folder)."""
         super().__init__(inner)
-        self._source = source or SecretSource()
+        self._resolver = resolver or SecretResolver(source=source)
 
     async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
         """Run ``call`` with its references resolved; redact the answer."""
-        if not secret_names(call.args):
-            return await self.inner.invoke(call, grant)
-        resolved = dataclasses.replace(call, args=self._source.resolve(call.args))
-        try:
-            result = await self.inner.invoke(resolved, grant)
-        except AdapterError as exc:
-            exc.message = redact_text(exc.message)
-            exc.args = (exc.message,)
-            raise
-        return result.redacted()
+        expires = grant.expires_at if grant is not None else None
+        async with self._resolver.scope(expires_at=expires) as scope:
+            try:
+                if secret_names(call.args):
+                    call = dataclasses.replace(call, args=await scope.resolve(call.args))
+                result = await self.inner.invoke(call, grant)
+            except AdapterError as exc:
+                exc.message = redact_text(exc.message)
+                exc.args = (exc.message,)
+                raise
+            return result.redacted() if scope.resolved else result
 
     async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
         """Preview ``call`` with its references resolved; redact the answer."""
-        if not secret_names(call.args):
-            return await super().preview(call, grant)
-        resolved = dataclasses.replace(call, args=self._source.resolve(call.args))
-        return (await super().preview(resolved, grant)).redacted()
+        expires = grant.expires_at if grant is not None else None
+        async with self._resolver.scope(expires_at=expires) as scope:
+            try:
+                if secret_names(call.args):
+                    call = dataclasses.replace(call, args=await scope.resolve(call.args))
+                result = await super().preview(call, grant)
+            except AdapterError as exc:
+                exc.message = redact_text(exc.message)
+                exc.args = (exc.message,)
+                raise
+            return result.redacted() if scope.resolved else result
 
 
 class IncidentGuard(ToolWrapper):
@@ -143,9 +171,17 @@ class IncidentGuard(ToolWrapper):
 
     async def invoke(self, call: ToolCall, grant: Grant | None) -> ToolResult:
         """Run ``call`` with its incident references filled."""
+        return await self.inner.invoke(self._filled(call), grant)
+
+    async def preview(self, call: ToolCall, grant: Grant | None) -> ToolResult:
+        """Preview ``call`` with its incident references filled."""
+        return await super().preview(self._filled(call), grant)
+
+    @staticmethod
+    def _filled(call: ToolCall) -> ToolCall:
         names = incident_names(call.args)
         if not names:
-            return await self.inner.invoke(call, grant)
+            return call
         unknown = sorted(names - INCIDENT_NAMES)
         missing = sorted(n for n in names - set(call.context) if n not in unknown)
         if unknown or missing:
@@ -156,8 +192,7 @@ class IncidentGuard(ToolWrapper):
                 else f"no incident data for {', '.join(missing)} reached this call"
             )
             raise ArgsInvalid(f"{call.tool_action}: {detail}")
-        filled = dataclasses.replace(call, args=fill_incident(call.args, call.context))
-        return await self.inner.invoke(filled, grant)
+        return dataclasses.replace(call, args=fill_incident(call.args, call.context))
 
 
 class TimeoutGuard(ToolWrapper):
@@ -525,6 +560,7 @@ def guarded(
     breaker_reset_s: float = 30.0,
     sleep: Sleep = asyncio.sleep,
     secrets: SecretSource | None = None,
+    resolver: SecretResolver | None = None,
 ) -> GrantGuard:
     """Stack the guards: grant (outermost) -> circuit breaker -> rate limit -> timeout ->
     secrets -> incident data -> tool.
@@ -534,7 +570,9 @@ def guarded(
     """
     # Incident data goes in after the secrets are resolved, so that text from an incident
     # (typed by anyone) is never read as a ${secret:...} reference.
-    timed = TimeoutGuard(SecretGuard(IncidentGuard(tool), source=secrets), seconds=timeout_s)
+    timed = TimeoutGuard(
+        SecretGuard(IncidentGuard(tool), source=secrets, resolver=resolver), seconds=timeout_s
+    )
     limited = RateLimitGuard(
         timed,
         per_second=rate_per_s,

@@ -3,6 +3,12 @@
 Every request carries the call's idempotency key as ``Idempotency-Key`` (stable across the
 retries of a step, so a target can deduplicate); runbook headers may not set it. The circuit
 breaker target of a call is its URL's host, and a 5xx answer counts as the host failing.
+
+Per-host credentials live in the config, never in runbooks: ``adapters.http.credentials`` names
+each one, the hosts and actions it is presented for, its headers (``${secret:...}``
+references only) and the roles that hold it (:class:`HttpCredential`). The headers are resolved
+at call time, inside the call's secret scope (:func:`adapters.secrets.current_scope`), so the
+plan, its args hash and its card show the runbook's arguments only.
 """
 
 import codecs
@@ -25,8 +31,11 @@ from adapters.base import (
     parse_args,
     summarise_validation_error,
 )
-from adapters.errors import HostNotAllowed, ToolFailed, ToolTimeout
-from common import Risk
+from adapters.credentials import CredentialSpec
+from adapters.errors import ArgsInvalid, HostNotAllowed, ToolFailed, ToolTimeout
+from adapters.secrets import SecretResolver, current_scope
+from common import Risk, Role
+from common.redaction import is_reference_only
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -72,6 +81,55 @@ class HttpPostArgs(HttpGetArgs):
     json_body: Any = Field(default=None, alias="json")
 
 
+class HttpCredential(BaseModel):
+    """One credential the http tool presents: to which hosts, for which actions, who holds it.
+
+    ``holders`` defaults to the Researcher and the Executor for a read-only credential (only
+    ``get``) and to the Executor otherwise; ``[]`` makes it a credential no role holds, which
+    humans add to one plan's scope at a time.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hosts: list[str] = Field(min_length=1)
+    actions: list[str] = Field(default_factory=lambda: ["get", "post"], min_length=1)
+    headers: dict[str, str] = Field(min_length=1)
+    holders: list[Role] | None = None
+
+    @field_validator("actions")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"get", "post"})
+        if unknown:
+            raise ValueError(f"http has no action {', '.join(unknown)} (only get and post)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _references(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not is_reference_only(text):
+                raise ValueError(
+                    f"header {name}: write the credential as a reference, like "
+                    '"Bearer ${secret:API_TOKEN}", never the value itself'
+                )
+            if name.strip().lower() == IDEMPOTENCY_HEADER.lower():
+                raise ValueError(f"opsgate sets the {IDEMPOTENCY_HEADER} header itself")
+        return value
+
+    def spec(self, name: str) -> CredentialSpec:
+        """The credential as the control plane sees it (name ``http:<name>``)."""
+        read_only = set(self.actions) == {"get"}
+        default = {Role.RESEARCHER, Role.EXECUTOR} if read_only else {Role.EXECUTOR}
+        holders = default if self.holders is None else set(self.holders)
+        return CredentialSpec(
+            name=f"http:{name}",
+            read_only=read_only,
+            holders=frozenset(holders),
+            description=f"headers for {', '.join(self.hosts)} ({', '.join(self.actions)})",
+        )
+
+
 class HttpConfig(BaseModel):
     """The ``adapters.http`` section of the config file."""
 
@@ -81,6 +139,16 @@ class HttpConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=65536, ge=0)
     cost_per_call_usd: float = Field(default=0.0, ge=0)
+    credentials: dict[str, HttpCredential] = Field(default_factory=dict)
+
+    @field_validator("credentials")
+    @classmethod
+    def _valid_credentials(cls, value: dict[str, HttpCredential]) -> dict[str, HttpCredential]:
+        for name, credential in value.items():
+            for pattern in credential.hosts:
+                _normalise_pattern(pattern)
+            credential.spec(name)  # the role rules (adapters.credentials)
+        return value
 
 
 def _host_of(call: ToolCall) -> str:
@@ -146,6 +214,7 @@ class HttpTool:
         timeout_s: float = 10.0,
         max_body_bytes: int = 65536,
         cost_per_call_usd: float = 0.0,
+        credentials: Mapping[str, HttpCredential | Mapping[str, Any]] | None = None,
         session_factory: Callable[[], aiohttp.ClientSession] | None = None,
     ) -> None:
         """Allow ``allow_hosts`` (exact names, or ``*.example.com`` for any subdomain)."""
@@ -154,7 +223,27 @@ class HttpTool:
         self._max_body_bytes = max_body_bytes
         self._session_factory = session_factory or aiohttp.ClientSession
         self._session: aiohttp.ClientSession | None = None
-        self._spec = dataclasses.replace(HTTP_SPEC, cost_per_call_usd=cost_per_call_usd)
+        self._credentials: list[tuple[str, HttpCredential, tuple[str, ...]]] = []
+        for name, raw in (credentials or {}).items():
+            credential = HttpCredential.model_validate(raw)
+            hosts = tuple(_normalise_pattern(p) for p in credential.hosts)
+            self._credentials.append((name, credential, hosts))
+        self._spec = dataclasses.replace(
+            HTTP_SPEC,
+            cost_per_call_usd=cost_per_call_usd,
+            credential_of=self._credential_spec if self._credentials else None,
+        )
+
+    def _credential(self, call: ToolCall) -> tuple[str, HttpCredential] | None:
+        host = _host_of(call)
+        for name, credential, hosts in self._credentials:
+            if call.action in credential.actions and _host_allowed(host, hosts):
+                return name, credential
+        return None
+
+    def _credential_spec(self, call: ToolCall) -> CredentialSpec | None:
+        found = self._credential(call)
+        return found[1].spec(found[0]) if found is not None else None
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "HttpTool":
@@ -187,6 +276,7 @@ class HttpTool:
         body = args.json_body if isinstance(args, HttpPostArgs) else None
         timeout = args.timeout_s or self._timeout_s
         headers = dict(args.headers)
+        headers.update(await self._credential_headers(call, headers))
         if call.idempotency_key:
             headers[IDEMPOTENCY_HEADER] = call.idempotency_key
         started = time.perf_counter()
@@ -225,6 +315,25 @@ class HttpTool:
             duration_ms=duration_ms,
             cost_usd=self._spec.cost_per_call_usd,
         )
+
+    async def _credential_headers(
+        self, call: ToolCall, headers: Mapping[str, str]
+    ) -> dict[str, str]:
+        found = self._credential(call)
+        if found is None:
+            return {}
+        name, credential = found
+        clash = {h.lower() for h in headers} & {h.lower() for h in credential.headers}
+        if clash:
+            raise ArgsInvalid(
+                f"the header {', '.join(sorted(clash))} is set by the credential {name!r} "
+                "configured for this host; remove it from the step's headers"
+            )
+        scope = current_scope()
+        if scope is not None:
+            return dict(await scope.resolve(credential.headers))
+        async with SecretResolver().scope() as own:  # called without the guards
+            return dict(await own.resolve(credential.headers))
 
     async def aclose(self) -> None:
         """Close the HTTP session, if one was opened."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
 from adapters.errors import ToolFailed, ToolTimeout
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretSource, resolve_setting
 
 
 class ApiConfig(BaseModel):
@@ -103,7 +103,7 @@ class JsonApi:
             for key, value in (params or {}).items()
             for item in (value if isinstance(value, list) else [value])
         ]
-        headers = self._secrets.resolve(dict(self._config.headers))
+        headers = await resolve_setting(dict(self._config.headers), self._secrets)
         where = f"{method} {self._service} {path}"
         started = time.perf_counter()
         try:

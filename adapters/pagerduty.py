@@ -34,7 +34,7 @@ from adapters.base import (
 )
 from adapters.errors import ArgsInvalid
 from adapters.rest import ApiResponse, JsonApi, normalise_base_url, refused
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretSource, resolve_setting
 from common import Risk
 from common.redaction import SECRET_REF
 
@@ -209,7 +209,7 @@ class PagerDutyTool:
             status = "acknowledged" if call.action == "acknowledge" else "resolved"
             method, body = "PUT", {"incident": {"type": "incident_reference", "status": status}}
         headers = {
-            "Authorization": f"Token token={self._secrets.resolve(self._token)}",
+            "Authorization": f"Token token={await resolve_setting(self._token, self._secrets)}",
             "Accept": ACCEPT,
             "Content-Type": "application/json",
             "From": self._from,

@@ -44,7 +44,7 @@ from adapters.base import (
     summarise_validation_error,
 )
 from adapters.errors import ArgsInvalid, StatementRefused, ToolFailed, ToolTimeout
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretSource, resolve_setting
 from common import Risk
 from common.redaction import SECRET_REF, redact_text
 
@@ -419,7 +419,7 @@ class SqlTool:
                 f"no database {args.database!r} is configured for sql; configured: "
                 f"{', '.join(self.database_names()) or 'none'}"
             )
-        dsn = self._secrets.resolve(database.dsn)
+        dsn = await resolve_setting(database.dsn, self._secrets)
         try:
             dialect = dialect_of(dsn)
         except ValueError as exc:

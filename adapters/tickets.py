@@ -39,7 +39,7 @@ from adapters.base import (
 from adapters.errors import ArgsInvalid
 from adapters.pagerduty import require_secret_ref
 from adapters.rest import ApiResponse, JsonApi, normalise_base_url, refused
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretSource, resolve_setting
 from common import Risk
 
 GITHUB_ACCEPT = "application/vnd.github+json"
@@ -297,7 +297,7 @@ class TicketTool:
 
     async def _gh(self, cfg: GitHubBackend, method: str, path: str, body: Any) -> ApiResponse:
         headers = {
-            "Authorization": f"Bearer {self._secrets.resolve(cfg.token)}",
+            "Authorization": f"Bearer {await resolve_setting(cfg.token, self._secrets)}",
             "Accept": GITHUB_ACCEPT,
             "X-GitHub-Api-Version": GITHUB_API_VERSION,
         }
@@ -349,7 +349,7 @@ class TicketTool:
     # --- Jira ---------------------------------------------------------------------------
 
     async def _jr(self, cfg: JiraBackend, method: str, path: str, body: Any = None) -> ApiResponse:
-        pair = f"{cfg.email}:{self._secrets.resolve(cfg.token)}".encode()
+        pair = f"{cfg.email}:{await resolve_setting(cfg.token, self._secrets)}".encode()
         headers = {
             "Accept": "application/json",
             "Authorization": "Basic " + base64.b64encode(pair).decode(),

@@ -34,7 +34,12 @@ INCIDENT_NAMES = frozenset(
 )
 INCIDENT_REF = re.compile(r"\$\{incident:([a-z_]{1,32})\}")
 # Every late-bound reference (secrets and incident data), one group around the whole of it.
-LATE_REF = re.compile(r"(\$\{(?:secret|incident):[A-Za-z0-9_.-]{1,128}\})")
+LATE_REF = re.compile(
+    r"(\$\{(?:incident:[a-z_]{1,32}"
+    r"|secret:(?:[A-Za-z0-9_.-]{1,128}"  # the forms of common.redaction.SECRET_REF
+    r"|vault(?:-lease)?:[A-Za-z0-9_.-]{1,128}(?:/[A-Za-z0-9_.-]{1,128}){0,15}#[A-Za-z0-9_.-]{1,128}"
+    r"))\})"
+)
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -37,8 +37,13 @@ TOO_DEEP = "[too deep]"
 MAX_DEPTH = 8
 MIN_SECRET_LEN = 4  # shorter values would blank out ordinary words; they are not registered
 
-# A reference to a configured secret, e.g. ``${secret:SLACK_WEBHOOK}``.
-SECRET_REF = re.compile(r"\$\{secret:([A-Za-z0-9_.-]{1,128})\}")
+# A reference to a configured secret: ``${secret:SLACK_WEBHOOK}`` (environment or secrets
+# folder), ``${secret:vault:checkout/db#password}`` (a field of a Vault KV v2 secret) or
+# ``${secret:vault-lease:database/creds/readonly#username}`` (a field of a dynamic secret).
+SECRET_REF = re.compile(
+    r"\$\{secret:([A-Za-z0-9_.-]{1,128}"
+    r"|vault(?:-lease)?:[A-Za-z0-9_.-]{1,128}(?:/[A-Za-z0-9_.-]{1,128}){0,15}#[A-Za-z0-9_.-]{1,128})\}"
+)
 
 _KEY_WORDS = (
     r"password|passwd|passphrase|secret|token|api[_-]?key|apikey|private[_-]?key|access[_-]?key"

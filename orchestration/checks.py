@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters import ActionSpec, AdapterError, ToolRegistry, validate_args
-from adapters.secrets import SecretSource, where_to_set
+from adapters.secrets import SecretSource, is_vault_name, parse_vault_ref, where_to_set
 from common import Mode, Risk, Role
 from common.redaction import secret_names
 from common.yamlsrc import Loc, LocatedYaml, Problem, YamlSyntaxError, describe_loc, load_located
@@ -186,8 +186,32 @@ def _references(value: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str 
     return []
 
 
+def _unresolvable(name: str, secrets: SecretSource, *, vault: bool) -> bool:
+    """True when ``opsgate check`` knows that ``${secret:name}`` cannot resolve.
+
+    A Vault reference is checked for its shape and for Vault being configured; whether the
+    path exists is known only when a call reads it.
+    """
+    if is_vault_name(name):
+        return not vault or parse_vault_ref(name) is None
+    return secrets.lookup(name) is None
+
+
+def _missing_problem(located: LocatedYaml, loc: Loc, name: str) -> Problem:
+    return Problem(
+        located.source,
+        located.line_of(loc),
+        describe_loc(loc),
+        f"${{secret:{name}}} is not set: {where_to_set(name)}",
+    )
+
+
 def secret_problems(
-    steps: Sequence[StepSpec], *, located: LocatedYaml, source: SecretSource | None = None
+    steps: Sequence[StepSpec],
+    *,
+    located: LocatedYaml,
+    source: SecretSource | None = None,
+    vault: bool = False,
 ) -> list[Problem]:
     """References to secrets that are set nowhere, each on its own line (never a value)."""
     secrets = source or SecretSource()
@@ -200,15 +224,40 @@ def secret_problems(
             parts.append((("steps", index, "check", "args"), step.check.args))
         for base, args in parts:
             for loc, name in _references(args, base):
-                if secrets.lookup(name) is None:
-                    problems.append(
-                        Problem(
-                            located.source,
-                            located.line_of(loc),
-                            describe_loc(loc),
-                            f"${{secret:{name}}} is not set: {where_to_set(name)}",
-                        )
-                    )
+                if _unresolvable(name, secrets, vault=vault):
+                    problems.append(_missing_problem(located, loc, name))
+    return problems
+
+
+def config_secret_problems(
+    config: OpsgateConfig, *, source: SecretSource | None = None
+) -> list[Problem]:
+    """References in the config file (adapter settings, the Vault login) set nowhere, each at
+    its own line; the Vault login's own credentials must come from the environment or files."""
+    if config.source == "(built-in defaults)":
+        return []
+    path = Path(config.source)
+    try:
+        located = load_located(path.read_text(encoding="utf-8"), source=config.source)
+    except (OSError, YamlSyntaxError):
+        return []  # check_config reported it already
+    secrets = source or SecretSource()
+    vault = config.secrets.vault is not None
+    problems = []
+    for loc, name in _references(located.data, ()):
+        login = loc[:2] == ("secrets", "vault")
+        if login and is_vault_name(name):
+            problems.append(
+                Problem(
+                    located.source,
+                    located.line_of(loc),
+                    describe_loc(loc),
+                    "Vault's own login cannot come from Vault; use ${secret:NAME} from the "
+                    "environment or the secrets folder",
+                )
+            )
+        elif _unresolvable(name, secrets, vault=vault):
+            problems.append(_missing_problem(located, loc, name))
     return problems
 
 
@@ -312,6 +361,7 @@ def check_all(
     if config is None:
         return report
     report.config = config
+    report.problems += config_secret_problems(config)
     report.pack, pack_problems = load_policies(config)
     report.problems += pack_problems
     if report.pack is not None:
@@ -340,7 +390,9 @@ def check_all(
                     tools=tools,
                     located=located,
                 )
-                runbook_problems += secret_problems(runbook.steps, located=located)
+                runbook_problems += secret_problems(
+                    runbook.steps, located=located, vault=config.secrets.vault is not None
+                )
                 if report.pack is not None:
                     runbook_problems += requirement_problems(
                         runbook.steps,

@@ -21,6 +21,7 @@ from adapters.prometheus import PrometheusConfig
 from adapters.shell import ShellCommand, ShellConfig
 from adapters.sql import SqlConfig
 from adapters.tickets import TicketConfig
+from adapters.vault import VaultConfig
 from common import Mode
 from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
 from orchestration.errors import ConfigError
@@ -150,6 +151,14 @@ class IntakeConfig(BaseModel):
     pagerduty: PagerDutyIntakeConfig | None = None
 
 
+class SecretsConfig(BaseModel):
+    """Where ``${secret:vault:...}`` references are read (the environment and
+    ``OPSGATE_SECRETS_DIR`` need no configuration)."""
+
+    model_config = _STRICT
+    vault: VaultConfig | None = None
+
+
 class SlackConfig(BaseModel):
     """Slack surface settings."""
 
@@ -231,6 +240,7 @@ class OpsgateConfig(BaseModel):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)

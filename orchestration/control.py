@@ -20,11 +20,12 @@ from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import alertgroups, closing, intake, planner
 from orchestration.approvals import cast_vote, expire_due, record_reason
+from orchestration.authority import running_scope
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.closing import Assessment, CloseOutcome
 from orchestration.config import OpsgateConfig
 from orchestration.db import Database
-from orchestration.enums import IncidentStatus, PlanStatus, VoteChoice
+from orchestration.enums import IncidentStatus, PlanStatus, StepStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
 from orchestration.inbox import (
@@ -820,7 +821,13 @@ class ControlPlane:
             return PlanView(
                 **plan.model_dump(include=set(PlanView.model_fields) - {"steps"}),
                 steps=tuple(
-                    StepView(**s.model_dump(include=set(StepView.model_fields))) for s in steps
+                    StepView(
+                        **s.model_dump(include=set(StepView.model_fields) - {"scope"}),
+                        scope=running_scope(session, s)
+                        if s.status == StepStatus.RUNNING.value
+                        else None,
+                    )
+                    for s in steps
                 ),
             )
 

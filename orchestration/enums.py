@@ -58,6 +58,7 @@ class ApprovalPurpose(StrEnum):
     STEP = "step"
     BUDGET = "budget"
     IN_DOUBT = "in_doubt"  # humans say what happened to an in-doubt step
+    SCOPE = "scope"  # humans add a credential to the Executor's scope for one plan
 
 
 class VoteChoice(StrEnum):

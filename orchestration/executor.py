@@ -37,6 +37,7 @@ from adapters import (
     ToolResult,
     UnknownAction,
 )
+from adapters.credentials import CredentialUse, recording
 from common import Clock
 from common.redaction import redact_text
 from orchestration.auditor import Check, check_expect
@@ -87,8 +88,10 @@ class Outcome:
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     check: Check = field(default_factory=lambda: Check(ok=False, reason="not run"))
-    # Credentials the tool was issued for this step's calls (never their values): audited.
-    credentials: list[dict[str, Any]] = field(default_factory=list)
+    credentials: list[CredentialUse] = field(default_factory=list)  # every secret resolved
+    # Credentials a tool was issued for this step's calls (tokens it minted; never their
+    # values): audited one event each.
+    issued: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cancelled(self) -> bool:
@@ -181,7 +184,11 @@ class Executor:
                     raise _Retry  # a stale cached answer: ask the tool itself
                 return
             try:
-                result = await tool.invoke(call, ticket.grant)
+                with recording() as uses:
+                    try:
+                        result = await tool.invoke(call, ticket.grant)
+                    finally:
+                        outcome.credentials.extend(uses)
             except AdapterError as exc:
                 self._record(
                     outcome,
@@ -260,8 +267,8 @@ class Executor:
     ) -> None:
         ended = self._clock.now()
         if not cached:
-            outcome.credentials.extend(result.credentials if result is not None else ())
-            outcome.credentials.extend(error.credentials if error is not None else ())
+            outcome.issued.extend(result.credentials if result is not None else ())
+            outcome.issued.extend(error.credentials if error is not None else ())
         if result is not None:
             check = check_expect(ticket.expect, result.model_dump(mode="json"))
             result = result if cached else result.redacted()  # cached: redacted before

@@ -12,6 +12,7 @@ from sqlalchemy import Table
 from sqlmodel import Session
 
 from adapters import Grant, GrantSigner
+from orchestration.authority import audit_issued
 from orchestration.db import append_row
 from orchestration.models import Grant as GrantRow
 from orchestration.models import Step
@@ -22,9 +23,15 @@ _GRANTS: Table = GrantRow.__table__  # type: ignore[attr-defined]
 
 
 def issue_grant(
-    session: Session, ctx: Ctx, *, step: Step | StepRow, signer: GrantSigner, ttl_s: int
+    session: Session,
+    ctx: Ctx,
+    *,
+    step: Step | StepRow,
+    signer: GrantSigner,
+    ttl_s: int,
+    credentials: tuple[str, ...] = (),
 ) -> Grant:
-    """Issue, store and audit a grant for ``step``."""
+    """Issue, store and audit a grant for ``step`` (carrying ``credentials``)."""
     return issue_scoped_grant(
         session,
         ctx,
@@ -33,6 +40,7 @@ def issue_grant(
         args_hash=step.args_hash,
         signer=signer,
         ttl_s=ttl_s,
+        credentials=credentials,
     )
 
 
@@ -45,10 +53,12 @@ def issue_scoped_grant(
     args_hash: str,
     signer: GrantSigner,
     ttl_s: int,
+    credentials: tuple[str, ...] = (),
 ) -> Grant:
     """Issue, store and audit a grant for one call made on behalf of ``step_id``.
 
     The step's own action, or another read-only action done for it (an in-doubt check).
+    ``credentials`` are the ones the call may present (:mod:`orchestration.authority`).
     """
     tool, _, action = tool_action.partition(".")
     expires = ctx.now + timedelta(seconds=ttl_s)
@@ -58,6 +68,7 @@ def issue_scoped_grant(
         action=action,
         args_hash=args_hash,
         expires_at=expires,
+        credentials=credentials,
     )
     # Insert-only and never read back in the unit that issues it: one batched INSERT.
     append_row(
@@ -79,6 +90,17 @@ def issue_scoped_grant(
         ctx,
         "grant_issued",
         step_id=step_id,
-        detail={"grant_id": grant.grant_id, "scope": tool_action, "ttl_s": ttl_s},
+        detail={"grant_id": grant.grant_id, "scope": tool_action, "ttl_s": ttl_s}
+        | ({"authorities": list(grant.credentials)} if grant.credentials else {}),
     )
+    if grant.credentials:
+        audit_issued(
+            session,
+            ctx,
+            step_id=step_id,
+            tool_action=tool_action,
+            credentials=grant.credentials,
+            expires_at=expires,
+            grant_id=grant.grant_id,
+        )
     return grant

@@ -21,8 +21,15 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     StepStatus.AWAITING_APPROVAL: frozenset(
         {StepStatus.RUNNING, StepStatus.REJECTED, StepStatus.SKIPPED}
     ),
+    # Refused for a credential its role lacks, a step waits for humans to extend the scope.
     StepStatus.RUNNING: frozenset(
-        {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.IN_DOUBT, StepStatus.CANCELLED}
+        {
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.IN_DOUBT,
+            StepStatus.CANCELLED,
+            StepStatus.AWAITING_APPROVAL,
+        }
     ),
     # Humans (or a late result from the process that ran it) settle an in-doubt step.
     StepStatus.IN_DOUBT: frozenset(

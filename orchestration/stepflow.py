@@ -31,6 +31,14 @@ from common import Mode, Risk, Role, args_hash
 from common.incident_refs import incident_names
 from orchestration import cache, observe
 from orchestration.auditor import EPSILON_USD, BudgetVerdict, check_budget
+from orchestration.authority import (
+    CREDENTIAL_MISSING,
+    audit_used,
+    extended,
+    granted_credentials,
+    missing_credential,
+    scope_reason,
+)
 from orchestration.budgets import channel_spent_today
 from orchestration.db import append_row, flush_appends, upsert
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
@@ -117,8 +125,16 @@ def start_step(
     if plan.status != PlanStatus.RUNNING.value:
         set_plan(plan, PlanStatus.RUNNING)
         keep(session, plan)
+    credentials = granted_credentials(
+        session, rt, plan_id=plan.id, tool_action=step.tool_action, args=step.args
+    )
     grant = issue_grant(
-        session, ctx, step=step, signer=rt.signer, ttl_s=rt.config.execution.grant_ttl_s
+        session,
+        ctx,
+        step=step,
+        signer=rt.signer,
+        ttl_s=rt.config.execution.grant_ttl_s,
+        credentials=credentials,
     )
     audit(
         session,
@@ -189,7 +205,7 @@ def record_preview(
         },
         keys=["plan_id", "key"],
     )
-    audit_credentials(session, ctx, ticket.step_id, outcome.credentials)
+    audit_credentials(session, ctx, ticket.step_id, outcome.issued)
     audit(
         session,
         ctx,
@@ -544,9 +560,12 @@ def finish_step(  # noqa: PLR0911 - each early return names one way a step's sto
     ctx = ctx_for(plan, base, role=Role.EXECUTOR)
     held = step.status == S.RUNNING.value and step.lease_owner == rt.replica_id
     in_doubt = step.status == S.IN_DOUBT.value
-    if not (held or in_doubt) or (in_doubt and outcome.cancelled):
+    unheld = not (held or in_doubt) or (in_doubt and outcome.cancelled)
+    if unheld:
         # Another replica holds it, or it is in doubt and this answer settles nothing.
         _record_unheld(session, ctx, step, outcome)
+    refused = held and outcome.error_code == CREDENTIAL_MISSING
+    if unheld or (refused and _ask_for_scope(session, ctx, rt, plan, step, outcome)):
         return plan
     _settle(session, ctx, step, outcome, in_doubt=in_doubt)
     observe.judge(step, outcome)
@@ -610,6 +629,52 @@ def _halt_after_canary(session: Session, ctx: Ctx, plan: Plan, canary: Step) -> 
         reason=f"The canary '{canary.title}' failed: {canary.error or 'see its result'}. "
         f"{what} was not offered for approval and did not run.",
     )
+
+
+def _ask_for_scope(  # noqa: PLR0917 - the unit's collaborators, as in the other steps
+    session: Session,
+    ctx: Ctx,
+    rt: Runtime,
+    plan: Plan,
+    step: Step,
+    outcome: Outcome,
+) -> bool:
+    """A step refused for a credential its role lacks waits behind a scope card (the Auditor
+    asks humans to add it to this plan); False when there is nothing to ask for."""
+    credential = missing_credential(rt, step)
+    if credential is None or is_final(plan) or extended(session, plan.id, credential.name):
+        return False
+    set_step(step, S.AWAITING_APPROVAL)
+    step.lease_owner = None
+    step.lease_until = None
+    step.error_code = CREDENTIAL_MISSING
+    step.error = outcome.error
+    step.finished_at = ctx.now
+    session.add(step)
+    audit_used(session, ctx, step=step, uses=outcome.credentials)
+    audit(
+        session,
+        ctx,
+        "step_failed",
+        step_id=step.id,
+        code=CREDENTIAL_MISSING,
+        detail={"authority": credential.name, "summary": outcome.error or ""},
+    )
+    set_plan(plan, PlanStatus.WAITING, f"waiting for the credential {credential.name}")
+    session.add(plan)
+    open_approval(
+        session,
+        ctx_for(plan, ctx, role=Role.AUDITOR),
+        rt,
+        plan,
+        step=step,
+        quorum=max(step.quorum, 1),
+        exclude_requester=step.exclude_requester,
+        reason=scope_reason(credential, step, plan),
+        purpose=ApprovalPurpose.SCOPE,
+        extra={"authority": credential.name, "authority_read_only": credential.read_only},
+    )
+    return True
 
 
 def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other steps
@@ -700,7 +765,8 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
         },
         keys=["plan_id", "key"],
     )
-    audit_credentials(session, ctx, step.id, outcome.credentials)
+    audit_credentials(session, ctx, step.id, outcome.issued)
+    audit_used(session, ctx, step=step, uses=outcome.credentials)
     audit(
         session,
         ctx,

@@ -16,10 +16,12 @@ from adapters.http import HttpConfig
 from adapters.kubernetes import KubernetesConfig, KubernetesTool
 from adapters.pagerduty import PagerDutyConfig, PagerDutyTool
 from adapters.prometheus import PrometheusConfig, PrometheusTool
+from adapters.secrets import SecretResolver
 from adapters.shell import ShellConfig
 from adapters.sql import SqlConfig, SqlTool
 from adapters.testing import InMemoryBreakerStore
 from adapters.tickets import TicketConfig, TicketTool
+from adapters.vault import HvacVault
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits
 from orchestration.errors import ConfigError
@@ -35,6 +37,12 @@ def tool_limits(config: OpsgateConfig) -> dict[str, ToolLimits]:
     return limits
 
 
+def secret_resolver(config: OpsgateConfig, *, clock: Clock) -> SecretResolver:
+    """The resolver of ``${secret:...}``: environment, secrets folder, and Vault if configured."""
+    vault = config.secrets.vault
+    return SecretResolver(vault=HvacVault(vault) if vault is not None else None, clock=clock)
+
+
 def build_registry(
     config: OpsgateConfig,
     *,
@@ -43,15 +51,18 @@ def build_registry(
     breakers: BreakerStore | None = None,
     sleep: Sleep = asyncio.sleep,
     extra: Iterable[tuple[Tool, ToolLimits]] = (),
+    resolver: SecretResolver | None = None,
 ) -> ToolRegistry:
     """The configured tools (http always; shell, sql, pagerduty, ticket, prometheus,
     alertmanager, kubernetes when configured; plus ``extra``), guarded.
 
     ``breakers`` is where circuit breakers live; replicas share theirs through the database
     store (``orchestration.breakers``); without one, this process keeps its own in memory.
-    ``sleep`` is what rate-limited calls wait with.
+    ``sleep`` is what rate-limited calls wait with. ``resolver`` resolves secret references
+    (default: the environment, the secrets folder and ``secrets.vault`` when configured).
     """
     store = breakers if breakers is not None else InMemoryBreakerStore(clock)
+    secrets = resolver if resolver is not None else secret_resolver(config, clock=clock)
     step_timeout = config.execution.step_timeout_s
 
     def guard(tool: Tool, limits: ToolLimits) -> Tool:
@@ -68,6 +79,7 @@ def build_registry(
             breaker_threshold=limits.breaker_threshold,
             breaker_reset_s=limits.breaker_reset_s,
             sleep=sleep,
+            resolver=secrets,
         )
 
     http_cfg = config.adapters.http

@@ -73,8 +73,17 @@ class VoteOutcome(_View):
     plan_id: str | None = None
 
 
+class ScopeView(_View):
+    """The authority a running step holds: its grant's action, credentials and expiry."""
+
+    grant_id: str
+    tool_action: str
+    credentials: tuple[str, ...] = ()
+    expires_at: datetime
+
+
 class StepView(_View):
-    """A step as stored."""
+    """A step as stored (``scope``: what its grant allows, while it runs)."""
 
     id: str
     position: int
@@ -93,6 +102,7 @@ class StepView(_View):
     cost_usd: float
     duration_ms: float
     observe: dict[str, Any] | None = None
+    scope: ScopeView | None = None
 
 
 class PlanView(_View):

@@ -29,7 +29,7 @@ from adapters.kubernetes.settings import (
     ScaleArgs,
     UndoArgs,
 )
-from adapters.secrets import SecretSource
+from adapters.secrets import SecretSource, resolve_setting
 from common import Clock, Risk, SystemClock
 from common.redaction import register_secret
 
@@ -165,7 +165,9 @@ class KubernetesTool:
         self._check_namespace(str(getattr(args, "namespace", "")), call)
         started = time.perf_counter()
         if action.read_only:
-            async with self._client(self._secrets.resolve(self._config.read_token)) as client:
+            async with self._client(
+                await resolve_setting(self._config.read_token, self._secrets)
+            ) as client:
                 summary, output = await self._read(client, args, call.action)
             return self._result(summary, output, started)
         token, fact = await self._mint(call, grant, purpose="call")
@@ -239,7 +241,7 @@ class KubernetesTool:
                 audiences=list(self._config.audiences), expirationSeconds=requested
             ),
         )
-        minter = self._secrets.resolve(self._config.minting_token)
+        minter = await resolve_setting(self._config.minting_token, self._secrets)
         async with self._client(minter) as client:
             answer = await self._api(
                 client.create(request, account, namespace=sa_namespace),

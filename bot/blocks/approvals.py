@@ -44,8 +44,12 @@ def _card_body(card: Payload, *, approvals: int, quorum: int, pending: bool) -> 
             quorum_field,
             *expiry,
         ]
-        blocks = [
-            section(title, fields=fields),
+        blocks = [section(title, fields=fields)]
+        if card.get("purpose") == ApprovalPurpose.SCOPE:
+            kind = s.SCOPE_READ_ONLY if card.get("authority_read_only") else s.SCOPE_WRITES
+            name = esc(card.get("authority"), 200)
+            blocks.append(section(s.SCOPE_CREDENTIAL.format(name=name, kind=kind)))
+        blocks += [
             section(why),
             section(s.ARGS.format(code=code_block(card.get("args") or {}))),
         ]
@@ -156,6 +160,10 @@ def render_approval_card(card: Payload, update: Payload | None = None) -> Render
         text = (
             s.APPROVAL_FALLBACK_BUDGET
             if card.get("purpose") == ApprovalPurpose.BUDGET
+            else s.APPROVAL_FALLBACK_SCOPE.format(
+                name=esc(card.get("authority"), 200), title=esc(title, 500)
+            )
+            if card.get("purpose") == ApprovalPurpose.SCOPE
             else s.APPROVAL_FALLBACK_STEP.format(title=esc(title, 500))
         )
     else:

@@ -1,7 +1,7 @@
 """Slash-command replies (help, usage, status) and the rejection-reason modal."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from slack_sdk.models.blocks import (
@@ -102,6 +102,18 @@ def _status_line(step: Payload, n: int, *, plan_reason: str, people: set[str]) -
         dot=s.DOT,
         status=shown,
         detail=detail,
+    ) + _scope_text(step.get("scope"))
+
+
+def _scope_text(scope: object) -> str:
+    """The authority a running step holds: its action, credentials and the grant's expiry."""
+    if not isinstance(scope, Mapping):
+        return ""
+    names = [f"`{esc(name, 100)}`" for name in scope.get("credentials") or ()]
+    return s.STATUS_SCOPE.format(
+        action=esc(scope.get("tool_action"), 100),
+        credentials=s.STATUS_SCOPE_CREDENTIALS.format(names=", ".join(names)) if names else "",
+        until=slack_date(scope.get("expires_at")),
     )
 
 

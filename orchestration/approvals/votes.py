@@ -34,6 +34,7 @@ from orchestration.approvals.common import (
 )
 from orchestration.approvals.expiry import expire
 from orchestration.approvals.indoubt import ANSWERS, answer_in_doubt
+from orchestration.authority import extend_scope, missing_credential
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, StepStatus, VoteChoice
 from orchestration.knowledge import row_count
 from orchestration.lifecycle import (
@@ -399,6 +400,20 @@ def _approve(
         set_plan(plan, PlanStatus.RUNNING, "budget continuation approved")
         keep(session, plan)
         return VoteResult(placeholder(approval), resume_plan=plan.id)
+    if approval.purpose == ApprovalPurpose.SCOPE.value:
+        credential = missing_credential(rt, step)
+        if credential is not None:
+            extend_scope(
+                session,
+                ctx,
+                plan_id=plan.id,
+                step_id=step.id,
+                credential=credential.name,
+                nonce=approval.nonce,
+            )
+        if plan.status == PlanStatus.WAITING.value:
+            set_plan(plan, PlanStatus.RUNNING, "scope extended")
+            keep(session, plan)
     ticket = start_step(session, replace(ctx, role=Role.EXECUTOR), rt, plan, step)
     return VoteResult(placeholder(approval), ticket=ticket)
 

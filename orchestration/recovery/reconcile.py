@@ -13,6 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from common import Role, args_hash
+from orchestration.authority import granted_credentials
 from orchestration.enums import ApprovalPurpose, PlanStatus, SpanKind, StepStatus
 from orchestration.executor import Outcome, Ticket, idempotency_key
 from orchestration.grants import issue_grant, issue_scoped_grant
@@ -112,8 +113,16 @@ def _rerun(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> T
     step.attempts += 1
     step.started_at = ctx.now
     session.add(step)
+    credentials = granted_credentials(
+        session, rt, plan_id=plan.id, tool_action=step.tool_action, args=step.args
+    )
     grant = issue_grant(
-        session, ctx, step=step, signer=rt.signer, ttl_s=rt.config.execution.grant_ttl_s
+        session,
+        ctx,
+        step=step,
+        signer=rt.signer,
+        ttl_s=rt.config.execution.grant_ttl_s,
+        credentials=credentials,
     )
     why = "read-only" if step.read_only else "idempotent"
     audit(
@@ -173,6 +182,9 @@ def _doubt(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> C
             args_hash=hashed,
             signer=rt.signer,
             ttl_s=rt.config.execution.grant_ttl_s,
+            credentials=granted_credentials(
+                session, rt, plan_id=plan.id, tool_action=tool_action, args=args
+            ),
         )
         ticket = Ticket(
             step_id=step.id,

@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "orchestration", "adapters", "policies", "common")
 BELOW_BOT = ("orchestration", "adapters", "policies", "common")
 PLANNER_FORBIDDEN = (
-    "adapters",
+    "adapters",  # with it adapters.secrets, adapters.vault and adapters.credentials
     "orchestration.grants",
     "orchestration.executor",
     "orchestration.toolbox",
+    "orchestration.authority",
 )
 SLACK_AND_BOT = ("slack_bolt", "slack_sdk", "bot")
 
@@ -83,6 +84,20 @@ def test_ast_walk_does_see_the_executor_from_the_control_plane() -> None:
     """The check above can fail: the control plane, unlike the Planner, reaches tools."""
     reached = _ast_closure("orchestration.control")
     assert {"orchestration.executor", "adapters"} <= reached
+    assert {"orchestration.authority", "adapters.secrets", "adapters.vault"} <= reached
+
+
+def test_no_tool_can_give_the_planner_a_credential() -> None:
+    """Whatever a tool declares, the Planner holds none (the rule is in one place)."""
+    from adapters.credentials import CredentialSpec, holds  # noqa: PLC0415 - the rule under test
+    from common import Role  # noqa: PLC0415
+
+    every = CredentialSpec(
+        name="all", read_only=True, holders=frozenset({Role.RESEARCHER, Role.EXECUTOR})
+    )
+    assert not holds(Role.PLANNER, every)
+    with pytest.raises(ValueError, match="Planner never holds"):
+        CredentialSpec(name="p", read_only=True, holders=frozenset({Role.PLANNER}))
 
 
 def test_planner_imports_nothing_that_holds_credentials_or_reaches_tools_grimp(

@@ -2,7 +2,9 @@
 
 A real plan runs through the whole stack (signed Slack requests, the aiohttp app, the control
 plane, the guarded http adapter, a fake Slack Web API): its runbook refers to secrets as
-``${secret:NAME}`` (from the environment and from a secrets folder), the target echoes them back
+``${secret:NAME}`` (from the environment and from a secrets folder) and Vault (a KV v2 field and
+a leased database credential, from the Vault stand-in through hvac), the http adapter's config
+adds a per-host credential of its own, the target echoes them back
 together with secret-shaped strings of every kind, its restart drops the connection (so the
 error message carries a URL with a resolved secret), people type credentials into the incident
 text and the resolve reason, and a metric label holds one. Then every row of every table,
@@ -31,6 +33,7 @@ from sqlalchemy import create_engine, select
 from sqlmodel import SQLModel
 
 from adapters.secrets import register_environment_secrets
+from adapters.vault_standin import VaultStandIn
 from bot import metrics as slack_metrics
 from bot.ids import ActionId
 from bot.sandbox.webapi import DEFAULT_TOKEN
@@ -60,10 +63,14 @@ class Planted:
     reason_token: str
     echo: dict[str, str]
     label: str
+    vault_kv: str
+    config_token: str
 
     def needles(self) -> dict[str, str]:
         """Every planted secret by where it came from."""
         return {
+            "secret:vault:checkout/api#key (Vault KV v2, header)": self.vault_kv,
+            "secret:CONFIG_TOKEN (config credential header)": self.config_token,
             "secret:API_KEY (env, url query)": self.api_key,
             "secret:API_TOKEN (env, Bearer header)": self.api_token,
             "secret:DB_PASSWORD (env, json body)": self.db_password,
@@ -106,6 +113,8 @@ def planted(draw: st.DrawFn) -> Planted:
         reason_token="r" + draw(_text(14)),
         echo=echo,
         label="xoxb-" + draw(_text(8, "0123456789")) + "-" + draw(_text(16)),
+        vault_kv="v" + draw(_text(20)),
+        config_token="c" + draw(_text(20)),
     )
 
 
@@ -122,7 +131,10 @@ steps:
     tool: http.get
     args:
       url: "http://127.0.0.1:{port}/svc/{{service}}/health?api_key=${{secret:API_KEY}}"
-      headers: {{Authorization: "Bearer ${{secret:API_TOKEN}}", X-Hook: "${{secret:WEBHOOK}}"}}
+      headers:
+        Authorization: "Bearer ${{secret:API_TOKEN}}"
+        X-Hook: "${{secret:WEBHOOK}}"
+        X-Kv: "${{secret:vault:checkout/api#key}}"
     risk: low
   - id: restart
     title: Restart {{service}}
@@ -130,7 +142,11 @@ steps:
     args:
       url: "http://127.0.0.1:{port}/svc/{{service}}/restart?token=${{secret:API_KEY}}"
       headers: {{Authorization: "Bearer ${{secret:API_TOKEN}}"}}
-      json: {{password: "${{secret:DB_PASSWORD}}", note: "restart"}}
+      json:
+        password: "${{secret:DB_PASSWORD}}"
+        note: "restart"
+        db_user: "${{secret:vault-lease:database/creds/readonly#username}}"
+        db_password: "${{secret:vault-lease:database/creds/readonly#password}}"
     risk: medium
 """
 
@@ -140,6 +156,7 @@ class Target:
     """The service the runbook calls: records what it received, answers with every secret."""
 
     planted: Planted
+    vault: VaultStandIn
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -156,9 +173,14 @@ class Target:
                 "query": dict(request.query),
                 "authorization": request.headers.get("Authorization"),
                 "hook": request.headers.get("X-Hook"),
+                "kv": request.headers.get("X-Kv"),
+                "config": request.headers.get("X-Config"),
                 "json": body,
             }
         )
+        if isinstance(body, dict) and "db_user" in body:  # what the database would say now
+            live = self.vault.login_valid(body["db_user"], body["db_password"])
+            self.received[-1]["db_login_valid"] = live
 
     async def _health(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -251,13 +273,35 @@ async def run_leaky_incident(
     monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
     register_environment_secrets()  # what the composition root does at start-up
 
-    target = Target(planted)
+    vault = VaultStandIn()
+    vault.put_kv("checkout/api", {"key": planted.vault_kv})
+    vault.add_db_role("readonly", ttl_s=3600)
+    token = vault.add_token("secret/data/checkout/", "database/creds/readonly", "sys/leases/")
+    monkeypatch.setenv("OPSGATE_SECRET_VAULT_TOKEN", token)
+    monkeypatch.setenv("OPSGATE_SECRET_CONFIG_TOKEN", planted.config_token)
+    register_environment_secrets()
+    vault_runner, vault_port = await serve_locally(vault.app())
+    target = Target(planted, vault)
     runner, port = await serve_locally(target.app())
     answers: dict[str, str] = {}
+    http = {
+        "rate_per_s": 10000,
+        "burst": 10000,
+        "credentials": {
+            "probe-config": {
+                "hosts": ["127.0.0.1"],
+                "actions": ["get"],
+                "headers": {"X-Config": "${secret:CONFIG_TOKEN}"},
+            }
+        },
+    }
+    secrets = {"vault": {"url": f"http://127.0.0.1:{vault_port}", "token": "${secret:VAULT_TOKEN}"}}
     try:
         (tmp / "runbooks").mkdir()
         (tmp / "runbooks" / "leaky.yaml").write_text(RUNBOOK.format(port=port), encoding="utf-8")
-        async with Stack(db_url=db_url, tmp_path=tmp) as stack:
+        async with Stack(
+            db_url=db_url, tmp_path=tmp, adapters={"http": http}, secrets=secrets
+        ) as stack:
             status, answers["ack /incident"] = await stack.command(
                 f"checkout is leaky, password={planted.typed_password} and "
                 f"{planted.typed_slack} in the logs"
@@ -286,6 +330,7 @@ async def run_leaky_incident(
             texts = stack.texts()
     finally:
         await runner.cleanup()
+        await vault_runner.cleanup()
     rows = {f"table {name}": "\n".join(lines) for name, lines in table_rows(stack.db_url).items()}
     assert "Bearer ${secret:API_TOKEN}" in rows["table steps"]  # the store keeps references
     assert "[redacted]" in texts  # the probe's echo reached the thread, redacted
@@ -324,7 +369,22 @@ def test_planted_secrets_reach_the_target_and_no_exit(
     assert probe["authorization"] == f"Bearer {plant.api_token}"
     assert probe["hook"] == plant.webhook
     assert restart["query"] == {"token": plant.api_key}
+    assert probe["kv"] == plant.vault_kv  # Vault KV v2, read at call time
+    assert probe["config"] == plant.config_token  # the adapter's own per-host credential
+    db_user, db_password = restart["json"].pop("db_user"), restart["json"].pop("db_password")
     assert restart["json"] == {"password": plant.db_password, "note": "restart"}
+    # The dynamic credential was live while the call ran and revoked once it ended (it failed).
+    assert restart["db_login_valid"] is True
+    vault = target.vault
+    assert (vault.issued, vault.renewed, vault.revoked) == (1, 1, 1)
+    assert vault.live_leases() == []
+    assert not vault.login_valid(db_user, db_password)
+    (lease,) = vault.leases.values()
+    lease_events = [
+        row for row in haystacks["table audit_events"].splitlines() if lease.lease_id in row
+    ]
+    assert len(lease_events) == 2  # one credential_used per field of the lease
+    assert all('"revoked": true' in row for row in lease_events)
 
     # The paths were taken: the echo was stored, the failure escalated, the incident resolved.
     assert "you_sent" in haystacks["table steps"]
@@ -332,7 +392,11 @@ def test_planted_secrets_reach_the_target_and_no_exit(
     assert "<!here>" in slack
     assert "fixed by hand" in slack
 
-    needles = plant.needles()
+    needles = plant.needles() | {
+        "Vault token (OPSGATE_SECRET_VAULT_TOKEN)": next(iter(vault.tokens)),
+        "Vault dynamic user name": db_user,
+        "Vault dynamic password": db_password,
+    }
     found = search(needles, haystacks)
     print(  # the figures the issue asks for (pytest -s)
         f"\nplanted {len(needles)} secrets into {len(haystacks)} exits "
