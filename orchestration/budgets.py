@@ -10,11 +10,30 @@ from sqlmodel import Session, col, func, select
 
 from orchestration.auditor import EPSILON_USD
 from orchestration.enums import StepStatus
-from orchestration.models import CostEntry, Step
+from orchestration.models import CostEntry, Step, StepCostStat
 
 
 def past_step_costs(session: Session, tool_actions: Iterable[str]) -> dict[str, float]:
-    """Average cost of finished steps per tool action: what past runs say a step costs."""
+    """Average cost of finished steps per tool action: what past runs say a step costs.
+
+    Read from ``step_cost_stats`` (at most 16 rows per action, kept by triggers on ``steps``),
+    never from the steps themselves: opening an incident costs the same with 10 or 100,000
+    finished plans in the database.
+    """
+    names = sorted(set(tool_actions))
+    if not names:
+        return {}
+    finished = func.sum(StepCostStat.finished)
+    rows = session.exec(
+        select(StepCostStat.tool_action, func.sum(StepCostStat.total_usd), finished)
+        .where(col(StepCostStat.tool_action).in_(names))
+        .group_by(col(StepCostStat.tool_action))
+    )
+    return {name: float(total) / int(n) for name, total, n in rows if n}
+
+
+def past_step_costs_scanned(session: Session, tool_actions: Iterable[str]) -> dict[str, float]:
+    """:func:`past_step_costs` recomputed from every finished step (tests and benches compare)."""
     names = sorted(set(tool_actions))
     if not names:
         return {}

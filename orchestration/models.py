@@ -73,8 +73,11 @@ def _text(default: str | None = "") -> Any:
     return Field(default=default, sa_type=RedactedText)
 
 
-def _ts(*, nullable: bool = False, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+def _ts(*, nullable: bool = False, index: bool = False, primary_key: bool = False) -> Any:
+    column: Column[datetime] = Column(
+        UTCDateTime(), nullable=nullable, index=index, primary_key=primary_key
+    )
+    return Field(default=None, sa_column=column)
 
 
 def _json(default: Any = None, *, sanitised: bool = False) -> Any:
@@ -281,6 +284,8 @@ class CostEntry(SQLModel, table=True):
     """A cost delta of one tool call, with the dimensions it is aggregated by."""
 
     __tablename__ = "cost_entries"
+    # A channel's spend today (budgets) and a channel's share of a digest window.
+    __table_args__ = (Index("ix_cost_entries_channel_at", "channel", "at"),)
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts(index=True)
     incident_id: str | None = None
@@ -293,6 +298,40 @@ class CostEntry(SQLModel, table=True):
     usd: float
     tokens: int = 0
     duration_ms: float = 0.0
+
+
+class CostRollup(SQLModel, table=True):
+    """Spend of one 15-minute bucket (UTC) under one combination of the digest's dimensions.
+
+    Kept by database triggers on ``cost_entries`` (migration 0006), so a report over a window
+    reads its buckets, not every cost row. Every time zone's midnight is on a 15-minute
+    boundary, so a local day is a whole number of buckets; a window that is not reads raw rows
+    for its partial buckets at the edges. ``shard`` (the entry id modulo 4) spreads concurrent
+    inserts of one combination over rows.
+    """
+
+    __tablename__ = "cost_rollups"
+    bucket: datetime = _ts(primary_key=True)
+    role: str = Field(primary_key=True)
+    tool: str = Field(primary_key=True)
+    runbook_id: str = Field(primary_key=True)
+    channel: str = Field(primary_key=True)
+    shard: int = Field(primary_key=True)
+    usd: float = 0.0
+    tokens: int = 0
+    entries: int = 0
+
+
+class PlanCostRollup(SQLModel, table=True):
+    """Spend of one plan in one 15-minute bucket (UTC): the costliest plans, a cohort's spend."""
+
+    __tablename__ = "plan_cost_rollups"
+    __table_args__ = (Index("ix_plan_cost_rollups_bucket", "bucket"),)
+    plan_id: str = Field(primary_key=True)
+    bucket: datetime = _ts(primary_key=True)
+    usd: float = 0.0
+    tokens: int = 0
+    entries: int = 0
 
 
 class Knowledge(SQLModel, table=True):
@@ -357,6 +396,22 @@ class CacheCounter(SQLModel, table=True):
     tool_action: str = Field(primary_key=True)
     hits: int = 0
     misses: int = 0
+
+
+class StepCostStat(SQLModel, table=True):
+    """Finished steps of one tool action and what they cost: the forecasts' history.
+
+    Maintained by database triggers on ``steps`` (migration 0006) in the transaction that
+    finishes, changes or deletes a step, so a forecast reads a few rows instead of scanning
+    every step ever run. ``shard`` (the first character of the step id) spreads concurrent
+    finishes of the same tool action over several rows, so no single row is hot.
+    """
+
+    __tablename__ = "step_cost_stats"
+    tool_action: str = Field(primary_key=True)
+    shard: str = Field(primary_key=True)
+    finished: int = 0  # steps that succeeded or failed
+    total_usd: float = 0.0  # the sum of their cost_usd
 
 
 class DigestRun(SQLModel, table=True):
