@@ -101,7 +101,102 @@ def _parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="the day to report (default: yesterday in digest.timezone)",
     )
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a recorded plan in a sandbox, optionally forcing a failure",
+        description="Re-run a recorded plan from its pinned knowledge and recorded tool "
+        "responses in a temporary copy of the store, and print it beside the original run. "
+        "The live store is only read.",
+    )
+    replay.add_argument(
+        "plan", metavar="PLAN_ID", help="plan id, or an incident id (its latest plan)"
+    )
+    replay.add_argument(
+        "--fail-at",
+        metavar="STEP[:error|timeout|status=CODE]",
+        help="make every call of STEP fail this way (default error), e.g. verify:status=503",
+    )
+    replay.add_argument(
+        "--live-readonly",
+        action="store_true",
+        help="let read-only actions call the real tools (everything else stays recorded)",
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    audit = sub.add_parser(
+        "audit",
+        help="the timeline of a plan, an incident or a correlation id",
+        description="Who asked, which role ran what, every approval with nonce and reviewer, "
+        "every credential scope, tool call, cost and failure reason, oldest first.",
+    )
+    audit.add_argument(
+        "ref", nargs="?", metavar="PLAN_ID|INCIDENT_ID", help="a plan or incident id (or prefix)"
+    )
+    audit.add_argument("--correlation-id", metavar="ID", help="every record of one correlation id")
+    audit.add_argument("--json", action="store_true", help="print JSON Lines, one record a line")
     return parser
+
+
+async def _audit(
+    config: Path | None, ref: str | None, *, correlation_id: str | None, as_json: bool
+) -> int:
+    """Print the timeline of ``ref`` (or of ``correlation_id``); reads the store only."""
+    from bot.reports import audit_text  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.trail import resolve, timeline  # noqa: PLC0415
+
+    if not ref and not correlation_id:
+        print("bad_request: name a plan or incident id, or give --correlation-id", file=sys.stderr)
+        return 2
+    missing = _missing_sqlite_file(default_url())
+    if missing is not None:
+        print(f"not_found: no database at {missing}: there is nothing to audit", file=sys.stderr)
+        return 1
+    load_config(config)  # a broken config is reported as for every verb
+    db = Database()
+    try:
+        scope = await db.run(lambda s: resolve(s, ref, correlation_id=correlation_id))
+        entries = await db.run(lambda s: timeline(s, scope))
+    finally:
+        await db.close()
+    if as_json:
+        for entry in entries:
+            print(json.dumps(entry.line(), ensure_ascii=False))
+    else:
+        print(audit_text(scope.label, entries))
+    return 0
+
+
+async def _replay(
+    config: Path | None, ref: str, *, fail_at: str | None, live_readonly: bool, as_json: bool
+) -> int:
+    """Replay the plan ``ref`` in a sandbox and print the comparison."""
+    from bot.reports import replay_text  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.replay import FailAt, load_recording, replay  # noqa: PLC0415
+
+    forced = FailAt.parse(fail_at) if fail_at else None
+    missing = _missing_sqlite_file(default_url())
+    if missing is not None:
+        print(f"not_found: no database at {missing}: there is nothing to replay", file=sys.stderr)
+        return 1
+    settings = load_config(config)
+    control = build_control(settings)
+    try:
+        recording = await control.db.run(lambda s: load_recording(s, ref))
+        report = await replay(
+            recording,
+            config=settings,
+            tools=control.rt.tools,
+            signer=control.rt.signer,
+            pack=control.rt.pack,
+            fail_at=forced,
+            live_readonly=live_readonly,
+        )
+    finally:
+        await control.close()
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(replay_text(report))
+    return 0
 
 
 def _no_digest_reason(settings: OpsgateConfig) -> str | None:
@@ -389,6 +484,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "plan": lambda: asyncio.run(_plan(config, args.text, args.requester, as_json=args.json)),
         "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
+        "audit": lambda: asyncio.run(
+            _audit(config, args.ref, correlation_id=args.correlation_id, as_json=args.json)
+        ),
+        "replay": lambda: asyncio.run(
+            _replay(
+                config,
+                args.plan,
+                fail_at=args.fail_at,
+                live_readonly=args.live_readonly,
+                as_json=args.json,
+            )
+        ),
     }
     verb = verbs.get(args.command)
     if verb is None:

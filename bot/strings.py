@@ -294,9 +294,17 @@ HELP_COMMANDS: Final = (
         "cancel the incident and stop its plan (or @opsgate cancel)",
     ),
     ("/incident metrics", "operational metrics of the last 24 hours and 7 days (only you see it)"),
+    (
+        "/incident replay [id] [--fail-at STEP[:error|timeout|status=CODE]]",
+        "re-run the plan in a sandbox, a failure forced, beside the original (in its thread)",
+    ),
+    ("/incident audit [id]", "who asked, approved and ran what, with costs (in its thread)"),
 )
 HELP_LINE: Final = "`{command}` — {what}"
-HELP: Final = "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel, metrics"
+HELP: Final = (
+    "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel, metrics, "
+    "replay, audit"
+)
 UNKNOWN_SUB: Final = "🤔 `/incident {sub}` is not a command. Try one of these:"
 UNKNOWN_SUB_FALLBACK: Final = "Unknown /incident command: {sub}"
 
@@ -474,3 +482,48 @@ def opening_plan(text: str, title: str) -> str:
         f"🔥 Opening an incident: {_quote(text)}. Runbook *{_quote(title, 200)}* matches; "
         "its plan follows in this channel."
     )
+
+
+# Debugging after the fact: /incident replay and /incident audit.
+REPLAY_STARTED: Final = (
+    "🔁 Replaying plan `{plan}` of incident `{incident}` in a sandbox{forced}; "
+    "the comparison goes to the incident's thread. Nothing live changes."
+)
+REPLAY_FORCED: Final = " with `--fail-at {fail_at}`"
+REPLAY_HEADER: Final = "Replay beside the original run"
+REPLAY_SUMMARY: Final = (
+    "Plan `{plan}`{dot}runbook `{runbook}`{dot}plan v{version}{dot}forced failure: {forced}\n"
+    "Knowledge from the store: {pins}{dot}plan hash {hash} {reproduced}"
+)
+REPLAY_REPRODUCED: Final = {True: "reproduced", False: "NOT reproduced", None: "not checked"}
+REPLAY_STEP: Final = "*{key}* {title}{differs}\n    original: {original}\n    replay: {replay}"
+REPLAY_DIFFERS: Final = "  ⚠️"
+REPLAY_OUTCOME: Final = "{emoji} {status}, {attempts} attempt(s) [{calls}]{error}"
+REPLAY_PLAN: Final = (
+    "*Plan*: original {before} → replay {after}\n*Compensation*: {compensation}\n"
+    "*Escalation*: {escalation}\n*Budget*: original {spent_before} → replay {spent_after}"
+    " of {budget}"
+)
+REPLAY_NO_COMPENSATION: Final = "none planned (nothing to undo)"
+REPLAY_NO_ESCALATION: Final = "no"
+REPLAY_DIFFERENCES: Final = "*What differs*"
+REPLAY_SAME: Final = "Nothing: the replay ran as the original did."
+REPLAY_MISSING: Final = "*Missing recorded responses* (answered as failures): {calls}"
+REPLAY_FOOTER: Final = "Ran in a temporary copy of the store; nothing live was called or changed."
+REPLAY_FALLBACK: Final = "Replay of plan {plan}: original {before}, replay {after}"
+REPLAY_FAILED: Final = "⚠️ The replay could not run: {reason}"
+DEBUG_WHICH: Final = (
+    "Which incident? Give its id: `/incident {sub} &lt;id&gt;` "
+    "(`/incident status` lists the open ones)."
+)
+AUDIT_STARTED: Final = (
+    "🧾 The audit timeline of incident `{incident}` goes to its thread ({count} records)."
+)
+AUDIT_HEADER: Final = "Audit timeline"
+AUDIT_LINE: Final = "`{at}` *{event}* by {actor} ({role}){step}{detail}"
+AUDIT_MORE: Final = "…and {count} more records: `opsgate audit {ref}` prints them all"
+AUDIT_FALLBACK: Final = "Audit timeline of incident {incident}: {count} records"
+DEBUG_AMBIGUOUS: Final = "That id names more than one incident; give more characters."
+DEBUG_NOT_IN_THREAD: Final = (
+    "Mention me with `{sub}` in an incident's thread, or type `/incident {sub} &lt;id&gt;`."
+)

@@ -77,6 +77,9 @@ class Attempt:
     cost_usd: float = 0.0
     tokens: int = 0
     cached: bool = False
+    # What the tool answered (the redacted result) or raised (code, message, retryable):
+    # recorded in the call's span so that a replay can answer the same call the same way.
+    response: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -269,6 +272,7 @@ class Executor:
         if not cached:
             outcome.issued.extend(result.credentials if result is not None else ())
             outcome.issued.extend(error.credentials if error is not None else ())
+        response: dict[str, Any]
         if result is not None:
             check = check_expect(ticket.expect, result.model_dump(mode="json"))
             result = result if cached else result.redacted()  # cached: redacted before
@@ -276,12 +280,16 @@ class Executor:
             outcome.error_code = None
             outcome.error = None
             outcome.check = Check(ok=check.ok, reason=redact_text(check.reason))
+            response = {"result": result.model_dump(mode="json")}
         else:
             assert error is not None
             message = redact_text(error.message)
             outcome.error_code = error.code
             outcome.error = message
             outcome.check = Check(ok=False, reason=message)
+            response = {
+                "error": {"code": error.code, "message": message, "retryable": error.retryable}
+            }
         outcome.attempts.append(
             Attempt(
                 number=number,
@@ -296,5 +304,6 @@ class Executor:
                 cost_usd=result.cost_usd if result is not None and not cached else 0.0,
                 tokens=result.tokens if result is not None and not cached else 0,
                 cached=cached,
+                response=response,
             )
         )

@@ -752,6 +752,7 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
                 "idempotency_key": attempt.idempotency_key,
                 "summary": attempt.summary,
                 "cost_usd": attempt.cost_usd,
+                "response": attempt.response,
             },
         )
     upsert(
@@ -874,6 +875,7 @@ def _record_unheld(session: Session, ctx: Ctx, step: Step, outcome: Outcome) -> 
                 "attempt": attempt.number,
                 "idempotency_key": attempt.idempotency_key,
                 "summary": attempt.summary,
+                "response": attempt.response,
                 "late": True,
             },
         )

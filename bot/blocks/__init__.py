@@ -20,6 +20,7 @@ renders the update alone, for when the original card is gone.
 - `results`: step, plan, escalation and closed-incident messages.
 - `recovery`: the recovery playbook applied to a failure (manual steps, recovery plan).
 - `dispatch`: :func:`render`, from outbox message kind to renderer.
+- `debug`: the replay comparison and the audit timeline, posted to a thread.
 - `commands`: slash-command replies (help, usage, status) and the rejection-reason modal.
 
 Import from this package; the modules are how it is organised, not its interface.
@@ -37,6 +38,7 @@ from bot.blocks.commands import (
     status_blocks,
     usage_for_unknown,
 )
+from bot.blocks.debug import audit_blocks, replay_blocks
 from bot.blocks.dispatch import RENDERERS, render, render_unknown
 from bot.blocks.incident import render_incident_opened, render_incident_root
 from bot.blocks.layout import context, finish, header, section
@@ -95,6 +97,7 @@ __all__ = [
     "MessageKind",
     "Payload",
     "Rendered",
+    "audit_blocks",
     "code_block",
     "context",
     "duration",
@@ -122,6 +125,7 @@ __all__ = [
     "render_step_finished",
     "render_unknown",
     "render_vote_refused",
+    "replay_blocks",
     "section",
     "slack_date",
     "status_blocks",

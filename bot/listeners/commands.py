@@ -32,6 +32,8 @@ from adapters import BreakerState
 from bot import blocks, strings
 from bot.blocks.incidents import close_answer, open_list, with_incident
 from bot.digest import metrics_blocks
+from bot.listeners import debug
+from bot.listeners.debug import Later
 from bot.surface import HOLDS_ACK, INTAKE, Intake, Surface
 from orchestration import closing, intake
 from orchestration.breakers import BreakerView, breaker_views
@@ -48,6 +50,7 @@ log = get_logger("opsgate.commands")
 COMMAND = "/incident"
 CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
 ANSWER = "incident_answer"  # context key: the routed command
+DEBUG = {"replay": debug.answer_replay, "audit": debug.answer_audit}
 
 
 class SlashCommand(BaseModel):
@@ -68,6 +71,7 @@ class Answer:
     blocks: list[dict[str, Any]] | None = None
     request: Request | None = None  # recorded before the ack
     read: str | None = None  # "metrics": answered privately after the ack
+    later: Later | None = None  # replay, audit: posted to the incident's thread after the ack
 
 
 def _request(cmd: SlashCommand, kind: RequestKind, text: str, correlation_id: str) -> Request:
@@ -107,7 +111,9 @@ async def answer_close(surface: Surface, request: Request, action: str) -> Answe
     return Answer(text, request=request.model_copy(update=update))
 
 
-async def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) -> Answer:
+async def answer(  # noqa: PLR0911 - one return per subcommand
+    cmd: SlashCommand, surface: Surface, *, correlation_id: str
+) -> Answer:
     """Route one ``/incident`` command."""
     text = cmd.text.strip()
     sub = text.split(" ", 1)[0].lower() if text else "help"
@@ -118,6 +124,9 @@ async def answer(cmd: SlashCommand, surface: Surface, *, correlation_id: str) ->
         return Answer(strings.METRICS_WORKING, read=sub)
     if sub == "status":
         return await answer_status(surface, cmd, rest)
+    if sub in DEBUG:
+        found = await DEBUG[sub](surface, cmd.channel_id, rest)
+        return Answer(found.text, later=found.later)
     if sub in CLOSING:
         ref, reason = closing.split_ref(rest)
         request = _request(cmd, CLOSING[sub], reason, correlation_id)
@@ -158,6 +167,8 @@ def register(app: AsyncApp, surface: Surface) -> None:
             if routed.read is not None and seen.first(str(context["inbox_key"])):
                 cmd = SlashCommand.model_validate(command)
                 surface.run(_metrics(surface, client, cmd), name=f"incident-{routed.read}")
+            if routed.later is not None and seen.first(str(context["inbox_key"])):
+                surface.run(routed.later(client), name="incident-debug")
             return
         # No 2xx before the commit: over HTTP the route holds the response until the record
         # is durable (the ack is then usually ready when it is); over Socket Mode the ack waits.

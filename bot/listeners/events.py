@@ -8,7 +8,8 @@ or replayed delivery (same ``event_id``) is acknowledged again and does nothing 
 they are typed in (Slack sends slash commands from no thread, mentions from any): by id when
 one is given, else the thread's incident, else (outside a thread) the channel's only open one.
 The asker hears privately what became of it when it did not close; a close shows in the
-incident's thread.
+incident's thread. ``@opsgate replay [--fail-at ...]`` and ``@opsgate audit`` in a thread post
+the replay or the timeline of the thread's incident there (``bot.listeners.debug``).
 """
 
 import re
@@ -19,6 +20,8 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.listeners import debug
+from bot.listeners.commands import RecentKeys
 from bot.surface import Intake, Surface
 from orchestration.closing import split_ref
 from orchestration.inbox import Request, RequestKind
@@ -111,6 +114,28 @@ def recorded(surface: Surface, parse: Parse) -> Callable[..., Awaitable[BoltResp
     return middleware
 
 
+def read_only(surface: Surface) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Listener middleware: ``@opsgate replay|audit`` only reads, so it is not recorded in
+    the inbox; it is answered once per delivery (a retried one does nothing more)."""
+    seen = RecentKeys()
+
+    async def middleware(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        event = body.get("event") or {}
+        found = debug.mention_sub(event)
+        if found is None:
+            await next()
+            return None
+        client = context.client
+        if client is not None and seen.first(str(context["inbox_key"])):
+            work = debug.answer_mention(surface, client, event, *found)
+            surface.run(work, name=f"mention-{found[0]}")
+        return BoltResponse(status=200, body="")
+
+    return middleware
+
+
 def register(app: AsyncApp, surface: Surface) -> None:
     """Attach the event listeners."""
 
@@ -118,5 +143,7 @@ def register(app: AsyncApp, surface: Surface) -> None:
         request: Request = context[REQUEST]
         surface.perform(str(context["inbox_key"]), request, client, counted_as=request.source)
 
-    app.event("app_mention", middleware=[recorded(surface, mention_request)])(run)
+    app.event("app_mention", middleware=[read_only(surface), recorded(surface, mention_request)])(
+        run
+    )
     app.event("message", middleware=[recorded(surface, message_request(surface))])(run)
