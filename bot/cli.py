@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -122,6 +123,27 @@ def _parser() -> argparse.ArgumentParser:
         help="let read-only actions call the real tools (everything else stays recorded)",
     )
     replay.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    knowledge = sub.add_parser(
+        "knowledge",
+        help="the stored runbook and policy versions plans are built from (reads only)",
+        description="What the store holds of knowledge: every document and its versions, what "
+        "a plan pinned, one version's content, and what changed between two versions. "
+        "Names are kind:key (runbook:web-restart, policy:pack) or a key alone.",
+    )
+    kverbs = knowledge.add_subparsers(dest="knowledge_command", required=True)
+    klist = kverbs.add_parser("list", help="every stored document: latest version, when changed")
+    klist.add_argument(
+        "--plan", metavar="PLAN_ID", help="only what this plan pinned, and if current"
+    )
+    klist.add_argument("--json", action="store_true", help="print JSON Lines, one document a line")
+    kshow = kverbs.add_parser("show", help="one version's content (default: the latest)")
+    kshow.add_argument("name", metavar="NAME[@VERSION]")
+    kshow.add_argument("--json", action="store_true", help="print it as one JSON document")
+    kdiff = kverbs.add_parser("diff", help="what changed between two versions (unified diff)")
+    kdiff.add_argument("older", metavar="NAME@A")
+    kdiff.add_argument(
+        "newer", metavar="NAME@B", nargs="?", help="default: the latest version of the same name"
+    )
     audit = sub.add_parser(
         "audit",
         help="the timeline of a plan, an incident or a correlation id",
@@ -163,6 +185,76 @@ async def _audit(
     else:
         print(audit_text(scope.label, entries))
     return 0
+
+
+def _knowledge(args: argparse.Namespace) -> int:
+    """``opsgate knowledge list|show|diff``: reads the store, writes nothing."""
+    from orchestration.knowledge import inspect  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
+
+    with read_only_session(default_url()) as session:
+        if session is None:
+            print("not_found: no database yet: nothing is stored", file=sys.stderr)
+            return 1
+        if args.knowledge_command == "list":
+            rows = inspect.summaries(session, plan_ref=args.plan)
+            if args.json:
+                for row in rows:
+                    print(json.dumps(row.line(), ensure_ascii=False))
+            else:
+                print(_knowledge_table(rows, plan=args.plan))
+            return 0
+        if args.knowledge_command == "show":
+            doc = inspect.document(session, *inspect.parse_name(args.name))
+            if args.json:
+                print(json.dumps(doc.line(), indent=2, ensure_ascii=False, default=str))
+            else:
+                print(_document_text(doc))
+            return 0
+        older_name, older_version = inspect.parse_name(args.older)
+        older = inspect.document(session, older_name, older_version)
+        if args.newer is None:
+            newer = inspect.document(session, older_name)
+        else:
+            newer = inspect.document(session, *inspect.parse_name(args.newer))
+        if newer.pin != older.pin:
+            print(f"note: comparing two documents, {older.pin} and {newer.pin}", file=sys.stderr)
+        changes = inspect.diff(older, newer)
+        print(
+            changes or f"{older.pin}@{older.version} and @{newer.version}: the same content",
+            end="" if changes else "\n",
+        )
+        return 0
+
+
+def _document_text(doc: Any) -> str:
+    latest = "the latest" if doc.version == doc.latest else f"the latest is {doc.latest}"
+    head = (
+        f"# {doc.pin}@{doc.version} ({latest}), stored {doc.created_at:%Y-%m-%d %H:%M} UTC\n"
+        f"# from {doc.source or '(unknown)'}, sha256 {doc.content_hash[:12]}\n"
+    )
+    return head + ("# retired: this version is a tombstone" if doc.retired else doc.text())
+
+
+def _knowledge_table(rows: "Sequence[Any]", *, plan: str | None) -> str:
+    if not rows:
+        return "nothing stored yet" if plan is None else f"plan {plan} pinned nothing stored"
+    out = []
+    for row in rows:
+        changed = f"{row.changed_at:%Y-%m-%d %H:%M}"
+        state = " retired" if row.retired else ""
+        if row.pinned is not None:
+            current = (
+                "current"
+                if row.pinned == row.latest and not row.retired
+                else (f"stale: latest is {row.latest}{state}")
+            )
+            out.append(f"{row.pin}@{row.pinned}  {current}")
+        else:
+            out.append(
+                f"{row.pin}@{row.latest}  {row.versions} version(s), changed {changed} UTC{state}"
+            )
+    return "\n".join(out)
 
 
 async def _replay(
@@ -484,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "plan": lambda: asyncio.run(_plan(config, args.text, args.requester, as_json=args.json)),
         "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
+        "knowledge": lambda: _knowledge(args),
         "audit": lambda: asyncio.run(
             _audit(config, args.ref, correlation_id=args.correlation_id, as_json=args.json)
         ),

@@ -56,6 +56,12 @@ class NoMatch(OrchestrationError):
     code = "no_match"
 
 
+class BadRequest(OrchestrationError):
+    """A request that names nothing usable (a malformed name, an ambiguous prefix)."""
+
+    code = "bad_request"
+
+
 class NotFound(OrchestrationError):
     """The named record does not exist."""
 

@@ -6,7 +6,8 @@ opened read-only (a missing file stays missing) and PostgreSQL reads in a read-o
 transaction.
 """
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -57,6 +58,29 @@ def _engine(url: str) -> Engine | None:
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, poolclass=NullPool)
+
+
+@contextlib.contextmanager
+def read_only_session(url: str) -> Iterator[Session | None]:
+    """A session on the database at ``url`` that cannot write (None when there is no database).
+
+    SQLite is opened read-only (a missing file stays missing); PostgreSQL reads in a read-only
+    transaction, rolled back at the end.
+    """
+    engine = _engine(url)
+    if engine is None:
+        yield None
+        return
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SET TRANSACTION READ ONLY"))
+            try:
+                yield Session(bind=conn)
+            finally:
+                conn.rollback()
+    finally:
+        engine.dispose()
 
 
 def read_stored(url: str) -> StoredIndex:
