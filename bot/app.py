@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from bot.surface import Surface
 from bot.tasks import TaskTracker
 from orchestration.control import ControlPlane
 from orchestration.outbox import OutboxRelay
+from orchestration.retention import RetentionJob
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.app")
@@ -183,6 +184,21 @@ def _scheduler(
         coalesce=True,
         next_run_time=datetime.now(UTC),  # at start-up too: a crash left steps behind
     )
+    if control.config.retention.enabled:
+        job = RetentionJob(
+            control.db, control.config.retention, control.clock, replica_id=digest.replica_id
+        )
+        # Every 15 minutes: the run of the day once its time has come (claimed once across
+        # replicas), or nothing; a failed run is retried by the next call.
+        scheduler.add_job(
+            job.run_due,
+            "interval",
+            minutes=15,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        )
     if schedule_digest(scheduler, digest):
         log.info(
             "digest_scheduled",

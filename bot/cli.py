@@ -172,11 +172,12 @@ async def _audit(
     if missing is not None:
         print(f"not_found: no database at {missing}: there is nothing to audit", file=sys.stderr)
         return 1
-    load_config(config)  # a broken config is reported as for every verb
+    settings = load_config(config)  # a broken config is reported as for every verb
+    archive = settings.retention.archive
     db = Database()
     try:
         scope = await db.run(lambda s: resolve(s, ref, correlation_id=correlation_id))
-        entries = await db.run(lambda s: timeline(s, scope))
+        entries = await db.run(lambda s: timeline(s, scope, archive=archive))
     finally:
         await db.close()
     if as_json:

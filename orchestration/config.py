@@ -174,6 +174,16 @@ class SlackConfig(BaseModel):
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel
 
 
+def _time_of_day(value: object) -> str:
+    """A ``time:`` setting as HH:MM."""
+    if isinstance(value, int):  # YAML 1.1 reads an unquoted 9:05 as the number 545
+        raise ValueError('quote the time of day, like time: "09:05"')
+    match = _HHMM.fullmatch(str(value))
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"{value!r} is not a time of day like 09:00 (HH:MM)")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
 class DigestConfig(BaseModel):
     """The daily cost and operations digest posted to the ops channel."""
 
@@ -187,15 +197,7 @@ class DigestConfig(BaseModel):
     misfire_grace_s: int = Field(default=3600, ge=1)
     chart: bool = True
 
-    @field_validator("time", mode="before")
-    @classmethod
-    def _hhmm(cls, value: object) -> str:
-        if isinstance(value, int):  # YAML 1.1 reads an unquoted 9:05 as the number 545
-            raise ValueError('quote the time of day, like time: "09:05"')
-        match = _HHMM.fullmatch(str(value))
-        if match is None or int(match[1]) > 23 or int(match[2]) > 59:
-            raise ValueError(f"{value!r} is not a time of day like 09:00 (HH:MM)")
-        return f"{int(match[1]):02d}:{match[2]}"
+    _hhmm = field_validator("time", mode="before")(_time_of_day)
 
     @field_validator("timezone")
     @classmethod
@@ -226,6 +228,38 @@ class KnowledgeConfig(BaseModel):
     refresh_s: float = Field(default=3.0, gt=0, le=300)
 
 
+class RetentionDays(BaseModel):
+    """How many days each stream is kept in the database (null: forever)."""
+
+    model_config = _STRICT
+    audit: int | None = Field(default=400, ge=1)
+    spans: int | None = Field(default=30, ge=1)  # replay reads them: older plans replay less
+    costs: int | None = Field(default=90, ge=1)  # the digest's window and trend are 7 days
+    outbox: int | None = Field(default=7, ge=1)  # delivered messages only
+    inbox: int | None = Field(default=7, ge=1)  # finished requests (dedupe rows) only
+
+
+class RetentionConfig(BaseModel):
+    """The daily job that archives old rows as compressed JSON Lines, then deletes them."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    archive: Path = Path(".opsgate/archive")  # a folder (relative to the config file)
+    time: str = "03:30"  # UTC, HH:MM
+    days: RetentionDays = Field(default_factory=RetentionDays)
+    batch_rows: int = Field(default=5000, ge=10, le=100_000)
+    pause_s: float = Field(default=0.02, ge=0, le=10)  # between batches: live work goes first
+    claim_timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    _hhmm = field_validator("time", mode="before")(_time_of_day)
+
+    @property
+    def at(self) -> dt.time:
+        """The time of day the job runs (UTC)."""
+        hours, minutes = self.time.split(":")
+        return dt.time(int(hours), int(minutes))
+
+
 class OpsgateConfig(BaseModel):
     """The whole configuration."""
 
@@ -245,6 +279,7 @@ class OpsgateConfig(BaseModel):
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     source: str = Field(default="(built-in defaults)", exclude=True)
 
     @field_validator("approvers")
@@ -311,6 +346,10 @@ def check_config(path: Path | None = None) -> tuple[OpsgateConfig | None, list[P
         updates["policies"] = base / config.policies
     if config.playbooks is not None and not config.playbooks.is_absolute():
         updates["playbooks"] = base / config.playbooks
+    if not config.retention.archive.is_absolute():
+        updates["retention"] = config.retention.model_copy(
+            update={"archive": base / config.retention.archive}
+        )
     return config.model_copy(update=updates), []
 
 

@@ -266,6 +266,7 @@ class Span(SQLModel, table=True):
     """One span of a trace: plan, step or tool call, with sanitised inputs and outputs."""
 
     __tablename__ = "spans"
+    __table_args__ = (Index("ix_spans_started_at", "started_at"),)  # retention ages them out
     id: str = Field(primary_key=True)
     trace_id: str = Field(index=True)
     parent_id: str | None = None
@@ -298,40 +299,6 @@ class CostEntry(SQLModel, table=True):
     usd: float
     tokens: int = 0
     duration_ms: float = 0.0
-
-
-class CostRollup(SQLModel, table=True):
-    """Spend of one 15-minute bucket (UTC) under one combination of the digest's dimensions.
-
-    Kept by database triggers on ``cost_entries`` (migration 0006), so a report over a window
-    reads its buckets, not every cost row. Every time zone's midnight is on a 15-minute
-    boundary, so a local day is a whole number of buckets; a window that is not reads raw rows
-    for its partial buckets at the edges. ``shard`` (the entry id modulo 4) spreads concurrent
-    inserts of one combination over rows.
-    """
-
-    __tablename__ = "cost_rollups"
-    bucket: datetime = _ts(primary_key=True)
-    role: str = Field(primary_key=True)
-    tool: str = Field(primary_key=True)
-    runbook_id: str = Field(primary_key=True)
-    channel: str = Field(primary_key=True)
-    shard: int = Field(primary_key=True)
-    usd: float = 0.0
-    tokens: int = 0
-    entries: int = 0
-
-
-class PlanCostRollup(SQLModel, table=True):
-    """Spend of one plan in one 15-minute bucket (UTC): the costliest plans, a cohort's spend."""
-
-    __tablename__ = "plan_cost_rollups"
-    __table_args__ = (Index("ix_plan_cost_rollups_bucket", "bucket"),)
-    plan_id: str = Field(primary_key=True)
-    bucket: datetime = _ts(primary_key=True)
-    usd: float = 0.0
-    tokens: int = 0
-    entries: int = 0
 
 
 class Knowledge(SQLModel, table=True):
@@ -401,7 +368,7 @@ class CacheCounter(SQLModel, table=True):
 class StepCostStat(SQLModel, table=True):
     """Finished steps of one tool action and what they cost: the forecasts' history.
 
-    Maintained by database triggers on ``steps`` (migration 0006) in the transaction that
+    Maintained by database triggers on ``steps`` (migration 0009) in the transaction that
     finishes, changes or deletes a step, so a forecast reads a few rows instead of scanning
     every step ever run. ``shard`` (the first character of the step id) spreads concurrent
     finishes of the same tool action over several rows, so no single row is hot.

@@ -19,21 +19,15 @@ Which rows a figure counts (the *cohort*):
   the one UTC day that starts inside it.
 
 A ratio whose denominator is zero is ``None`` (rendered "n/a"), never 0.
-
-Spend is read from the 15-minute rollups the database keeps as costs arrive
-(``cost_rollups``, ``plan_cost_rollups``: triggers of migration 0009), with raw
-``cost_entries`` only for the partial buckets at the edges of a window that does not start or
-end on a 15-minute boundary: a day with a million cost rows is a few thousand rollup rows.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select as sa_select
-from sqlalchemy import union_all
 from sqlmodel import Session, col, func, select
 
 from orchestration.enums import (
@@ -43,19 +37,8 @@ from orchestration.enums import (
     StepKind,
     StepStatus,
 )
-from orchestration.models import (
-    Approval,
-    AuditEvent,
-    CacheCounter,
-    CostEntry,
-    CostRollup,
-    Incident,
-    Plan,
-    PlanCostRollup,
-    Step,
-)
+from orchestration.models import Approval, AuditEvent, CacheCounter, CostEntry, Incident, Plan, Step
 
-ROLLUP_BUCKET = timedelta(minutes=15)  # the rollups' bucket (migration 0009)
 TOP_PLANS = 5
 MAX_BUDGET_EVENTS = 20
 DIMENSIONS = ("role", "tool", "runbook_id", "channel")
@@ -171,51 +154,27 @@ def _sorted(totals: dict[str, list[float]]) -> tuple[Amount, ...]:
     return tuple(sorted(amounts, key=lambda a: (-a.usd, -a.tokens, a.key)))
 
 
-def _split(start: datetime, end: datetime) -> tuple[tuple[datetime, datetime] | None, list[Any]]:
-    """The whole rollup buckets of ``[start, end)`` (None: not one), and the raw ``cost_entries``
-    conditions of what is left at either edge."""
-    epoch = datetime(2000, 1, 1, tzinfo=UTC)
-    first = epoch + -((epoch - start) // ROLLUP_BUCKET) * ROLLUP_BUCKET  # ceil to a bucket
-    last = epoch + ((end - epoch) // ROLLUP_BUCKET) * ROLLUP_BUCKET  # floor
-    if first >= last:
-        return None, [_in_window(CostEntry.at, start, end)]
-    edges = [_in_window(CostEntry.at, a, b) for a, b in ((start, first), (last, end)) if a < b]
-    return (first, last), edges
-
-
 def _grouped_spend(
     session: Session, start: datetime, end: datetime, dims: Sequence[str]
 ) -> tuple[Amount, dict[str, tuple[Amount, ...]]]:
-    """Total spend and spend by each of ``dims``: one grouped query over the rollups (and one
-    over raw rows per partial bucket at the edges)."""
-    whole, edges = _split(start, end)
-    queries: list[Any] = []
-    if whole is not None:
-        columns = [getattr(CostRollup, d) for d in dims]
-        queries.append(
-            sa_select(*columns, func.sum(CostRollup.usd), func.sum(CostRollup.tokens))
-            .where(*_in_window(CostRollup.bucket, *whole))
-            .group_by(*columns)
-        )
-    for edge in edges:
-        columns = [getattr(CostEntry, d) for d in dims]
-        queries.append(
-            sa_select(*columns, func.sum(CostEntry.usd), func.sum(CostEntry.tokens))
-            .where(*edge)
-            .group_by(*columns)
-        )
+    """Total spend and spend by each of ``dims`` in one grouped query."""
+    columns = [getattr(CostEntry, d) for d in dims]
+    rows = session.connection().execute(
+        sa_select(*columns, func.sum(CostEntry.usd), func.sum(CostEntry.tokens))
+        .where(*_in_window(CostEntry.at, start, end))
+        .group_by(*columns)
+    )
     per_dim: dict[str, dict[str, list[float]]] = {d: defaultdict(lambda: [0.0, 0]) for d in dims}
     total_usd, total_tokens = 0.0, 0
-    for query in queries:
-        for row in session.connection().execute(query):
-            *keys, usd, tokens = row
-            usd, tokens = float(usd or 0), int(tokens or 0)
-            total_usd += usd
-            total_tokens += tokens
-            for dim, key in zip(dims, keys, strict=True):
-                acc = per_dim[dim][str(key)]
-                acc[0] += usd
-                acc[1] += tokens
+    for row in rows:
+        *keys, usd, tokens = row
+        usd, tokens = float(usd or 0), int(tokens or 0)
+        total_usd += usd
+        total_tokens += tokens
+        for dim, key in zip(dims, keys, strict=True):
+            acc = per_dim[dim][str(key)]
+            acc[0] += usd
+            acc[1] += tokens
     return (
         Amount(key="total", usd=total_usd, tokens=total_tokens),
         {d: _sorted(per_dim[d]) for d in dims},
@@ -246,30 +205,14 @@ def costliest_plans(
     session: Session, start: datetime, end: datetime, *, limit: int = TOP_PLANS
 ) -> tuple[CostlyPlan, ...]:
     """The plans that spent most in the window (ties by plan id), with runbook and incident."""
-    whole, edges = _split(start, end)
-    parts: list[Any] = []
-    if whole is not None:
-        parts.append(
-            sa_select(
-                col(PlanCostRollup.plan_id), col(PlanCostRollup.usd), col(PlanCostRollup.tokens)
-            ).where(*_in_window(PlanCostRollup.bucket, *whole))
-        )
-    parts += [
-        sa_select(col(CostEntry.plan_id), col(CostEntry.usd), col(CostEntry.tokens)).where(*edge)
-        for edge in edges
-    ]
-    spend = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-    usd = func.sum(spend.c.usd)
-    rows = (
-        session.connection()
-        .execute(
-            sa_select(spend.c.plan_id, usd, func.sum(spend.c.tokens))
-            .group_by(spend.c.plan_id)
-            .order_by(usd.desc(), spend.c.plan_id)
-            .limit(limit)
-        )
-        .all()
-    )
+    usd = func.sum(CostEntry.usd)
+    rows = session.exec(
+        select(CostEntry.plan_id, usd, func.sum(CostEntry.tokens))
+        .where(*_in_window(CostEntry.at, start, end))
+        .group_by(CostEntry.plan_id)
+        .order_by(usd.desc(), col(CostEntry.plan_id))
+        .limit(limit)
+    ).all()
     out = []
     for plan_id, spent, tokens in rows:
         found = session.exec(
@@ -475,8 +418,8 @@ def ops_report(
     escalated = escalated_plans(session, cohort, plans)
     cohort_usd = float(
         session.exec(
-            select(func.coalesce(func.sum(PlanCostRollup.usd), 0.0)).where(
-                col(PlanCostRollup.plan_id).in_(cohort)
+            select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(
+                col(CostEntry.plan_id).in_(cohort)
             )
         ).one()
     )

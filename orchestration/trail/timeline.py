@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -12,6 +13,7 @@ from sqlmodel import Session, col, select
 from orchestration.enums import SpanKind
 from orchestration.errors import NotFound
 from orchestration.models import AuditEvent, CostEntry, Incident, Plan, Span, Step
+from orchestration.retention import read_archive
 
 # What of a recorded response the timeline shows: metadata, not the body.
 _RESPONSE_KEYS = ("ok", "status", "summary", "duration_ms", "cost_usd", "tokens", "error_code")
@@ -84,10 +86,15 @@ def resolve(
     raise NotFound(f"no plan or incident {ref!r}")
 
 
-def timeline(session: Session, scope: Scope) -> list[Entry]:
+def timeline(session: Session, scope: Scope, *, archive: Path | None = None) -> list[Entry]:
     """Every record of ``scope``, oldest first; at equal times, a tool call follows the
-    start of its step and a cost entry the step's result (a clock's resolution is coarse)."""
-    merged = list(_audit(session, scope))
+    start of its step and a cost entry the step's result (a clock's resolution is coarse).
+
+    With ``archive`` (``retention.archive``), audit events that retention moved out of the
+    database are read from there too.
+    """
+    stored = list(_audit(session, scope))
+    merged = _archived_audit(archive, scope) + stored if archive is not None else stored
     for call in _calls(session, scope):
         _insert_after(merged, call, ("step_started", "tool_called"))
     for cost in _costs(session, scope):
@@ -104,6 +111,36 @@ def _insert_after(entries: list[Entry], entry: Entry, events: tuple[str, ...]) -
             index = i + 1
             break
     entries.insert(index, entry)
+
+
+def _in_scope(row: dict[str, Any], scope: Scope) -> bool:
+    if scope.correlation_id:
+        return bool(row.get("correlation_id") == scope.correlation_id)
+    if scope.incident_id and row.get("incident_id") == scope.incident_id:
+        return True
+    return row.get("plan_id") in scope.plan_ids
+
+
+def _archived_audit(archive: Path, scope: Scope) -> list[Entry]:
+    """Audit events of ``scope`` in the retention archive (older than any still stored)."""
+    return [
+        Entry(
+            at=datetime.fromisoformat(row["at"]),
+            source="audit",
+            event=row["event"],
+            actor=row.get("actor") or "",
+            role=row.get("role") or "",
+            correlation_id=row.get("correlation_id") or "",
+            incident_id=row.get("incident_id"),
+            plan_id=row.get("plan_id"),
+            step_id=row.get("step_id"),
+            nonce=row.get("nonce"),
+            code=row.get("code"),
+            detail=row.get("detail") or {},
+        )
+        for row in read_archive(archive, "audit")
+        if _in_scope(row, scope)
+    ]
 
 
 def _audit(session: Session, scope: Scope) -> Iterable[Entry]:

@@ -3,7 +3,7 @@ from every finished step, whichever way steps are inserted, finished, re-costed 
 
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,8 +13,7 @@ from sqlmodel import Session
 
 from orchestration.budgets import past_step_costs, past_step_costs_scanned
 from orchestration.db import Database
-from orchestration.models import CostEntry, Step, StepCostStat
-from orchestration.opsmetrics import spend_by_day
+from orchestration.models import Step, StepCostStat
 from orchestration.store import alembic_config
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -190,63 +189,3 @@ def test_the_migration_fills_the_aggregate_from_steps_finished_before_it(db_url:
     assert costs == pytest.approx({"http.get": 0.2, "shell.run": 0.5})
     assert_equal_to_recomputation(db)
     db.engine.dispose()
-
-
-COSTS = CostEntry.__table__  # type: ignore[attr-defined]
-
-
-def _raw_spend(rows: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, float]:
-    """What a scan of every cost row gives: total and per tool, in ``[start, end)``."""
-    out: dict[str, float] = {"total": 0.0}
-    for row in rows:
-        if start <= row["at"] < end:
-            out["total"] += row["usd"]
-            out[row["tool"]] = out.get(row["tool"], 0.0) + row["usd"]
-    return out
-
-
-def test_the_digest_rollups_equal_a_scan_of_every_cost_row(db: Database) -> None:
-    """Spend read from the 15-minute rollups (plus raw rows at the window's edges) equals a
-    scan of every row, for windows that do and do not fall on bucket bounds, after inserts,
-    re-costs and deletes."""
-    rng = random.Random(7)
-    day = datetime(2026, 3, 4, tzinfo=UTC)
-    rows = [
-        {
-            "at": day
-            + timedelta(seconds=rng.randrange(0, 2 * 86400), microseconds=rng.randrange(10**6)),
-            "plan_id": f"p{rng.randrange(12)}",
-            "role": rng.choice(("executor", "researcher")),
-            "tool": rng.choice(("http", "shell", "llm")),
-            "runbook_id": rng.choice(("rb-a", "rb-b")),
-            "channel": "C1",
-            "usd": round(rng.uniform(0, 0.05), 6),
-            "tokens": rng.randrange(100),
-        }
-        for _ in range(600)
-    ]
-    with db.engine.begin() as connection:
-        connection.execute(insert(COSTS), rows)
-        # re-cost and delete some rows through the database, as a correction would
-        ids = connection.execute(select(COSTS.c.id).order_by(COSTS.c.id)).scalars().all()
-        for row_id in ids[:40]:
-            connection.execute(update(COSTS).where(COSTS.c.id == row_id).values(usd=0.5))
-        connection.execute(delete(COSTS).where(COSTS.c.id.in_(ids[40:70])))
-        kept = [dict(r._mapping) for r in connection.execute(select(COSTS))]
-    for at in kept:
-        at["at"] = at["at"].replace(tzinfo=UTC) if at["at"].tzinfo is None else at["at"]
-    windows = [
-        (day, day + timedelta(days=1)),  # a whole day on bucket bounds
-        (day + timedelta(minutes=7, seconds=3), day + timedelta(hours=30, minutes=52)),
-        (day + timedelta(minutes=1), day + timedelta(minutes=14)),  # inside one bucket
-        (day + timedelta(hours=47), day + timedelta(days=3)),
-    ]
-    with Session(db.engine) as session:
-        for start, end in windows:
-            (spent,) = spend_by_day(session, [(start.date(), start, end)])
-            expected = _raw_spend(kept, start, end)
-            assert spent.usd == pytest.approx(expected["total"], rel=1e-9, abs=1e-9)
-            by_tool = {a.key: a.usd for a in spent.by_tool}
-            for tool, usd in expected.items():
-                if tool != "total":
-                    assert by_tool.get(tool, 0.0) == pytest.approx(usd, rel=1e-9, abs=1e-9)
