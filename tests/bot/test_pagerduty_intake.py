@@ -186,3 +186,50 @@ async def test_an_event_that_cannot_be_recorded_gets_a_503(
     assert pagerduty.deliveries[-1].status == 202
     await stack.settle()
     assert len(await incidents(stack)) == 1
+
+
+async def test_replayed_deliveries_open_and_close_once(
+    stack: Stack, pagerduty: FakePagerDuty
+) -> None:
+    """Webhooks V3 signatures carry no timestamp: a captured delivery can be sent again byte
+    for byte, validly signed. Each replay is recorded as one (202, nothing accepted) and does
+    nothing: one incident, one root, one resolution, and a replayed trigger after the
+    resolution does not reopen it."""
+    assert stack.http is not None
+    assert stack.server is not None
+    url = stack.server.make_url("/alerts/pagerduty")
+
+    async def replay(body: bytes, times: int) -> list[tuple[int, object]]:
+        assert stack.http is not None
+        answers = []
+        for _ in range(times):
+            headers = {"X-PagerDuty-Signature": sign_v1([SECRET], body)}
+            async with stack.http.post(url, data=body, headers=headers) as resp:
+                answers.append((resp.status, await resp.json()))
+        return answers
+
+    incident = await pagerduty.trigger("checkout-api is down")
+    triggered = pagerduty.deliveries[-1].body
+    assert await replay(triggered, 3) == [(202, {"accepted": []})] * 3
+    await stack.settle()
+    (opened,) = await incidents(stack)
+    assert len(stack.roots(ALERT_CHANNEL)) == 1
+
+    await pagerduty.resolve_from_pagerduty(incident["id"])
+    resolved = pagerduty.deliveries[-1].body
+    assert await replay(resolved, 3) == [(202, {"accepted": []})] * 3
+    assert await replay(triggered, 2) == [(202, {"accepted": []})] * 2
+    await stack.settle()
+    (closed,) = await incidents(stack)
+    assert closed.id == opened.id
+    assert closed.status == "resolved"
+    events = await stack.control.db.run(
+        lambda s: [
+            e.event for e in s.exec(select(AuditEvent).where(AuditEvent.incident_id == closed.id))
+        ]
+    )
+    assert events.count("incident_resolved") == 1
+    assert events.count("incident_opened") == 1
+    assert len(stack.roots(ALERT_CHANNEL)) == 1
+    told = [m for m in stack.thread(ALERT_CHANNEL) if "Incident resolved" in m.text + str(m.blocks)]
+    assert len(told) == 1
