@@ -233,3 +233,34 @@ async def test_replayed_deliveries_open_and_close_once(
     assert len(stack.roots(ALERT_CHANNEL)) == 1
     told = [m for m in stack.thread(ALERT_CHANNEL) if "Incident resolved" in m.text + str(m.blocks)]
     assert len(told) == 1
+
+
+@pytest.mark.parametrize("configured", [False, True])
+async def test_without_its_secret_pagerduty_intake_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    """Secure by default: no ``intake.pagerduty``, or its secret not set, refuses every
+    delivery (401, nothing recorded, one log line) however it is signed."""
+    monkeypatch.delenv("OPSGATE_SECRET_PAGERDUTY_WEBHOOK_SECRET", raising=False)
+    intake = {"pagerduty": {"webhook_secret": "${secret:PAGERDUTY_WEBHOOK_SECRET}"}}
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'closed.db'}",
+        tmp_path=tmp_path,
+        slack={"alert_channel": ALERT_CHANNEL, "channel_rate_per_s": 1000},
+        **({"intake": intake} if configured else {}),
+    ) as closed:
+        fake = FakePagerDuty()
+        await fake.start()
+        try:
+            assert closed.server is not None
+            fake.subscribe(str(closed.server.make_url("/alerts/pagerduty")), SECRET)
+            with capture_logs() as logs:
+                await fake.trigger("checkout-api is down")
+        finally:
+            await fake.stop()
+        assert fake.deliveries[-1].status == 401
+        await closed.settle()
+        assert await incidents(closed) == []
+        assert closed.slack.calls_to("chat.postMessage") == []
+        (refused,) = [e for e in logs if e["event"] == "pagerduty_refused"]
+        assert "PagerDuty intake is closed" in refused["reason"]
