@@ -12,8 +12,9 @@ signature is a 401 and nothing is recorded. Then the body must be UTF-8 JSON of 
   its requester is ``pagerduty`` and it mirrors the PagerDuty incident (``pagerduty:<id>``).
 - ``incident.resolved`` resolves the incident mirroring it (``orchestration.closing``); an
   incident opsgate never opened, or closed already, is audited and left alone.
-- any other event is audited (``external_event``, on the mirroring incident if any) and
-  answered 202 once recorded.
+- any other event is audited (``external_event``, on the mirroring incident if any, under
+  the correlation id ``pagerduty-event:<event id>``) and answered 202 once recorded; a
+  redelivery or replay of the same event id is answered the same and not recorded again.
 
 PagerDuty redelivers on a non-2xx; the inbox keys (``pagerduty:<incident id>:triggered`` and
 ``...:resolved``) make a redelivery a replay.
@@ -205,6 +206,7 @@ def pagerduty_handler(surface: Surface, *, config: OpsgateConfig) -> Any:
                 event=event.event_type,
                 external_ref=ref,
                 detail={"event_id": event.id, "occurred_at": event.occurred_at},
+                correlation_id=event_correlation(event),  # a replay of it is recorded once
             )
         except Exception as exc:  # the database did not answer: PagerDuty delivers again
             log.error("pagerduty_event_not_recorded", event_type=event.event_type, error=repr(exc))
@@ -214,6 +216,11 @@ def pagerduty_handler(surface: Surface, *, config: OpsgateConfig) -> Any:
         return Written.of(web.json_response({"recorded": event.event_type}, status=202), sent)
 
     return handle
+
+
+def event_correlation(event: Event) -> str:
+    """The correlation id of an event that changes nothing: the same for every delivery of it."""
+    return f"{SOURCE}-event:{event.id}"
 
 
 def request_of(event: Event, incident: IncidentData, channel: str) -> tuple[str, Request]:

@@ -193,8 +193,8 @@ async def test_replayed_deliveries_open_and_close_once(
 ) -> None:
     """Webhooks V3 signatures carry no timestamp: a captured delivery can be sent again byte
     for byte, validly signed. Each replay is recorded as one (202, nothing accepted) and does
-    nothing: one incident, one root, one resolution, and a replayed trigger after the
-    resolution does not reopen it."""
+    nothing: one incident, one root, one audited acknowledgement, one resolution, and a
+    replayed trigger after the resolution does not reopen it."""
     assert stack.http is not None
     assert stack.server is not None
     url = stack.server.make_url("/alerts/pagerduty")
@@ -215,6 +215,12 @@ async def test_replayed_deliveries_open_and_close_once(
     (opened,) = await incidents(stack)
     assert len(stack.roots(ALERT_CHANNEL)) == 1
 
+    # An event that changes nothing here is audited once, however often it is replayed.
+    await pagerduty.deliver("incident.acknowledged", incident)
+    acknowledged = pagerduty.deliveries[-1].body
+    ack = (202, {"recorded": "incident.acknowledged"})
+    assert await replay(acknowledged, 3) == [ack] * 3
+
     await pagerduty.resolve_from_pagerduty(incident["id"])
     resolved = pagerduty.deliveries[-1].body
     assert await replay(resolved, 3) == [(202, {"accepted": []})] * 3
@@ -230,6 +236,7 @@ async def test_replayed_deliveries_open_and_close_once(
     )
     assert events.count("incident_resolved") == 1
     assert events.count("incident_opened") == 1
+    assert events.count("external_event") == 1
     assert len(stack.roots(ALERT_CHANNEL)) == 1
     told = [m for m in stack.thread(ALERT_CHANNEL) if "Incident resolved" in m.text + str(m.blocks)]
     assert len(told) == 1
