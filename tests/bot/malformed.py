@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -176,7 +177,7 @@ def pagerduty_template() -> dict[str, Any]:
             "id": "01DFFOTA5E6HZE0LYPT1NXI8LA",
             "event_type": "incident.triggered",
             "resource_type": "incident",
-            "occurred_at": "2026-11-25T10:00:00.000Z",
+            "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),  # fresh
             "agent": {"id": "PUSER01", "type": "user_reference"},
             "client": None,
             "data": {

@@ -3,6 +3,7 @@ stand-in open and close incidents; unsigned ones are refused with nothing record
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 from adapters.testing.pagerduty import FakePagerDuty, sign_v1
 from bot.ids import ActionId
 from bot.pagerduty import signature_ok
+from orchestration.inbox import RETENTION
 from orchestration.models import AuditEvent, InboxItem, Incident
 from tests.bot.scenario import APPROVER_A, APPROVER_B, Stack
 from tests.bot.test_alerts import DatabaseDown
@@ -271,3 +273,39 @@ async def test_without_its_secret_pagerduty_intake_is_closed(
         assert closed.slack.calls_to("chat.postMessage") == []
         (refused,) = [e for e in logs if e["event"] == "pagerduty_refused"]
         assert "PagerDuty intake is closed" in refused["reason"]
+
+
+async def test_a_capture_older_than_the_inbox_remembers_is_refused(
+    stack: Stack, pagerduty: FakePagerDuty
+) -> None:
+    """The inbox keeps its keys for RETENTION; a replay older than that would look new, so an
+    incident event that occurred before is refused (400) and opens nothing."""
+    assert stack.http is not None
+    assert stack.server is not None
+    url = stack.server.make_url("/alerts/pagerduty")
+    incident = pagerduty.add_incident("checkout-api is down")
+    now = datetime.now(UTC)
+
+    async def post(occurred_at: str) -> int:
+        assert stack.http is not None
+        envelope = json.loads(pagerduty.event("incident.triggered", incident))
+        envelope["event"]["occurred_at"] = occurred_at
+        body = json.dumps(envelope).encode()
+        headers = {"X-PagerDuty-Signature": sign_v1([SECRET], body)}
+        async with stack.http.post(url, data=body, headers=headers) as resp:
+            return resp.status
+
+    before = await recorded(stack)
+    with capture_logs() as logs:
+        assert await post((now - RETENTION - timedelta(hours=1)).isoformat()) == 400
+        assert await post("yesterday") == 400
+        assert await post("2026-11-25T10:00:00") == 400  # no time zone
+    assert await recorded(stack) == before
+    assert [e["reason"] for e in logs if e["event"] == "request_refused"] == [
+        f"event.occurred_at: older than {RETENTION.days} days (a replay)",
+        "event.occurred_at: not an ISO 8601 time",
+        "event.occurred_at: no time zone",
+    ]
+    assert await post((now - RETENTION + timedelta(hours=1)).isoformat()) == 202
+    await stack.settle()
+    assert len(await incidents(stack)) == 1
