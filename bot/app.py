@@ -31,7 +31,7 @@ from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
 from bot.surface import Surface
-from bot.tasks import TaskTracker
+from bot.tasks import TaskTracker, stoppable
 from orchestration.control import ControlPlane
 from orchestration.outbox import OutboxRelay
 from orchestration.retention import RetentionJob
@@ -159,7 +159,7 @@ def _scheduler(
     """The periodic jobs: approval expiry, lease renewal, the reconciler, the daily digest."""
     scheduler = AsyncIOScheduler()
     scheduler.add_job(
-        control.expire_approvals,
+        stoppable(control.expire_approvals),
         "interval",
         seconds=expiry_interval_s,
         id="expire-approvals",
@@ -168,7 +168,7 @@ def _scheduler(
     )
     execution = control.config.execution
     scheduler.add_job(
-        control.renew_leases,
+        stoppable(control.renew_leases),
         "interval",
         seconds=execution.lease_s / 3,
         id="renew-step-leases",
@@ -176,7 +176,7 @@ def _scheduler(
         coalesce=True,
     )
     scheduler.add_job(
-        control.reconcile,
+        stoppable(control.reconcile),
         "interval",
         seconds=execution.reconcile_s,
         id="reconcile-steps",

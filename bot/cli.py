@@ -23,7 +23,7 @@ from orchestration.db import Database, default_url
 from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
 from orchestration.knowledge import preview_snapshot, read_files, read_stored
-from orchestration.telemetry import configure_logging
+from orchestration.telemetry import configure_logging, redact_text
 from orchestration.views import PlanPreview
 
 DEMO_PORT = 8080
@@ -180,11 +180,13 @@ async def _audit(
         entries = await db.run(lambda s: timeline(s, scope, archive=archive))
     finally:
         await db.close()
+    # A terminal is an exit too: what is printed passes the one redaction (the store holds
+    # redacted records already; this keeps it so whatever a record gains later).
     if as_json:
         for entry in entries:
-            print(json.dumps(entry.line(), ensure_ascii=False))
+            print(redact_text(json.dumps(entry.line(), ensure_ascii=False)))
     else:
-        print(audit_text(scope.label, entries))
+        print(redact_text(audit_text(scope.label, entries)))
     return 0
 
 
@@ -285,10 +287,10 @@ async def _replay(
         )
     finally:
         await control.close()
-    if as_json:
-        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    if as_json:  # redacted as every exit (--live-readonly answers come from live tools)
+        print(redact_text(json.dumps(report.as_json(), indent=2, ensure_ascii=False)))
     else:
-        print(replay_text(report))
+        print(redact_text(replay_text(report)))
     return 0
 
 

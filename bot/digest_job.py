@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import strings as s
 from bot.chart import spend_chart
 from bot.digest import day_label, digest_blocks
+from bot.tasks import stoppable
 from orchestration.control import ControlPlane
 from orchestration.digest import (
     Digest,
@@ -152,7 +153,7 @@ def schedule_digest(scheduler: BaseScheduler, poster: DigestPoster) -> list[str]
     config = poster.config
     at = config.at
     scheduler.add_job(
-        poster.run_scheduled,
+        stoppable(poster.run_scheduled),
         CronTrigger(hour=at.hour, minute=at.minute, timezone=config.tz),
         id=CRON_JOB_ID,
         replace_existing=True,
@@ -161,7 +162,7 @@ def schedule_digest(scheduler: BaseScheduler, poster: DigestPoster) -> list[str]
         max_instances=1,
     )
     scheduler.add_job(
-        poster.run_due,
+        stoppable(poster.run_due),
         IntervalTrigger(minutes=config.retry_minutes, timezone=config.tz),
         id=CATCH_UP_JOB_ID,
         replace_existing=True,

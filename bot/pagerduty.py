@@ -12,15 +12,20 @@ signature is a 401 and nothing is recorded. Then the body must be UTF-8 JSON of 
   its requester is ``pagerduty`` and it mirrors the PagerDuty incident (``pagerduty:<id>``).
 - ``incident.resolved`` resolves the incident mirroring it (``orchestration.closing``); an
   incident opsgate never opened, or closed already, is audited and left alone.
-- any other event is audited (``external_event``, on the mirroring incident if any) and
-  answered 202 once recorded.
+- any other event is audited (``external_event``, on the mirroring incident if any, under
+  the correlation id ``pagerduty-event:<event id>``) and answered 202 once recorded; a
+  redelivery or replay of the same event id is answered the same and not recorded again.
 
 PagerDuty redelivers on a non-2xx; the inbox keys (``pagerduty:<incident id>:triggered`` and
-``...:resolved``) make a redelivery a replay.
+``...:resolved``) make a redelivery a replay. A V3 signature covers no timestamp, so a captured
+delivery stays validly signed for ever: an ``incident.*`` event whose ``occurred_at`` is older
+than the inbox keeps its keys (``orchestration.inbox.RETENTION``) is refused (400) as a replay
+the inbox could no longer recognise.
 """
 
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +36,7 @@ from bot.decode import Refused, check_charset, parse_json
 from bot.surface import Surface, Written, responding
 from bot.webhooks import read_authenticated, record_requests
 from orchestration.config import OpsgateConfig, PagerDutyIntakeConfig
-from orchestration.inbox import Request, RequestKind
+from orchestration.inbox import RETENTION, Request, RequestKind
 from orchestration.telemetry import get_logger, new_correlation_id
 
 log = get_logger("opsgate.pagerduty")
@@ -141,6 +146,18 @@ def incident_of(event: Event) -> IncidentData:
         raise Refused(400, f"{where}: {error['msg']}"[:200]) from None
 
 
+def check_fresh(event: Event, now: datetime) -> None:
+    """Refuse (400) an event older than the inbox remembers: a replay it would not know."""
+    try:
+        occurred = datetime.fromisoformat(event.occurred_at)
+    except ValueError:
+        raise Refused(400, "event.occurred_at: not an ISO 8601 time") from None
+    if occurred.tzinfo is None:
+        raise Refused(400, "event.occurred_at: no time zone")
+    if now - occurred > RETENTION:
+        raise Refused(400, f"event.occurred_at: older than {RETENTION.days} days (a replay)")
+
+
 def incident_text(incident: IncidentData) -> str:
     """The incident text: its title, else '<service> is down (PagerDuty #N)'."""
     if incident.title.strip():
@@ -176,6 +193,8 @@ def pagerduty_handler(surface: Surface, *, config: OpsgateConfig) -> Any:
             envelope = decode_event(request, body)
             event = envelope.event
             incident = incident_of(event) if event.resource_type == "incident" else None
+            if incident is not None:
+                check_fresh(event, surface.control.clock.now())
         except Refused as refused:
             refused.log(surface=SOURCE, kind="webhook")
             return web.json_response(
@@ -205,6 +224,7 @@ def pagerduty_handler(surface: Surface, *, config: OpsgateConfig) -> Any:
                 event=event.event_type,
                 external_ref=ref,
                 detail={"event_id": event.id, "occurred_at": event.occurred_at},
+                correlation_id=event_correlation(event),  # a replay of it is recorded once
             )
         except Exception as exc:  # the database did not answer: PagerDuty delivers again
             log.error("pagerduty_event_not_recorded", event_type=event.event_type, error=repr(exc))
@@ -214,6 +234,11 @@ def pagerduty_handler(surface: Surface, *, config: OpsgateConfig) -> Any:
         return Written.of(web.json_response({"recorded": event.event_type}, status=202), sent)
 
     return handle
+
+
+def event_correlation(event: Event) -> str:
+    """The correlation id of an event that changes nothing: the same for every delivery of it."""
+    return f"{SOURCE}-event:{event.id}"
 
 
 def request_of(event: Event, incident: IncidentData, channel: str) -> tuple[str, Request]:

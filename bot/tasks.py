@@ -1,12 +1,14 @@
 """Tracked background tasks: work started after ``ack()`` and drained on shutdown."""
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.tasks")
+T = TypeVar("T")
 
 
 class TaskTracker:
@@ -39,3 +41,18 @@ class TaskTracker:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def stoppable(job: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T | None]]:
+    """``job`` for a scheduler: cancelled mid-run (the scheduler stopping with the app), it ends
+    with one log line instead of the scheduler's ``raised an exception`` traceback."""
+
+    @functools.wraps(job)
+    async def run() -> T | None:
+        try:
+            return await job()
+        except asyncio.CancelledError:
+            log.info("job_stopped", job=getattr(job, "__name__", repr(job)))
+            return None
+
+    return run

@@ -9,7 +9,11 @@ key is credential-shaped (``password``, ``token``, ``api_key``, ``authorization`
 :func:`redact` is the structural version, and what stores, spans, outbox payloads and log lines
 use: a JSON-safe copy in which every value under a credential-shaped key is replaced whole
 (numbers, booleans and ``None`` are kept, so token counts stay readable) and every string is
-passed through :func:`redact_text`. Long strings can be cut at the same time (``max_text``).
+passed through :func:`redact_text`. Credentials named by data rather than by a key are found
+too: a table ``{"columns": [...], "rows": [[...]]}`` (a SQL answer) loses the cells of its
+credential-shaped columns, and a ``{"name": "DB_PASSWORD", "value": ...}`` pair (a Kubernetes
+env var, a header list, a tag) its value. Long strings can be cut at the same time
+(``max_text``).
 
 Secret references (``${secret:NAME}``, resolved only inside an adapter at call time) are not
 secrets and survive redaction, so a card or trace can show which secret a step uses.
@@ -320,14 +324,17 @@ def redact(
         return TOO_DEEP
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
+        named = _named_value_key(value)
+        columns = _credential_columns(value)
         for key, item in value.items():
             name = str(key)
-            if (
-                is_credential_key(name)
-                and not isinstance(item, bool | int | float | None)
-                and not (isinstance(item, str) and is_reference_only(item))
-            ):
+            if (is_credential_key(name) or name == named) and _hidden(item):
                 out[name] = REDACTED
+            elif columns and name == "rows" and isinstance(item, list | tuple):
+                out[name] = [
+                    _masked_row(row, columns, max_text=max_text, max_depth=max_depth, depth=_depth)
+                    for row in item
+                ]
             else:
                 out[name] = redact(item, max_text=max_text, max_depth=max_depth, _depth=_depth + 1)
         return out
@@ -337,6 +344,55 @@ def redact(
             for item in value
         ]
     return _cut(redact_text(str(value)), max_text)
+
+
+def _hidden(item: Any) -> bool:
+    """True when a value named as a credential is replaced whole (counts and references stay)."""
+    return not isinstance(item, bool | int | float | None) and not (
+        isinstance(item, str) and is_reference_only(item)
+    )
+
+
+_NAME_FIELDS = ("name", "Name", "NAME", "key", "Key", "KEY")
+_VALUE_FIELDS = ("value", "Value", "VALUE")
+
+
+def _named_value_key(mapping: Mapping[Any, Any]) -> str | None:
+    """The value field of a ``{"name": "API_TOKEN", "value": ...}`` pair (``Key``/``Value``
+    and upper case too), when the name is credential-shaped. Dictionary lookups only: this
+    runs for every mapping that is redacted."""
+    value_key = next((f for f in _VALUE_FIELDS if f in mapping), None)
+    if value_key is None:
+        return None
+    for field in _NAME_FIELDS:
+        label = mapping.get(field)
+        if isinstance(label, str) and is_credential_key(label):
+            return value_key
+    return None
+
+
+def _credential_columns(mapping: Mapping[Any, Any]) -> frozenset[int]:
+    """Positions of the credential-shaped columns of a ``{"columns", "rows"}`` table."""
+    columns = mapping.get("columns")
+    if not isinstance(columns, list | tuple) or "rows" not in mapping:
+        return frozenset()
+    return frozenset(
+        i for i, c in enumerate(columns) if isinstance(c, str) and is_credential_key(c)
+    )
+
+
+def _masked_row(
+    row: Any, columns: frozenset[int], *, max_text: int | None, max_depth: int, depth: int
+) -> Any:
+    """One row of a table: the cells of credential columns replaced, the rest redacted."""
+    if not isinstance(row, list | tuple) or depth + 1 >= max_depth:
+        return redact(row, max_text=max_text, max_depth=max_depth, _depth=depth + 1)
+    return [
+        REDACTED
+        if i in columns and _hidden(cell)
+        else redact(cell, max_text=max_text, max_depth=max_depth, _depth=depth + 2)
+        for i, cell in enumerate(row)
+    ]
 
 
 def literal_credentials(value: Any, *, path: str = "") -> list[str]:

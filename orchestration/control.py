@@ -670,9 +670,22 @@ class ControlPlane:
         correlation_id: str | None = None,
     ) -> str | None:
         """Audit an event another system reported (``external_event``) that changes nothing
-        here, on the incident mirroring ``external_ref`` when there is one; returns its id."""
+        here, on the incident mirroring ``external_ref`` when there is one; returns its id.
+
+        A ``correlation_id`` derived from the sender's event id makes a redelivery (or a replay
+        of a captured delivery) a no-op: an ``external_event`` already recorded under it is
+        not recorded again."""
 
         def work(session: Session) -> str | None:
+            if correlation_id is not None:
+                seen = session.exec(
+                    select(AuditEvent)
+                    .where(AuditEvent.correlation_id == correlation_id)
+                    .where(AuditEvent.event == "external_event")
+                ).first()
+                if seen is not None:
+                    log.info("external_event_replayed", source=source, event_type=event)
+                    return seen.incident_id
             incident = (
                 session.exec(
                     select(Incident)

@@ -4,7 +4,9 @@ Each strategy starts from a body Slack (or Alertmanager) really sends and breaks
 attacker on the network would: fields dropped or replaced by any JSON value, NUL bytes and lone
 surrogates in strings, broken JSON, deep nesting, invalid UTF-8, unknown charsets and content
 types; then sends it signed with the app's secret, or unsigned (missing, stale, garbled or
-foreign signatures).
+foreign signatures). The webhooks get the same treatment: Alertmanager bodies with the bearer
+token or without a valid one, PagerDuty V3 bodies signed ``v1=`` with the webhook secret or with
+a missing, garbled, foreign or other-body signature.
 
 The generator is plain ``random.Random`` with a seed, not hypothesis: drawing 10,000 examples
 through hypothesis took minutes on a loaded machine, this takes about a second, and a failing
@@ -20,6 +22,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -27,6 +30,8 @@ from bot.sandbox import signing
 
 SLACK_PATH = "/slack/events"
 ALERT_PATH = "/alerts/alertmanager"
+PAGERDUTY_PATH = "/alerts/pagerduty"
+PAGERDUTY_SIGNATURE = "X-PagerDuty-Signature"
 CHANNEL = "C0INCIDENT"
 USER = "UREQ"
 
@@ -165,9 +170,34 @@ def alert_template() -> dict[str, Any]:
     }
 
 
+def pagerduty_template() -> dict[str, Any]:
+    """A PagerDuty Webhooks V3 ``incident.triggered`` delivery."""
+    return {
+        "event": {
+            "id": "01DFFOTA5E6HZE0LYPT1NXI8LA",
+            "event_type": "incident.triggered",
+            "resource_type": "incident",
+            "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),  # fresh
+            "agent": {"id": "PUSER01", "type": "user_reference"},
+            "client": None,
+            "data": {
+                "id": "Q0FUZZ0001",
+                "type": "incident",
+                "number": 7,
+                "title": "checkout-api is down",
+                "status": "triggered",
+                "urgency": "high",
+                "html_url": "https://example.pagerduty.com/incidents/Q0FUZZ0001",
+                "service": {"id": "PSVC01", "summary": "checkout-api"},
+            },
+        }
+    }
+
+
 INTERACTIVITY = interactivity_templates()
 EVENTS = event_templates()
 ALERT = alert_template()
+PAGERDUTY = pagerduty_template()
 
 # --- values and mutations -------------------------------------------------------------------
 
@@ -392,15 +422,66 @@ def unsigned_headers(rng: random.Random, body: bytes, secret: str) -> dict[str, 
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=" + "0" * 64}
 
 
-def probe(rng: random.Random, *, secret: str, alert_token: str) -> Probe:
-    """One hostile request: Slack (signed or not) or an alert webhook."""
-    if rng.random() < 0.1:
-        body = corrupt(rng, json_body(rng, ALERT))
+def pagerduty_signature(body: bytes, secret: str) -> str:
+    """``v1=<hex HMAC-SHA256 of body>``, as PagerDuty signs a delivery."""
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def alert_probe(rng: random.Random, *, alert_token: str) -> Probe:
+    """An Alertmanager webhook: broken body; the bearer token, or a missing or wrong one."""
+    body = corrupt(rng, json_body(rng, ALERT))
+    signed = rng.random() < 0.7
+    if signed:
         headers = {"Authorization": f"Bearer {alert_token}"}
-        ctype = content_type(rng, JSON)
-        if ctype:
-            headers["Content-Type"] = ctype
-        return Probe(ALERT_PATH, body, headers, signed=True, label="alert")
+    else:
+        headers = rng.choice(
+            [
+                {},
+                {"Authorization": "Bearer not-the-token"},
+                {"Authorization": f"Bearer {alert_token}x"},
+                {"Authorization": f"Basic {alert_token}"},
+                {"Authorization": printable(rng)},
+            ]
+        )
+    ctype = content_type(rng, JSON)
+    if ctype:
+        headers["Content-Type"] = ctype
+    return Probe(ALERT_PATH, body, headers, signed=signed, label="alert")
+
+
+def pagerduty_probe(rng: random.Random, *, pagerduty_secret: str) -> Probe:
+    """A PagerDuty V3 webhook: broken body; signed with the secret, or not provably."""
+    body = corrupt(rng, json_body(rng, PAGERDUTY))
+    signed = rng.random() < 0.7
+    if signed:
+        # Sometimes among other (rotated-out) signatures, as during a secret rotation.
+        ours = pagerduty_signature(body, pagerduty_secret)
+        other = pagerduty_signature(body, "an-old-secret-xxxxxxxx")
+        headers = {PAGERDUTY_SIGNATURE: rng.choice([ours, f"{other},{ours}", f"{ours}, {other}"])}
+    else:
+        how = rng.choice(["none", "garbled", "foreign", "other-body", "v0"])
+        headers = {
+            "none": {},
+            "garbled": {PAGERDUTY_SIGNATURE: printable(rng)},
+            "foreign": {PAGERDUTY_SIGNATURE: pagerduty_signature(body, "not-the-secret-xx")},
+            "other-body": {PAGERDUTY_SIGNATURE: pagerduty_signature(body + b" ", pagerduty_secret)},
+            "v0": {
+                PAGERDUTY_SIGNATURE: pagerduty_signature(body, pagerduty_secret).replace("v1", "v0")
+            },
+        }[how]
+    ctype = content_type(rng, JSON)
+    if ctype:
+        headers["Content-Type"] = ctype
+    return Probe(PAGERDUTY_PATH, body, headers, signed=signed, label="pagerduty")
+
+
+def probe(rng: random.Random, *, secret: str, alert_token: str, pagerduty_secret: str) -> Probe:
+    """One hostile request: Slack (signed or not) or a webhook (authenticated or not)."""
+    roll = rng.random()
+    if roll < 0.08:
+        return alert_probe(rng, alert_token=alert_token)
+    if roll < 0.16:
+        return pagerduty_probe(rng, pagerduty_secret=pagerduty_secret)
     label, body, right = slack_request(rng)
     body = corrupt(rng, body)
     signed = rng.random() < 0.5
@@ -411,7 +492,12 @@ def probe(rng: random.Random, *, secret: str, alert_token: str) -> Probe:
     return Probe(SLACK_PATH, body, headers, signed=signed, label=label)
 
 
-def probes(seed: int, count: int, *, secret: str, alert_token: str) -> list[Probe]:
+def probes(
+    seed: int, count: int, *, secret: str, alert_token: str, pagerduty_secret: str
+) -> list[Probe]:
     """``count`` hostile requests drawn from ``seed``."""
     rng = random.Random(seed)
-    return [probe(rng, secret=secret, alert_token=alert_token) for _ in range(count)]
+    return [
+        probe(rng, secret=secret, alert_token=alert_token, pagerduty_secret=pagerduty_secret)
+        for _ in range(count)
+    ]

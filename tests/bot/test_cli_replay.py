@@ -16,7 +16,7 @@ from tests.orchestration.helpers import DemoService
 REQUESTER, SAM, ALEX = "U0RILEY01", "U0SAM0002", "U0ALEX003"
 
 
-def _main_scenario(config: Path, db_url: str) -> str:
+def _main_scenario(config: Path, db_url: str, text: str = "checkout-api is down") -> str:
     """The demo's main scenario against a broken local service; returns the plan id."""
 
     async def run() -> str:
@@ -25,9 +25,7 @@ def _main_scenario(config: Path, db_url: str) -> str:
         control = build_control(config_path=config, database_url=db_url)
         try:
             await control.start()
-            opened = await control.open_incident(
-                text="checkout-api is down", requester=REQUESTER, channel="C1"
-            )
+            opened = await control.open_incident(text=text, requester=REQUESTER, channel="C1")
             trail = await control.audit_trail(opened.plan_id)
             nonce = next(e.nonce for e in trail if e.event == "approval_requested")
             assert nonce is not None
@@ -146,3 +144,34 @@ def test_audit_prints_the_timeline_and_json_lines(
     assert main(["--config", str(config), "audit"]) == 2
     assert "name a plan or incident id" in capsys.readouterr().err
     assert _dump(db_url) == before
+
+
+def test_audit_and_replay_print_no_credential_typed_into_the_incident(
+    monkeypatch: pytest.MonkeyPatch,
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The terminal is an exit: a password and a bearer token typed into the incident text
+    appear in neither the audit timeline nor the replay, as text or JSON."""
+    password, bearer = "Zq7typed-password", "Zq7typed.bearer"
+    db_url = f"sqlite:///{tmp_path / 'live.db'}"
+    text = f"checkout-api is down, password={password} Authorization: Bearer {bearer}"
+    plan_id = _main_scenario(config, db_url, text=text)
+    monkeypatch.setenv("OPSGATE_DATABASE_URL", db_url)
+    capsys.readouterr()
+    printed = []
+    for args in (
+        ["audit", plan_id],
+        ["audit", plan_id, "--json"],
+        ["replay", plan_id, "--fail-at", "verify:status=503"],
+        ["replay", plan_id, "--json"],
+    ):
+        assert main(["--config", str(config), *args]) == 0, args
+        printed.append(capsys.readouterr().out)
+    assert "checkout-api is down" in printed[0]  # the typed text is there, its secrets not
+    for args, out in zip(
+        ("audit", "audit --json", "replay", "replay --json"), printed, strict=True
+    ):
+        assert password not in out, args
+        assert bearer not in out, args

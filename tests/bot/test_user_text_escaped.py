@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
+from adapters.testing.pagerduty import FakePagerDuty
 from bot.ids import ActionId
+from orchestration.models import Incident
 from tests.bot.scenario import APPROVER_A, REQUESTER, Stack
 from tests.bot.test_alerts import ALERT_CHANNEL, post_alert, webhook
 from tests.bot.test_scenarios import reason_body
@@ -129,3 +132,89 @@ async def test_alert_labels_and_summary_are_text(
         await stack.settle()
         out = assert_text_only(stack)
         assert "checkout-api is down" in out
+
+
+@pytest.mark.parametrize("field", ["title", "service"])
+async def test_a_pagerduty_title_or_service_is_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    """An incident PagerDuty triggers takes its text from the title (or the service's summary
+    when it has none): whoever can name a PagerDuty incident must not ping the channel."""
+    secret = "pd-webhook-secret-escaped"
+    monkeypatch.setenv("OPSGATE_SECRET_PD_HOOK", secret)
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'p.db'}",
+        tmp_path=tmp_path,
+        slack={"alert_channel": ALERT_CHANNEL, "channel_rate_per_s": 1000},
+        intake={"pagerduty": {"webhook_secret": "${secret:PD_HOOK}"}},
+    ) as stack:
+        fake = FakePagerDuty()
+        await fake.start()
+        try:
+            assert stack.server is not None
+            fake.subscribe(str(stack.server.make_url("/alerts/pagerduty")), secret)
+            if field == "title":
+                await fake.trigger(f"checkout-api is down {HOSTILE}")
+            else:
+                incident = fake.add_incident("", service=f"checkout-api {HOSTILE}")
+                await fake.deliver("incident.triggered", incident)
+            assert fake.deliveries[-1].status == 202
+            await stack.settle()
+        finally:
+            await fake.stop()
+        out = assert_text_only(stack)
+        assert "checkout-api" in out
+
+
+async def test_a_resolved_alert_told_in_the_thread_is_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSGATE_ALERT_TOKEN", "alert-secret")
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'a.db'}",
+        tmp_path=tmp_path,
+        slack={"alert_channel": ALERT_CHANNEL, "channel_rate_per_s": 1000},
+    ) as stack:
+        body = webhook()
+        body["alerts"][0]["annotations"]["summary"] = f"checkout-api is down {HOSTILE}"
+        assert await post_alert(stack, body) < 300
+        await stack.settle()
+        calls_before = len(stack.slack.calls)
+        body["status"] = body["alerts"][0]["status"] = "resolved"
+        assert await post_alert(stack, body) < 300
+        await stack.settle()
+        told = [
+            t
+            for c in stack.slack.calls[calls_before:]
+            if c.method in SENDS
+            for t in _mrkdwn(c.args)
+        ]
+        assert any("resolved" in t and "&lt;@U0BOSS9&gt;" in t for t in told), told
+        assert_text_only(stack)
+
+
+async def test_the_audit_timeline_and_the_replay_posted_in_the_thread_are_text(
+    stack: Stack,
+) -> None:
+    """``/incident audit`` shows what people typed (incident text, reasons) and ``/incident
+    replay`` the plan's outcome: both as text."""
+    await open_checkout(stack, f"checkout-api is down {HOSTILE}")
+    status, _ = await stack.command(f"cancel {HOSTILE}")
+    assert status == 200
+    await stack.settle()
+    (incident,) = await stack.control.db.run(lambda s: list(s.exec(select(Incident))))
+    calls_before = len(stack.slack.calls)
+    for verb in ("audit", "replay"):
+        status, body = await stack.command(f"{verb} {incident.id[:8]}")
+        assert status == 200
+        await stack.settle()
+        for token in LIVE:
+            assert token not in body, (verb, token)
+    posted = "\n".join(
+        t for c in stack.slack.calls[calls_before:] if c.method in SENDS for t in _mrkdwn(c.args)
+    )
+    assert "Audit timeline" in posted
+    assert "nothing live was called or changed" in posted  # the replay was posted
+    assert "&lt;@U0BOSS9&gt;" in posted  # the typed text is shown, as text
+    for token in LIVE:
+        assert token not in posted, token

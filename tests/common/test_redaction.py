@@ -167,6 +167,86 @@ def test_no_planted_secret_survives_in_structures(
     assert secret not in out
 
 
+CREDENTIAL_NAMES = st.sampled_from(
+    ["password", "PASSWORD", "db_passwd", "api_token", "API_KEY", "client_secret", "authorization"]
+)
+PLAIN_NAMES = st.sampled_from(["id", "name", "email", "created_at", "role", "HOME"])
+
+
+@settings(max_examples=200)
+@given(
+    base=JSON,
+    path=st.lists(st.integers(0, 5), max_size=4),
+    plain=st.lists(PLAIN_NAMES, min_size=0, max_size=3, unique=True),
+    credential=CREDENTIAL_NAMES,
+    at=st.integers(0, 3),
+    # any value: a password column holds no recognisable shape ("Zq" occurs in nothing else)
+    secret=chars(0, max_size=24).map(lambda v: "Zq" + v),
+    rows=st.integers(1, 3),
+)
+def test_a_credential_column_of_a_table_is_redacted_anywhere(
+    base: Any,
+    path: list[int],
+    plain: list[str],
+    credential: str,
+    at: int,
+    secret: str,
+    rows: int,
+) -> None:
+    """A SQL answer (``{"columns", "rows"}``) names its credentials by column, not by key."""
+    columns = [*plain]
+    columns.insert(at % (len(columns) + 1), credential)
+    table = {
+        "columns": columns,
+        "rows": [[secret if c == credential else f"v{i}" for c in columns] for i in range(rows)],
+        "row_count": rows,
+    }
+    out = redact(plant_at(base, path, table))
+    assert secret not in json.dumps(out)
+    assert all(f"v{i}" in json.dumps(out) for i in range(rows) if plain)  # the rest is kept
+
+
+@settings(max_examples=200)
+@given(
+    base=JSON,
+    path=st.lists(st.integers(0, 5), max_size=4),
+    credential=CREDENTIAL_NAMES,
+    fields=st.sampled_from(
+        [("name", "value"), ("Name", "Value"), ("key", "value"), ("Key", "Value")]
+    ),
+    secret=chars(0, max_size=24).map(lambda v: "Zq" + v),
+)
+def test_the_value_of_a_credential_named_pair_is_redacted_anywhere(
+    base: Any, path: list[int], credential: str, fields: tuple[str, str], secret: str
+) -> None:
+    """A Kubernetes env var, a header list or a tag: ``{"name": "DB_PASSWORD", "value": ...}``."""
+    name, value = fields
+    pairs = [{name: "HOME", value: "/srv"}, {name: credential, value: secret}]
+    out = json.dumps(redact(plant_at(base, path, {"env": pairs})))
+    assert secret not in out
+    assert "/srv" in out
+
+
+def test_tables_and_pairs_keep_what_is_not_a_credential() -> None:
+    table = {
+        "columns": ["user", "password", "tokens"],
+        "rows": [["alice", "hunter2", 3], ["bob", None, 4]],
+        "truncated": False,
+    }
+    assert redact(table) == {
+        "columns": ["user", "password", "tokens"],
+        "rows": [["alice", REDACTED, 3], ["bob", None, 4]],
+        "truncated": False,
+    }
+    assert redact({"columns": ["a"], "rows": [["x"]]}) == {"columns": ["a"], "rows": [["x"]]}
+    assert redact({"name": "api_token", "value": "${secret:API}"}) == {
+        "name": "api_token",
+        "value": "${secret:API}",
+    }
+    assert redact({"name": "replicas", "value": "3"}) == {"name": "replicas", "value": "3"}
+    assert redact(redact(table)) == redact(table)
+
+
 @given(value=st.text(alphabet=ALNUM + DIGITS + "-_.:/+=", min_size=4, max_size=40), text=PROSE)
 def test_a_registered_value_is_redacted_in_every_form(value: str, text: str) -> None:
     forget_secrets()  # each example starts empty
