@@ -191,7 +191,7 @@ def _scheduler(
         # Every 15 minutes: the run of the day once its time has come (claimed once across
         # replicas), or nothing; a failed run is retried by the next call.
         scheduler.add_job(
-            job.run_due,
+            stoppable(job.run_due),
             "interval",
             minutes=15,
             id="retention",
