@@ -247,7 +247,7 @@ class RetentionConfig(BaseModel):
     archive: Path = Path(".opsgate/archive")  # a folder (relative to the config file)
     time: str = "03:30"  # UTC, HH:MM
     days: RetentionDays = Field(default_factory=RetentionDays)
-    batch_rows: int = Field(default=5000, ge=10, le=100_000)
+    batch_rows: int = Field(default=1000, ge=10, le=100_000)
     pause_s: float = Field(default=0.02, ge=0, le=10)  # between batches: live work goes first
     claim_timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
 

@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Engine, Table, delete, select
 from sqlmodel import Session
 
 from common import Clock
@@ -128,7 +128,7 @@ def _write_archive(folder: Path, stream: Stream, rows: Sequence[Mapping[str, Any
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     with partial.open("wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as out:
             for row in rows:
                 line = {k: _jsonable(v) for k, v in row.items()}
                 out.write(json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n")
@@ -143,11 +143,14 @@ def _write_archive(folder: Path, stream: Stream, rows: Sequence[Mapping[str, Any
     return target
 
 
-def _oldest(session: Session, stream: Stream, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
+def _oldest(engine: Engine, stream: Stream, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
+    """The batch to archive, read on a connection of its own (off the database's writer
+    thread: on SQLite's WAL a reader never waits for the writer, nor the writer for it)."""
     table = stream.table
     age, key = table.c[stream.age], table.c[stream.key]
     query = select(table).where(age.is_not(None), age < cutoff).order_by(age, key).limit(limit)
-    return [dict(row._mapping) for row in session.connection().execute(query)]
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def _delete(session: Session, stream: Stream, cutoff: datetime, keys: list[Any]) -> int:
@@ -176,9 +179,7 @@ async def run_streams(
         done = StreamReport(stream=stream.name, cutoff=cutoff)
         report.streams.append(done)
         while True:
-            rows = await db.run(
-                lambda s, st=stream, c=cutoff: _oldest(s, st, c, config.batch_rows)  # type: ignore[misc]
-            )
+            rows = await asyncio.to_thread(_oldest, db.engine, stream, cutoff, config.batch_rows)
             if not rows:
                 break
             path = await asyncio.to_thread(_write_archive, config.archive, stream, rows)
