@@ -20,6 +20,7 @@ from lightkube.types import PatchType
 from pydantic import BaseModel
 
 from adapters.base import ActionSpec, Grant, ToolCall, ToolResult, ToolSpec, parse_args
+from adapters.credentials import report_issued
 from adapters.errors import ErrorCode, GrantError, NamespaceNotAllowed, ToolFailed, ToolTimeout
 from adapters.kubernetes.settings import (
     GetArgs,
@@ -265,6 +266,7 @@ class KubernetesTool:
             "expires_at": expires.isoformat() if isinstance(expires, datetime) else str(expires),
             "grant_expires_at": grant.expires_at.isoformat(),
         }
+        await report_issued(fact)  # recorded now, so a running step shows what it holds
         return token, fact
 
     @asynccontextmanager

@@ -23,10 +23,13 @@ the API server enforces for them:
   brings back the ReplicaSet whose template matches, as the real controller does on undo).
 
 Every request is recorded in :attr:`KubeApiStandIn.requests` with the user and token that made
-it, so a test can tell which credential did what. Time comes from a :class:`common.Clock`, so a
+it, so a test can tell which credential did what. A test that needs a write in flight sets
+:attr:`KubeApiStandIn.hold`: real (not dry-run) writes then wait for it once authorised, and
+:attr:`KubeApiStandIn.holding` is set while one waits. Time comes from a :class:`common.Clock`, so a
 test expires tokens by moving a FakeClock.
 """
 
+import asyncio
 import copy
 import fnmatch
 import hashlib
@@ -80,6 +83,7 @@ class Recorded:
     token: str | None
     verb: str
     resource: str
+    group: str
     namespace: str
     name: str
     dry_run: bool
@@ -263,6 +267,8 @@ class KubeApiStandIn:
         self._rules: dict[str, list[PolicyRule]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.hold: asyncio.Event | None = None  # when set, real writes wait for it
+        self.holding = asyncio.Event()  # set once a real write waits on ``hold``
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -409,6 +415,7 @@ class KubeApiStandIn:
             "token": token,
             "verb": route.verb if route else "",
             "resource": route.resource if route else "",
+            "group": route.group if route else "",
             "namespace": route.namespace if route else "",
             "name": route.name if route else "",
             "dry_run": dry == "All",
@@ -429,6 +436,9 @@ class KubeApiStandIn:
                     )
                 )
             self._authorize(user, route)
+            if self.hold is not None and request.method == "PATCH" and dry != "All":
+                self.holding.set()
+                await self.hold.wait()
             body = await request.read()
             status, answer = self._serve(route, request, body, dry_run=dry == "All")
         except _Refused as refused:
