@@ -44,7 +44,7 @@ MAX_LOG_CHARS = 65536
 # What each state-changing action's service account needs (documented in docs/kubernetes.md);
 # reported in the audit of every token minted for it.
 SCOPES: Mapping[str, dict[str, list[str]]] = {
-    "rollout_restart": {"deployments": ["get", "patch"]},
+    "rollout_restart": {"deployments": ["patch"]},
     "scale": {"deployments/scale": ["get", "patch"]},
     "rollout_undo": {"deployments": ["get", "patch"], "replicasets": ["list"]},
 }

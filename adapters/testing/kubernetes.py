@@ -285,6 +285,11 @@ class KubeApiStandIn:
         """Bind ``rules`` to ``user`` (a Role plus RoleBinding per rule's namespace)."""
         self._rules.setdefault(user, []).extend(rules)
 
+    @property
+    def rules(self) -> dict[str, tuple[PolicyRule, ...]]:
+        """The RBAC table: every user's rules, as :meth:`allow` bound them."""
+        return {user: tuple(rules) for user, rules in self._rules.items()}
+
     def add_deployment(
         self,
         namespace: str,
