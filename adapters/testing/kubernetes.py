@@ -24,7 +24,8 @@ the API server enforces for them:
 
 Every request is recorded in :attr:`KubeApiStandIn.requests` with the user and token that made
 it, so a test can tell which credential did what. A test that needs a write in flight sets
-:attr:`KubeApiStandIn.hold`: real (not dry-run) writes then wait for it once authorised, and
+:attr:`KubeApiStandIn.hold`: real (not dry-run) writes then wait for it before the server
+looks at them (authentication included: a token that expires meanwhile is refused), and
 :attr:`KubeApiStandIn.holding` is set while one waits. Time comes from a :class:`common.Clock`, so a
 test expires tokens by moving a FakeClock.
 """
@@ -409,6 +410,9 @@ class KubeApiStandIn:
     # --- request handling ------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hold is not None and request.method == "PATCH" and "dryRun" not in request.query:
+            self.holding.set()  # held before the server looks at it, as if still in transit
+            await self.hold.wait()
         route = _route(request.method, request.path)
         token = _bearer(request)
         user = self._authenticate(token)
@@ -441,9 +445,6 @@ class KubeApiStandIn:
                     )
                 )
             self._authorize(user, route)
-            if self.hold is not None and request.method == "PATCH" and dry != "All":
-                self.holding.set()
-                await self.hold.wait()
             body = await request.read()
             status, answer = self._serve(route, request, body, dry_run=dry == "All")
         except _Refused as refused:

@@ -258,3 +258,39 @@ async def test_status_shows_the_token_a_running_kubernetes_step_holds(
     assert len(calls) == 1
     assert calls[0].detail["grant_id"] == scale.scope.grant_id
     assert "audited" not in calls[0].detail
+
+
+async def test_a_token_that_expires_before_its_call_arrives_is_refused_and_the_step_fails(
+    db_url: str, tmp_path: Path, clock: FakeClock, api: KubeApiStandIn, planes: list[ControlPlane]
+) -> None:
+    """The step's minted token expires while its write is in transit: the API server answers
+    401, nothing changes, and the step fails with a plain message naming why."""
+    cp = await kube_control(db_url, tmp_path, clock, api, SCALE_RUNBOOK)
+    planes.append(cp)
+    opened = await cp.open_incident(text="web is overloaded", requester=REQUESTER)
+    api.hold = asyncio.Event()
+    vote = asyncio.create_task(
+        cp.vote(nonce=await pending_nonce(cp), voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    )
+    await asyncio.wait_for(api.holding.wait(), timeout=60)
+    token = [r for r in api.requests if r.verb == "patch" and r.dry_run][-1].token
+    assert token is not None
+    expiry = api.token_expiry(token)
+    assert expiry is not None
+    clock.advance((expiry - clock.now()).total_seconds() + 1)
+    api.hold.set()
+    await asyncio.wait_for(vote, timeout=60)
+    refused = [r for r in api.requests if r.verb == "patch" and not r.dry_run]
+    assert [(r.status, r.user) for r in refused] == [(401, None)]
+    assert api.deployment("shop", "web")["spec"]["replicas"] == 3
+    view = await cp.plan_view(opened.plan_id)
+    scale = view.steps[0]
+    assert scale.status == "failed"
+    assert scale.attempts == 1  # a 401 is not retried with the same token
+    assert scale.error == (
+        "scaling deployment shop/web: the API server answered 401 Unauthorized: Unauthorized "
+        "(the API server did not accept the step's token, which expired, was revoked or names "
+        "another audience; this request changed nothing)"
+    )
+    assert view.status == "failed"
+    assert token not in await every_stored_text(cp)
