@@ -15,15 +15,26 @@ Every secret resolved for a call (by the :class:`adapters.guards.SecretGuard`, o
 filling its own settings) is recorded as a :class:`CredentialUse` in the list that
 :func:`recording` opens for the caller (the Executor), so the control plane can audit which
 credential was used, from where, until when: never the value.
+
+A credential a tool mints for one call (a Kubernetes service-account token) is reported twice:
+as a fact on the call's result (``ToolResult.credentials``), and the moment it is minted through
+:func:`report_issued`, so the caller can record it while the call still runs (``/incident
+status`` then shows the service account and expiry a running step holds). A fact the caller
+recorded that way is marked ``audited`` and is not recorded again when the call ends.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import structlog
 
 from common import Role
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,3 +106,34 @@ def record_use(use: CredentialUse) -> None:
     uses = _USES.get()
     if uses is not None:
         uses.append(use)
+
+
+IssuedHook = Callable[[dict[str, Any]], Awaitable[None]]
+_ISSUED: ContextVar[IssuedHook | None] = ContextVar("credential_issued", default=None)
+
+
+@contextlib.contextmanager
+def issuing(hook: IssuedHook) -> Iterator[None]:
+    """Calls made inside the block report each credential they mint to ``hook`` (same task)."""
+    token = _ISSUED.set(hook)
+    try:
+        yield
+    finally:
+        _ISSUED.reset(token)
+
+
+async def report_issued(fact: dict[str, Any]) -> None:
+    """Hand a freshly minted credential's fact (never its value) to the :func:`issuing` hook.
+
+    On success the fact is marked ``audited``. A hook that fails is logged and the call goes
+    on: the fact still travels with the call's result and is recorded when the call ends.
+    """
+    hook = _ISSUED.get()
+    if hook is None:
+        return
+    try:
+        await hook(fact)
+    except Exception as exc:  # recording early is best effort; the end of the call records it
+        log.warning("credential_report_failed", error=type(exc).__name__)
+        return
+    fact["audited"] = True

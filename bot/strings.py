@@ -315,6 +315,9 @@ STATUS_STEP: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{status}{detail}"
 STATUS_REJECTED_BY: Final = " by {voter}"
 STATUS_SCOPE: Final = "\n      holds `{action}`{credentials} until {until}"
 STATUS_SCOPE_CREDENTIALS: Final = " with credential {names}"
+STATUS_SCOPE_MINTED: Final = (
+    "\n      token of service account `{account}` minted for it, until {until}"
+)
 STATUS_FALLBACK: Final = "Plan {status}: {done}/{total} steps done"
 BREAKERS_HEADING: Final = "*Circuit breakers* (calls to these targets are paused)"
 BREAKER_OPEN: Final = "🔴 `{key}` open since {since}, probe in {wait} s"

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from adapters import ToolCall
+from adapters.base import preview_action
 from adapters.credentials import CredentialSpec, CredentialUse, holds
 from adapters.errors import AdapterError
 from common import Role
@@ -29,7 +30,7 @@ from orchestration.models import Grant as GrantRow
 from orchestration.records import Ctx, audit
 from orchestration.rows import PlanRow, StepRow
 from orchestration.runtime import Runtime
-from orchestration.views import ScopeView
+from orchestration.views import ScopeView, TokenView
 
 SCOPE_PREFIX = "scope:"
 CREDENTIAL_MISSING = "credential_missing"
@@ -163,32 +164,44 @@ def scope_reason(credential: CredentialSpec, step: StepRow | Any, plan: PlanRow 
 
 
 def running_scope(session: Session, step: Step) -> ScopeView | None:
-    """What a running step's latest grant allows: action, credentials, expiry."""
+    """What a running step's latest grant allows (action, credentials, expiry), and the tokens
+    minted for its calls under that grant (service account, expiry; never a value)."""
     grant = session.exec(
         select(GrantRow)
-        .where(GrantRow.step_id == step.id)
+        # A running step's call never runs under the grant of the dry run for its card.
+        .where(GrantRow.step_id == step.id, col(GrantRow.action).not_like(preview_action("%")))
         .order_by(col(GrantRow.issued_at).desc())
         .limit(1)
     ).first()
     if grant is None:
         return None
-    issued = session.exec(
+    events = session.exec(
         select(AuditEvent).where(
             AuditEvent.plan_id == step.plan_id,
             AuditEvent.step_id == step.id,
-            AuditEvent.event == "credential_issued",
+            col(AuditEvent.event).in_(("credential_issued", "credential_minted")),
         )
     ).all()
+    mine = [e for e in events if e.detail.get("grant_id") == grant.id]
     names = sorted(
         {
             str(e.detail.get("authority"))
-            for e in issued
-            if e.detail.get("grant_id") == grant.id and e.detail.get("authority")
+            for e in mine
+            if e.event == "credential_issued" and e.detail.get("authority")
         }
+    )
+    tokens = tuple(
+        TokenView(
+            service_account=str(e.detail.get("service_account") or "?"),
+            expires_at=str(e.detail.get("expires_at") or ""),
+        )
+        for e in sorted(mine, key=lambda e: (e.at, e.id or 0))
+        if e.event == "credential_minted"
     )
     return ScopeView(
         grant_id=grant.id,
         tool_action=f"{grant.tool}.{grant.action}",
         credentials=tuple(names),
         expires_at=grant.expires_at,
+        tokens=tokens,
     )

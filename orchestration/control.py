@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
+from adapters.credentials import issuing
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import alertgroups, closing, intake, planner
@@ -59,7 +60,7 @@ from orchestration.recovery import (
     store_playbooks,
 )
 from orchestration.runtime import Runtime
-from orchestration.stepflow import finish_and_next, first_action
+from orchestration.stepflow import finish_and_next, first_action, record_issued
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
 from orchestration.views import Opened, PlanPreview, PlanView, StepPreview, StepView, VoteOutcome
 from policies import Pack
@@ -483,8 +484,17 @@ class ControlPlane:
         return outcome
 
     async def _execute(self, ticket: Ticket) -> Outcome:
+        async def issued(fact: dict[str, Any]) -> None:
+            base = self._ctx(ticket.correlation_id)
+            await self.db.run(
+                lambda s: record_issued(
+                    s, base, plan_id=ticket.plan_id, step_id=ticket.step_id, fact=fact
+                )
+            )
+
         try:
-            return await self.executor.run(ticket)
+            with issuing(issued):  # a token minted mid-call is audited (and shown) at once
+                return await self.executor.run(ticket)
         except AdapterError as exc:  # e.g. the tool vanished from the registry
             return Outcome(error_code=exc.code, error=exc.message)
 

@@ -43,6 +43,7 @@ from orchestration.budgets import channel_spent_today
 from orchestration.db import append_row, flush_appends, upsert
 from orchestration.enums import ApprovalPurpose, ApprovalState, PlanStatus, SpanKind, StepKind
 from orchestration.enums import StepStatus as S
+from orchestration.errors import NotFound
 from orchestration.executor import Outcome, Ticket
 from orchestration.grants import issue_grant, issue_scoped_grant
 from orchestration.incident_context import incident_context
@@ -803,16 +804,32 @@ def _record_finish(  # noqa: PLR0917 - the unit's collaborators, as in the other
 def audit_credentials(
     session: Session, ctx: Ctx, step_id: str, credentials: list[dict[str, Any]]
 ) -> None:
-    """One audit event per credential a tool was issued for the step (what, whose, until when)."""
+    """One audit event per credential a tool was issued for the step (what, whose, until when).
+
+    Facts already recorded while the call ran (:func:`record_issued`) are skipped.
+    """
     for fact in credentials:
+        if fact.get("audited"):
+            continue
         # The event's own columns (role, step) are not repeated in its detail.
         detail = {k: v for k, v in fact.items() if k not in _AUDIT_COLUMNS}
         event = str(fact.get("event") or "credential_issued")
         audit(session, ctx, event, step_id=step_id, role=Role.EXECUTOR, detail=detail)
 
 
+def record_issued(
+    session: Session, base: Ctx, *, plan_id: str, step_id: str, fact: dict[str, Any]
+) -> None:
+    """Audit a credential the moment a running call minted it (what, whose, until when)."""
+    plan = session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound(f"no plan {plan_id}")
+    audit_credentials(session, ctx_for(plan, base, role=Role.EXECUTOR), step_id, [fact])
+
+
 _AUDIT_COLUMNS = frozenset(
     {
+        "audited",
         "event",
         "role",
         "actor",

@@ -73,13 +73,22 @@ class VoteOutcome(_View):
     plan_id: str | None = None
 
 
+class TokenView(_View):
+    """A credential minted for a running step's call: whose it is and until when (no value)."""
+
+    service_account: str
+    expires_at: str
+
+
 class ScopeView(_View):
-    """The authority a running step holds: its grant's action, credentials and expiry."""
+    """The authority a running step holds: its grant's action, credentials and expiry, and the
+    tokens minted for its calls under that grant."""
 
     grant_id: str
     tool_action: str
     credentials: tuple[str, ...] = ()
     expires_at: datetime
+    tokens: tuple[TokenView, ...] = ()
 
 
 class StepView(_View):

@@ -7,7 +7,8 @@ token minted for it alone: the adapter asks the TokenRequest API for a bound tok
 service account mapped to that action (``service_accounts``), valid as long as the step's grant
 (at least the API's 600 s floor), for the configured audiences, and calls the API with that
 token only. Every minted token joins the redaction set and is reported as a credential fact
-(see :attr:`adapters.ToolResult.credentials`), never its value.
+(see :attr:`adapters.ToolResult.credentials`, and :func:`adapters.credentials.report_issued` as
+soon as it is minted), never its value.
 
 State-changing calls run first with server-side dry run (``dryRun=All``); the real call is sent
 only when the dry run passed. :meth:`KubernetesTool.preview` runs the dry run alone and says

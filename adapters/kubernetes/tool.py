@@ -20,6 +20,7 @@ from lightkube.types import PatchType
 from pydantic import BaseModel
 
 from adapters.base import ActionSpec, Grant, ToolCall, ToolResult, ToolSpec, parse_args
+from adapters.credentials import report_issued
 from adapters.errors import ErrorCode, GrantError, NamespaceNotAllowed, ToolFailed, ToolTimeout
 from adapters.kubernetes.settings import (
     GetArgs,
@@ -39,11 +40,15 @@ HASH_LABEL = "pod-template-hash"
 MIN_TOKEN_S = 600  # the TokenRequest API refuses shorter tokens with 422 Invalid
 RETRYABLE_STATUS = frozenset({409, 429, 500, 502, 503, 504})
 MAX_LOG_CHARS = 65536
+UNAUTHORIZED_HINT = (
+    " (the API server did not accept the step's token, which expired, was revoked or names "
+    "another audience; this request changed nothing)"
+)
 
 # What each state-changing action's service account needs (documented in docs/kubernetes.md);
 # reported in the audit of every token minted for it.
 SCOPES: Mapping[str, dict[str, list[str]]] = {
-    "rollout_restart": {"deployments": ["get", "patch"]},
+    "rollout_restart": {"deployments": ["patch"]},
     "scale": {"deployments/scale": ["get", "patch"]},
     "rollout_undo": {"deployments": ["get", "patch"], "replicasets": ["list"]},
 }
@@ -265,6 +270,7 @@ class KubernetesTool:
             "expires_at": expires.isoformat() if isinstance(expires, datetime) else str(expires),
             "grant_expires_at": grant.expires_at.isoformat(),
         }
+        await report_issued(fact)  # recorded now, so a running step shows what it holds
         return token, fact
 
     @asynccontextmanager
@@ -292,8 +298,9 @@ class KubernetesTool:
         except ApiError as exc:
             status = exc.status
             code = int(status.code or exc.response.status_code)
+            hint = UNAUTHORIZED_HINT if code == 401 else ""
             raise ToolFailed(
-                f"{what}: the API server answered {code} {status.reason}: {status.message}",
+                f"{what}: the API server answered {code} {status.reason}: {status.message}{hint}",
                 retryable=code in RETRYABLE_STATUS,
             ) from exc
         except httpx2.TimeoutException as exc:

@@ -23,10 +23,14 @@ the API server enforces for them:
   brings back the ReplicaSet whose template matches, as the real controller does on undo).
 
 Every request is recorded in :attr:`KubeApiStandIn.requests` with the user and token that made
-it, so a test can tell which credential did what. Time comes from a :class:`common.Clock`, so a
+it, so a test can tell which credential did what. A test that needs a write in flight sets
+:attr:`KubeApiStandIn.hold`: real (not dry-run) writes then wait for it before the server
+looks at them (authentication included: a token that expires meanwhile is refused), and
+:attr:`KubeApiStandIn.holding` is set while one waits. Time comes from a :class:`common.Clock`, so a
 test expires tokens by moving a FakeClock.
 """
 
+import asyncio
 import copy
 import fnmatch
 import hashlib
@@ -80,6 +84,7 @@ class Recorded:
     token: str | None
     verb: str
     resource: str
+    group: str
     namespace: str
     name: str
     dry_run: bool
@@ -263,6 +268,8 @@ class KubeApiStandIn:
         self._rules: dict[str, list[PolicyRule]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.hold: asyncio.Event | None = None  # when set, real writes wait for it
+        self.holding = asyncio.Event()  # set once a real write waits on ``hold``
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -278,6 +285,11 @@ class KubeApiStandIn:
     def allow(self, user: str, *rules: PolicyRule) -> None:
         """Bind ``rules`` to ``user`` (a Role plus RoleBinding per rule's namespace)."""
         self._rules.setdefault(user, []).extend(rules)
+
+    @property
+    def rules(self) -> dict[str, tuple[PolicyRule, ...]]:
+        """The RBAC table: every user's rules, as :meth:`allow` bound them."""
+        return {user: tuple(rules) for user, rules in self._rules.items()}
 
     def add_deployment(
         self,
@@ -398,6 +410,9 @@ class KubeApiStandIn:
     # --- request handling ------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hold is not None and request.method == "PATCH" and "dryRun" not in request.query:
+            self.holding.set()  # held before the server looks at it, as if still in transit
+            await self.hold.wait()
         route = _route(request.method, request.path)
         token = _bearer(request)
         user = self._authenticate(token)
@@ -409,6 +424,7 @@ class KubeApiStandIn:
             "token": token,
             "verb": route.verb if route else "",
             "resource": route.resource if route else "",
+            "group": route.group if route else "",
             "namespace": route.namespace if route else "",
             "name": route.name if route else "",
             "dry_run": dry == "All",

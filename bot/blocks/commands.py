@@ -106,15 +106,24 @@ def _status_line(step: Payload, n: int, *, plan_reason: str, people: set[str]) -
 
 
 def _scope_text(scope: object) -> str:
-    """The authority a running step holds: its action, credentials and the grant's expiry."""
+    """The authority a running step holds: its action, credentials, the grant's expiry and the
+    tokens minted for it (service account and expiry)."""
     if not isinstance(scope, Mapping):
         return ""
     names = [f"`{esc(name, 100)}`" for name in scope.get("credentials") or ()]
+    tokens = [
+        s.STATUS_SCOPE_MINTED.format(
+            account=esc(token.get("service_account"), 200),
+            until=slack_date(token.get("expires_at")),
+        )
+        for token in scope.get("tokens") or ()
+        if isinstance(token, Mapping)
+    ]
     return s.STATUS_SCOPE.format(
         action=esc(scope.get("tool_action"), 100),
         credentials=s.STATUS_SCOPE_CREDENTIALS.format(names=", ".join(names)) if names else "",
         until=slack_date(scope.get("expires_at")),
-    )
+    ) + "".join(tokens)
 
 
 def _breaker_line(breaker: Payload) -> str | None:

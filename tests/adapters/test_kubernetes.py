@@ -29,12 +29,12 @@ READER = "system:serviceaccount:opsgate:reader"
 MINTER = "system:serviceaccount:opsgate:minter"
 
 
-def seed(api: KubeApiStandIn) -> None:
-    """Two namespaces the way docs/kubernetes.md sets them up, and a third one not allowed."""
-    api.add_static_token(READ_TOKEN, READER)
-    api.add_static_token(MINT_TOKEN, MINTER)
-    for name in ACCOUNTS.values():
-        api.add_service_account(SA_NS, name)
+WORKLOAD_NAMESPACES = ("shop", "shop-canary", "secret-ns")
+
+
+def grant_rbac(api: KubeApiStandIn, namespaces: tuple[str, ...] = WORKLOAD_NAMESPACES) -> None:
+    """What docs/kubernetes.md grants, and no more (test_kubernetes_docs.py holds them equal):
+    each account only the verbs on the resources its calls use."""
     api.allow(
         MINTER,
         PolicyRule(
@@ -44,12 +44,12 @@ def seed(api: KubeApiStandIn) -> None:
             resource_names=tuple(ACCOUNTS.values()),
         ),
     )
-    for ns in ("shop", "shop-canary", "secret-ns"):
+    for ns in namespaces:
         api.allow(
             READER,
-            PolicyRule(
-                namespace=ns, verbs=("get", "list"), resources=("pods", "pods/log", "events")
-            ),
+            PolicyRule(namespace=ns, verbs=("get", "list"), resources=("pods",)),
+            PolicyRule(namespace=ns, verbs=("get",), resources=("pods/log",)),
+            PolicyRule(namespace=ns, verbs=("list",), resources=("events",)),
             PolicyRule(
                 namespace=ns, verbs=("get", "list"), resources=("deployments",), api_group="apps"
             ),
@@ -57,7 +57,7 @@ def seed(api: KubeApiStandIn) -> None:
         api.allow(
             service_account_user(SA_NS, "restarter"),
             PolicyRule(
-                namespace=ns, verbs=("get", "patch"), resources=("deployments",), api_group="apps"
+                namespace=ns, verbs=("patch",), resources=("deployments",), api_group="apps"
             ),
         )
         api.allow(
@@ -76,6 +76,16 @@ def seed(api: KubeApiStandIn) -> None:
             ),
             PolicyRule(namespace=ns, verbs=("list",), resources=("replicasets",), api_group="apps"),
         )
+
+
+def seed(api: KubeApiStandIn) -> None:
+    """Two namespaces the way docs/kubernetes.md sets them up, and a third one not allowed."""
+    api.add_static_token(READ_TOKEN, READER)
+    api.add_static_token(MINT_TOKEN, MINTER)
+    for name in ACCOUNTS.values():
+        api.add_service_account(SA_NS, name)
+    grant_rbac(api)
+    for ns in WORKLOAD_NAMESPACES:
         api.add_deployment(ns, "web", replicas=3)
         api.add_pod(ns, "web-1", labels={"app": "web"}, log="line 1\nline 2\nboom\n")
         api.add_event(ns, involved="web", reason="BackOff", message="Back-off restarting")
@@ -137,7 +147,7 @@ async def test_restart_uses_a_token_minted_for_that_step(
     (fact,) = result.credentials
     assert fact["service_account"] == "opsgate/restarter"
     assert fact["grant_id"] == grant.grant_id
-    assert fact["scope"] == {"deployments": ["get", "patch"]}
+    assert fact["scope"] == {"deployments": ["patch"]}
     assert token not in json.dumps(result.model_dump(mode="json"))
     # Asked for the API's floor, since the grant has 120 s left.
     assert fact["requested_s"] == 600
@@ -156,7 +166,7 @@ async def test_a_token_past_its_expiry_is_refused(api: KubeApiStandIn, clock: Fa
     """The API server answers 401 with a Status once a minted token has expired."""
     async with aiohttp.ClientSession() as http:
         minted = await http.post(
-            f"{api.url}/api/v1/namespaces/{SA_NS}/serviceaccounts/restarter/token",
+            f"{api.url}/api/v1/namespaces/{SA_NS}/serviceaccounts/undoer/token",
             json={"spec": {"expirationSeconds": 600}},
             headers={"Authorization": f"Bearer {MINT_TOKEN}"},
         )

@@ -45,3 +45,26 @@ def test_status_shows_the_scope_a_running_step_holds() -> None:
     assert "holds `http.post` with credential `http:billing-write` until <!date^" in text
     assert "|2026-01-01 12:02 UTC>" in text
     assert "holds `" not in all_mrkdwn(blocks.status_blocks(plan_view()))  # none while idle
+
+
+def test_status_names_the_service_account_and_expiry_of_a_minted_token() -> None:
+    """A kubernetes step in flight: the token minted for it, by service account and expiry."""
+    view = plan_view()
+    view["steps"][1] |= {
+        "status": "running",
+        "scope": {
+            "grant_id": "g1",
+            "tool_action": "kubernetes.scale",
+            "credentials": [],
+            "expires_at": "2026-01-01T12:02:00+00:00",
+            "tokens": [
+                {"service_account": "opsgate/scaler", "expires_at": "2026-01-01T12:10:00+00:00"}
+            ],
+        },
+    }
+    rendered = blocks.status_blocks(view)
+    assert_accepted(rendered)
+    text = all_mrkdwn(rendered)
+    assert "holds `kubernetes.scale` until <!date^" in text
+    assert "token of service account `opsgate/scaler` minted for it, until <!date^" in text
+    assert "|2026-01-01 12:10 UTC>" in text

@@ -4,8 +4,10 @@ The kubernetes tool is built from the config (``adapters.kubernetes``) by ``buil
 guarded like every tool; the stand-in enforces authentication, RBAC and token expiry.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +217,80 @@ async def test_scale_compensation_restores_the_recorded_count(
     view = await cp.plan_view(opened.plan_id)
     assert view.status == "failed"
     assert [s.status for s in view.steps] == ["compensated", "failed", "succeeded"]
+
+
+async def test_status_shows_the_token_a_running_kubernetes_step_holds(
+    db_url: str, tmp_path: Path, clock: FakeClock, api: KubeApiStandIn, planes: list[ControlPlane]
+) -> None:
+    """While the approved scale is in flight, /incident status names the service account of
+    the token minted for it and the token's expiry, never the token; once done, nothing."""
+    cp = await kube_control(db_url, tmp_path, clock, api, SCALE_RUNBOOK)
+    planes.append(cp)
+    opened = await cp.open_incident(text="web is overloaded", requester=REQUESTER)
+    api.hold = asyncio.Event()
+    vote = asyncio.create_task(
+        cp.vote(nonce=await pending_nonce(cp), voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    )
+    await asyncio.wait_for(api.holding.wait(), timeout=60)
+    view = await cp.plan_view(opened.plan_id)
+    scale = view.steps[0]
+    assert scale.status == "running"
+    assert scale.scope is not None
+    assert scale.scope.tool_action == "kubernetes.scale"
+    # The dry run for the card minted a token too, under its own grant: not this one.
+    (token,) = scale.scope.tokens
+    assert token.service_account == "opsgate/scaler"
+    # The call's own dry run went first with the same token; the real patch waits.
+    held = [r for r in api.requests if r.verb == "patch" and r.dry_run][-1].token
+    assert held is not None
+    assert datetime.fromisoformat(token.expires_at) == api.token_expiry(held)
+    assert datetime.fromisoformat(token.expires_at) == clock.now() + timedelta(seconds=600)
+    assert held not in view.model_dump_json()
+    assert held not in await every_stored_text(cp)
+    api.hold.set()
+    await asyncio.wait_for(vote, timeout=60)
+    done = await cp.plan_view(opened.plan_id)
+    assert done.steps[0].status == "succeeded"  # its undo waits for approval
+    assert all(step.scope is None for step in done.steps)
+    # Recorded once while the call ran, not again when it ended.
+    minted = await audits(cp, "credential_minted")
+    calls = [m for m in minted if m.step_id == scale.id and m.detail["purpose"] == "call"]
+    assert len(calls) == 1
+    assert calls[0].detail["grant_id"] == scale.scope.grant_id
+    assert "audited" not in calls[0].detail
+
+
+async def test_a_token_that_expires_before_its_call_arrives_is_refused_and_the_step_fails(
+    db_url: str, tmp_path: Path, clock: FakeClock, api: KubeApiStandIn, planes: list[ControlPlane]
+) -> None:
+    """The step's minted token expires while its write is in transit: the API server answers
+    401, nothing changes, and the step fails with a plain message naming why."""
+    cp = await kube_control(db_url, tmp_path, clock, api, SCALE_RUNBOOK)
+    planes.append(cp)
+    opened = await cp.open_incident(text="web is overloaded", requester=REQUESTER)
+    api.hold = asyncio.Event()
+    vote = asyncio.create_task(
+        cp.vote(nonce=await pending_nonce(cp), voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    )
+    await asyncio.wait_for(api.holding.wait(), timeout=60)
+    token = [r for r in api.requests if r.verb == "patch" and r.dry_run][-1].token
+    assert token is not None
+    expiry = api.token_expiry(token)
+    assert expiry is not None
+    clock.advance((expiry - clock.now()).total_seconds() + 1)
+    api.hold.set()
+    await asyncio.wait_for(vote, timeout=60)
+    refused = [r for r in api.requests if r.verb == "patch" and not r.dry_run]
+    assert [(r.status, r.user) for r in refused] == [(401, None)]
+    assert api.deployment("shop", "web")["spec"]["replicas"] == 3
+    view = await cp.plan_view(opened.plan_id)
+    scale = view.steps[0]
+    assert scale.status == "failed"
+    assert scale.attempts == 1  # a 401 is not retried with the same token
+    assert scale.error == (
+        "scaling deployment shop/web: the API server answered 401 Unauthorized: Unauthorized "
+        "(the API server did not accept the step's token, which expired, was revoked or names "
+        "another audience; this request changed nothing)"
+    )
+    assert view.status == "failed"
+    assert token not in await every_stored_text(cp)
