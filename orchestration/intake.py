@@ -65,4 +65,4 @@ def screen(snapshot: KnowledgeSnapshot, text: str) -> str:
     In memory and cheap: an acknowledgement says this much, and no more, before the incident
     is opened (where the same check runs again against the knowledge of that moment).
     """
-    return planner.plan(snapshot, validate(text)).title
+    return planner.chosen_runbook(snapshot, validate(text)).title

@@ -102,13 +102,27 @@ def _candidate(runbook: Runbook, text: str) -> Candidate | None:
     )
 
 
-def _needed_params(runbook: Runbook) -> set[str]:
+def _needed_params(runbook: Runbook) -> frozenset[str]:
+    """The ``{name}`` placeholders the runbook's steps use (computed once per runbook object:
+    the ack of every ``/incident`` ranks every runbook)."""
+    cached = _NEEDED.get(id(runbook))
+    if cached is not None and cached[0] is runbook:  # the same object, not a reused id
+        return cached[1]
     needed: set[str] = set()
     for step in runbook.steps:
         needed |= placeholders(step.title) | placeholders(step.args)
         if step.canary is not None:
             needed |= placeholders(step.canary.title) | placeholders(step.canary.args)
-    return needed
+    frozen = frozenset(needed)
+    _NEEDED[id(runbook)] = (runbook, frozen)
+    while len(_NEEDED) > _NEEDED_MAX:  # old knowledge snapshots' runbooks go first
+        _NEEDED.pop(next(iter(_NEEDED)))
+    return frozen
+
+
+# Runbooks are frozen models, replaced (never changed) when knowledge changes.
+_NEEDED: dict[int, tuple[Runbook, frozenset[str]]] = {}
+_NEEDED_MAX = 1024
 
 
 def rank(snapshot: KnowledgeSnapshot, text: str) -> list[Candidate]:
@@ -216,8 +230,8 @@ def draft_steps(specs: Sequence[StepSpec], params: Mapping[str, str]) -> tuple[S
     return tuple(steps)
 
 
-def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
-    """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
+def _checked_params(runbook: Runbook, params: Mapping[str, str]) -> dict[str, str]:
+    """``params`` validated, with every placeholder the steps use given; param_invalid if not."""
     clean = _validate_params(runbook, params)
     missing = sorted(_needed_params(runbook) - set(clean))
     if missing:
@@ -225,6 +239,12 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
             f"runbook {runbook.id} needs parameter {missing[0]!r}, which the text did not give",
             code="param_invalid",
         )
+    return clean
+
+
+def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, str]) -> PlanDraft:
+    """Build the plan of ``runbook`` with ``params``; pure and deterministic."""
+    clean = _checked_params(runbook, params)
     steps = draft_steps(runbook.steps, clean)
     pins = snapshot.pins_for(runbook.id)
     body = {
@@ -260,13 +280,26 @@ def build(snapshot: KnowledgeSnapshot, runbook: Runbook, params: Mapping[str, st
     )
 
 
-def plan(snapshot: KnowledgeSnapshot, text: str) -> PlanDraft:
-    """The plan for ``text``: the best-ranked runbook, built; NoMatch names the closest ones."""
+def _best(snapshot: KnowledgeSnapshot, text: str) -> Candidate:
     candidates = rank(snapshot, text)
     if not candidates:
         near = closest(snapshot, text)
         hint = f" Closest runbooks: {', '.join(near)}." if near else " No runbooks are loaded."
         raise NoMatch(f"No runbook matches {text!r}.{hint}")
-    best = candidates[0]
+    return candidates[0]
+
+
+def plan(snapshot: KnowledgeSnapshot, text: str) -> PlanDraft:
+    """The plan for ``text``: the best-ranked runbook, built; NoMatch names the closest ones."""
+    best = _best(snapshot, text)
     draft = build(snapshot, snapshot.runbooks[best.runbook_id], best.params)
     return draft.model_copy(update={"score": best.score})
+
+
+def chosen_runbook(snapshot: KnowledgeSnapshot, text: str) -> Runbook:
+    """The runbook :func:`plan` would build for ``text``, with the same refusals (NoMatch,
+    param_invalid), without drafting its steps: what an acknowledgement can say at once."""
+    best = _best(snapshot, text)
+    runbook = snapshot.runbooks[best.runbook_id]
+    _checked_params(runbook, best.params)
+    return runbook

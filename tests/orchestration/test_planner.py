@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from common import args_hash
 from orchestration.errors import NoMatch, OrchestrationError
 from orchestration.knowledge import KnowledgeSnapshot
-from orchestration.planner import build, closest, plan, rank
+from orchestration.planner import build, chosen_runbook, closest, plan, rank
 from orchestration.runbooks import Runbook, load_folder
 
 SHIPPED = Path(__file__).resolve().parents[2] / "runbooks"
@@ -274,3 +274,49 @@ def test_pins_ignore_other_runbooks_versions() -> None:
     two = plan(shipped_snapshot(bumped), "api is down")
     assert one.knowledge_pins == {"runbook:web-restart": 1, "policy:pack": 1}
     assert one.plan_hash == two.plan_hash
+
+
+# --- what an acknowledgement may say: the runbook plan() would build, with its refusals -----
+
+
+@given(st.text(max_size=60))
+def test_the_acks_choice_is_the_runbook_plan_builds_with_the_same_refusals(text: str) -> None:
+    """``chosen_runbook`` (what the ack says at once) never disagrees with ``plan``."""
+    picky = make_runbook(
+        "picky",
+        match={
+            "keywords": ["slow"],
+            "patterns": [
+                r"(?P<service>\S+) is slow in (?P<region>[a-z-]+)",
+                r"(?P<service>\S+) is slow",
+            ],
+        },
+        params={"service": {"pattern": r"^[a-z]{3,8}$"}},
+        steps=[
+            {
+                "id": "probe",
+                "title": "Probe {service} in {region}",
+                "tool": "http.get",
+                "risk": "low",
+            }
+        ],
+    )
+    known = snapshot(make_runbook("web"), keyword_runbook("page", ["paging"]), picky)
+    for said in (
+        text,
+        f"{text} checkout is down",
+        f"{text} api is slow",
+        f"{text} x is slow in eu-west",
+        f"{text} paging",
+    ):
+        assert _outcome(lambda t=said: chosen_runbook(known, t).id) == _outcome(
+            lambda t=said: plan(known, t).runbook_id
+        )
+
+
+def _outcome(call: Any) -> tuple[str, str]:
+    """What ``call`` came to: ("ok", its value), or (the refusal's code, its message)."""
+    try:
+        return ("ok", call())
+    except OrchestrationError as exc:
+        return (exc.code, str(exc))
