@@ -181,13 +181,24 @@ def _grouped_spend(
     )
 
 
+Spent = tuple[Amount, dict[str, tuple[Amount, ...]]]
+
+
 def spend_by_day(
-    session: Session, days: Iterable[tuple[date, datetime, datetime]]
+    session: Session,
+    days: Iterable[tuple[date, datetime, datetime]],
+    *,
+    known: dict[tuple[datetime, datetime], Spent] | None = None,
 ) -> tuple[DaySpend, ...]:
-    """Spend per day, each day given as ``(day, start, end)`` (local days have local bounds)."""
+    """Spend per day, each day given as ``(day, start, end)`` (local days have local bounds).
+
+    ``known`` holds windows already summed (by at least role, tool and runbook): the digest's
+    own day is the trend's last, and is not read twice.
+    """
     out = []
     for day, start, end in days:
-        total, dims = _grouped_spend(session, start, end, ("role", "tool", "runbook_id"))
+        found = (known or {}).get((start, end))
+        total, dims = found or _grouped_spend(session, start, end, ("role", "tool", "runbook_id"))
         out.append(
             DaySpend(
                 day=day,
@@ -439,7 +450,7 @@ def ops_report(
         by_tool=dims["tool"],
         by_runbook=dims["runbook_id"],
         by_channel=dims["channel"],
-        trend=spend_by_day(session, trend_days),
+        trend=spend_by_day(session, trend_days, known={(start, end): (total, dims)}),
         costliest=costliest_plans(session, start, end),
         budget_warnings=tuple(warnings[-MAX_BUDGET_EVENTS:]),
         budget_stops=tuple(stops[-MAX_BUDGET_EVENTS:]),

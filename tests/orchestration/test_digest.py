@@ -152,3 +152,27 @@ def test_digest_config_checks_time_and_zone_and_falls_back_to_the_ops_channel() 
     ):
         with pytest.raises(ValidationError):
             OpsgateConfig.model_validate({"digest": bad})
+
+
+def test_the_digest_reads_its_own_day_once_not_again_for_the_trend(db_url: str) -> None:
+    """Each scan of a window's cost rows is seconds at a million rows: the report's day is
+    also the trend's last day, and its sums are reused, not read twice."""
+    from sqlalchemy import event  # noqa: PLC0415 - this test only
+
+    from orchestration.digest import build_digest  # noqa: PLC0415
+
+    db = Database(db_url)
+    db.create_schema()
+    scans: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "FROM cost_entries" in statement and "GROUP BY" in statement:
+            scans.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    with Session(db.engine) as session:
+        digest = build_digest(session, day=DAY, tz=TZ)
+    db.engine.dispose()
+    assert len(digest.report.trend) == 7
+    # the day's spend by dimension, 6 earlier trend days, the costliest plans: 8, not 9
+    assert len(scans) == 8, scans
