@@ -69,7 +69,7 @@ class Served:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
                 command, env=self.env, stdout=handle, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded CI machine starts Python slowly
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, self.log.read_text()
