@@ -202,8 +202,8 @@ async def test_prometheus_alert_to_silenced_restart_to_closed_incident(world: Wo
         world,
     )
     assert "prometheus.query" in str(probe.blocks)
-    assert 'demo_http_errors_total{service="checkout-api"}' in str(probe.blocks)
-    assert "unhealthy" in str(probe.blocks)
+    assert 'demo_http_errors_total{service="checkout-api"}' in str(probe.blocks), probe.blocks
+    assert "unhealthy" in str(probe.blocks), probe.blocks
 
     # One approval silences the alert in Alertmanager, before the restart.
     assert await silences(world) == []
@@ -256,7 +256,10 @@ async def test_prometheus_alert_to_silenced_restart_to_closed_incident(world: Wo
     (closed,) = incidents(world)
     assert closed.id == incident.id
     assert closed.resolved_at is not None
-    text = thread_text(world.slack)
-    assert "resolved" in text.lower()
+    await eventually(
+        "the root message showing the incident resolved",
+        lambda: "Resolved" in world.slack.messages(CHANNEL)[0].text,
+        world,
+    )
     assert ALERT_TOKEN not in world.served.log.read_text()
     assert len(world.slack.messages(CHANNEL)) == 1, "one incident for the alert group"
