@@ -168,8 +168,13 @@ ALERTMANAGER_SPEC = ToolSpec(
 )
 
 
-def matcher_refusal(matcher: Matcher, config: AlertmanagerConfig) -> str | None:
-    """Why ``matcher`` may not be part of a silence under ``config`` (None: it may)."""
+def matcher_refusal(
+    matcher: Matcher, config: AlertmanagerConfig, *, value_known: bool = True
+) -> str | None:
+    """Why ``matcher`` may not be part of a silence under ``config`` (None: it may).
+
+    ``value_known=False`` (a runbook's ``{param}``, filled only when the plan is made): the
+    label and the kind of matcher are checked, the value is left to the call."""
     patterns = config.allow_matchers.get(matcher.name)
     allowed = ", ".join(sorted(config.allow_matchers)) or "none"
     if patterns is None:
@@ -180,6 +185,8 @@ def matcher_refusal(matcher: Matcher, config: AlertmanagerConfig) -> str | None:
         return (
             f"{matcher.text()} is a negative matcher; adapters.alertmanager.allow_negative is false"
         )
+    if not value_known:
+        return None
     if matcher.is_regex:
         # A regex is allowed only as a literal entry of the list: globs cannot bound a regex.
         ok = matcher.value in patterns
@@ -193,11 +200,30 @@ def matcher_refusal(matcher: Matcher, config: AlertmanagerConfig) -> str | None:
     return None
 
 
+def silence_refusals(
+    matchers: Sequence[Matcher],
+    config: AlertmanagerConfig,
+    *,
+    values_known: Sequence[bool] | None = None,
+) -> list[tuple[int | None, str]]:
+    """Why a silence of ``matchers`` would be refused: (matcher index or None, reason) pairs.
+
+    ``opsgate check`` calls it on a runbook's silence steps (``values_known`` says which
+    values are literal), the adapter on every call."""
+    problems: list[tuple[int | None, str]] = []
+    for index, matcher in enumerate(matchers):
+        known = values_known[index] if values_known is not None else True
+        reason = matcher_refusal(matcher, config, value_known=known)
+        if reason is not None:
+            problems.append((index, reason))
+    if not any(m.is_equal and not m.is_regex for m in matchers):
+        problems.append((None, 'a silence needs at least one name="value" matcher'))
+    return problems
+
+
 def check_silence(matchers: Sequence[Matcher], config: AlertmanagerConfig) -> None:
     """Raise :class:`MatcherNotAllowed` unless every matcher of a silence is allowed."""
-    problems = [p for p in (matcher_refusal(m, config) for m in matchers) if p is not None]
-    if not any(m.is_equal and not m.is_regex for m in matchers):
-        problems.append('a silence needs at least one name="value" matcher')
+    problems = [reason for _index, reason in silence_refusals(matchers, config)]
     if problems:
         raise MatcherNotAllowed("silence refused before it was sent: " + "; ".join(problems))
 

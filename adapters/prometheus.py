@@ -292,7 +292,8 @@ def _summarise_query(query: str, data: Mapping[str, Any]) -> str:
         return f"{query}: no series (empty result)"
     if len(series) == 1:
         value = _number((series[0].get("value") or [None, None])[1])
-        return f"{query} = {format_value(value)}  {labels_text(series[0].get('metric') or {})}"
+        metric = series[0].get("metric") or {}
+        return f"{query} = {format_value(value)}" + (f"  {labels_text(metric)}" if metric else "")
     rows = [
         f"{format_value(_number((s.get('value') or [None, None])[1])):>10}  "
         f"{labels_text(s.get('metric') or {})}"

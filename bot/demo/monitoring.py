@@ -61,6 +61,10 @@ class MonitoringSpec:
     group_wait: str = "1s"
     group_interval: str = "2s"
     repeat_interval: str = "1h"
+    # How often Prometheus re-sends an alert, resolved ones too (for 15 min). Alertmanager drops
+    # a resolution that arrives while its alert is silenced; the next re-send after the silence
+    # is expired delivers it, so a short delay closes the incident soon after the plan ends.
+    resend_delay: str = "1s"
     extra_labels: dict[str, str] = field(default_factory=lambda: {"severity": "page"})
 
     def prometheus_config(self, alertmanager: str) -> dict[str, Any]:
@@ -176,6 +180,7 @@ class Monitoring:
                 f"--config.file={prom_cfg}",
                 f"--storage.tsdb.path={self.folder / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
+                f"--rules.alert.resend-delay={self.spec.resend_delay}",
             )
             await self._ready(self.alertmanager_url, "alertmanager")
             await self._ready(self.prometheus_url, "prometheus")

@@ -179,10 +179,13 @@ def _alerts(
             alert_token=token,
         )
     )
-    return task, (
-        "  Alerts: a built-in watcher (Prometheus and Alertmanager are not installed: "
-        "apt-get install prometheus prometheus-alertmanager).\n"
+    why = (
+        "asked for with --builtin-alerts"
+        if monitoring.installed()
+        else "Prometheus and Alertmanager are not installed: "
+        "apt-get install prometheus prometheus-alertmanager"
     )
+    return task, f"  Alerts: a built-in watcher ({why}).\n"
 
 
 @dataclass(frozen=True)

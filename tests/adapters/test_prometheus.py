@@ -65,6 +65,11 @@ async def test_query_returns_the_value_whole_and_summarised(
         assert 'service="api"' in result.summary
         assert result.cost_usd == pytest.approx(0.002)
 
+        total = await prom.invoke(
+            make_call("prometheus.query", query="sum(demo_http_errors_total)"), None
+        )
+        assert total.summary.startswith("sum(demo_http_errors_total) = ")
+        assert "{" not in total.summary, "a series without labels shows no empty braces"
         scalar = await prom.invoke(make_call("prometheus.query", query="1 + 1"), None)
         assert scalar.summary == "1 + 1 = 2"
         empty = await prom.invoke(make_call("prometheus.query", query="absent_metric_x"), None)

@@ -41,8 +41,9 @@ def free_port() -> int:
 class Served:
     """One ``opsgate serve`` child process."""
 
-    def __init__(self, tmp: Path, api_url: str) -> None:
+    def __init__(self, tmp: Path, api_url: str, *, ready_s: float = 60) -> None:
         self.port = free_port()
+        self.ready_s = ready_s
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSGATE_"))},
             "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
@@ -69,7 +70,7 @@ class Served:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
                 command, env=self.env, stdout=handle, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 60  # a loaded CI machine starts Python slowly
+        deadline = time.monotonic() + self.ready_s
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, self.log.read_text()
