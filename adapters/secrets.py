@@ -58,7 +58,12 @@ ENV_PREFIX = "OPSGATE_SECRET_"
 DIR_ENV = "OPSGATE_SECRETS_DIR"
 MAX_SECRET_FILE_BYTES = 65536
 # Variables that hold a credential whatever their name says (besides credential-named ones).
-KNOWN_SECRET_VARS = ("OPSGATE_GRANT_KEY", "OPSGATE_ALERT_TOKEN", "SLACK_SIGNING_SECRET")
+KNOWN_SECRET_VARS = (
+    "OPSGATE_GRANT_KEY",
+    "OPSGATE_TRACE_KEY",
+    "OPSGATE_ALERT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+)
 MIN_SCANNED_LEN = 8  # a credential-named variable with a shorter value is a flag, not a secret
 
 

@@ -868,6 +868,18 @@ class ControlPlane:
             )
         )
 
+    async def trace(self, trace_id: str) -> list[Span]:
+        """Spans of one trace (a correlation id: a plan and its replans), by start time."""
+        return await self.db.run(
+            lambda s: list(
+                s.exec(
+                    select(Span)
+                    .where(Span.trace_id == trace_id)
+                    .order_by(col(Span.started_at), col(Span.id))
+                )
+            )
+        )
+
     async def costs(self, plan_id: str) -> list[CostEntry]:
         """Cost entries of a plan."""
         return await self.db.run(
