@@ -49,6 +49,7 @@ from orchestration.models import (
     Span,
     Step,
 )
+from orchestration.otlp import SpanExport
 from orchestration.records import Ctx, audit, emit
 from orchestration.recovery import (
     CheckJob,
@@ -89,6 +90,10 @@ class ControlPlane:
         cache_ttls: Mapping[str, float] | None = None,
     ) -> None:
         self.db = db
+        # With OTEL_EXPORTER_OTLP_ENDPOINT set, committed spans also go out over OTLP.
+        self.span_export = SpanExport.from_env()
+        if self.span_export is not None:
+            db.on_spans = self.span_export.export
         self.config = config
         self.clock = clock
         self.rt = Runtime(
@@ -944,4 +949,8 @@ class ControlPlane:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.rt.tools.aclose()
+        if self.span_export is not None:
+            # Off the loop: the exporter's thread may be talking to a receiver on this loop.
+            await asyncio.to_thread(self.span_export.shutdown)
+            self.db.on_spans = None
         await self.db.close()
