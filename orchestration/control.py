@@ -88,10 +88,12 @@ class ControlPlane:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cache_ttls: Mapping[str, float] | None = None,
+        export_spans: bool = True,
     ) -> None:
         self.db = db
-        # With OTEL_EXPORTER_OTLP_ENDPOINT set, committed spans also go out over OTLP.
-        self.span_export = SpanExport.from_env()
+        # With OTEL_EXPORTER_OTLP_ENDPOINT set, committed spans also go out over OTLP (not
+        # those of a replay's sandbox: ``export_spans=False``).
+        self.span_export = SpanExport.from_env() if export_spans else None
         if self.span_export is not None:
             db.on_spans = self.span_export.export
         self.config = config
