@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from bot.blocks.text import trace_text
 from bot.traces import LinkCheck, TraceLinks, render_forbidden, render_missing, render_trace
 from orchestration.models import Span
-from tests.bot.scenario import Stack
+from tests.bot.scenario import APPROVER_A, APPROVER_B, Stack
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 TRACE = "0123456789abcdef0123456789abcdef"
@@ -258,6 +258,14 @@ async def test_messages_link_a_page_that_shows_the_plan(stack: Stack) -> None:
     assert found, "no View trace link in the thread"
     root_links = re.findall(r"\|View trace>", str(stack.root().blocks))
     assert root_links, "the root message links its trace too"
+    card = stack.card("Restart checkout-api")
+    for voter in (APPROVER_A, APPROVER_B):
+        assert (await stack.click(card, "approve_step", user=voter))[0] == 200
+    await stack.settle()
+    shown = [m for m in [stack.root(), *stack.thread()] if "trace `" in str(m.blocks)]
+    assert len(shown) >= 4
+    unlinked = [m.text for m in shown if "|View trace>" not in str(m.blocks)]
+    assert unlinked == [], "every message that shows a trace id links it"
     url = found[0].replace("&amp;", "&")
     path = url.removeprefix("https://opsgate.example.com")
     trace, _exp, sig = parts(url)

@@ -189,6 +189,28 @@ async def test_no_exporter_and_no_collection_by_default(
         await control.close()
 
 
+async def test_a_replay_sandbox_exports_nothing(
+    db_url: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    write_runbook(tmp_path / "runbooks", 9)
+    live = await make_control(db_url, make_config(tmp_path / "runbooks"), clock)
+    sandbox = ControlPlane(
+        db=live.db,
+        config=live.config,
+        tools=live.rt.tools,
+        pack=live.rt.pack,
+        signer=live.rt.signer,
+        clock=clock,
+        export_spans=False,
+    )
+    try:
+        assert live.span_export is not None
+        assert sandbox.span_export is None
+    finally:
+        await live.close()
+
+
 def test_header_values_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=hc-secret-value-42")
     register_environment_secrets()
