@@ -58,7 +58,14 @@ ENV_PREFIX = "OPSGATE_SECRET_"
 DIR_ENV = "OPSGATE_SECRETS_DIR"
 MAX_SECRET_FILE_BYTES = 65536
 # Variables that hold a credential whatever their name says (besides credential-named ones).
-KNOWN_SECRET_VARS = ("OPSGATE_GRANT_KEY", "OPSGATE_ALERT_TOKEN", "SLACK_SIGNING_SECRET")
+KNOWN_SECRET_VARS = (
+    "OPSGATE_GRANT_KEY",
+    "OPSGATE_TRACE_KEY",
+    "OPSGATE_ALERT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "OTEL_EXPORTER_OTLP_HEADERS",  # an OTLP backend's API key (Honeycomb's x-honeycomb-team)
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+)
 MIN_SCANNED_LEN = 8  # a credential-named variable with a shorter value is a flag, not a secret
 
 
@@ -197,6 +204,9 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
         named = name.startswith(ENV_PREFIX) or name in KNOWN_SECRET_VARS
         if named or (is_credential_key(name) and len(value) >= MIN_SCANNED_LEN):
             values.append(value)
+        if name.startswith("OTEL_EXPORTER_OTLP") and name.endswith("_HEADERS"):
+            # key1=value1,key2=value2: each header value alone is redacted too
+            values.extend(v.strip() for _, _, v in (p.partition("=") for p in value.split(",")))
         values.extend(_url_passwords(value))
     folder = env.get(DIR_ENV)
     if folder and Path(folder).is_dir():

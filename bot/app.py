@@ -1,7 +1,8 @@
 """The Slack app: Bolt AsyncApp on one aiohttp server, wired to the control plane.
 
 Routes: ``POST /slack/events`` (events, slash commands, interactivity), ``GET /healthz``,
-``GET /readyz`` (database reachable; knowledge in sync), ``GET /metrics`` (Prometheus).
+``GET /readyz`` (database reachable; knowledge in sync), ``GET /metrics`` (Prometheus),
+``GET /traces/{trace_id}`` (a trace's waterfall, behind the signed links messages carry).
 Background: the outbox relay, the knowledge refresh (``knowledge.refresh_s``); scheduled jobs:
 approval expiry, step-lease renewal and the reconciler of lapsed steps, and the daily digest
 when a digest channel is configured.
@@ -32,6 +33,7 @@ from bot.routes import add_routes
 from bot.settings import SlackSettings
 from bot.surface import Surface
 from bot.tasks import TaskTracker, stoppable
+from bot.traces import TraceLinks
 from orchestration.control import ControlPlane
 from orchestration.outbox import OutboxRelay
 from orchestration.retention import RetentionJob
@@ -86,11 +88,13 @@ def build_app(
         request_verification_enabled=bool(settings.signing_secret),
         raise_error_for_unhandled_request=False,
     )
+    links = TraceLinks.from_config(control.config.slack)
     notifier = SlackNotifier(
         client=client,
         control=control,
         refs=Refs(control.db),
         rate_per_s=control.config.slack.channel_rate_per_s,
+        links=links,
     )
     quiet = QuietGate()
     relay = OutboxRelay(db=control.db, notifier=notifier, clock=control.clock, pace=quiet.wait)
@@ -104,7 +108,7 @@ def build_app(
     digest = DigestPoster(control=control, client=client)
 
     app = web.Application()
-    add_routes(app, bolt=bolt, control=control, settings=settings, surface=surface)
+    add_routes(app, bolt=bolt, control=control, settings=settings, surface=surface, links=links)
     background: dict[str, Any] = {}
 
     async def on_startup(_app: web.Application) -> None:

@@ -17,6 +17,7 @@ from bot import strings
 from bot.blocks import render, render_approval_card, render_incident_root
 from bot.blocks.incidents import close_answer
 from bot.refs import Refs
+from bot.traces import TraceLinks
 from orchestration.control import ControlPlane
 from orchestration.errors import NotFound
 from orchestration.inbox import NOTICE_KIND, NoticeKind
@@ -83,9 +84,16 @@ class SlackNotifier:
     """Delivers outbox messages with a Slack Web API client."""
 
     def __init__(
-        self, *, client: AsyncWebClient, control: ControlPlane, refs: Refs, rate_per_s: float = 1.0
+        self,
+        *,
+        client: AsyncWebClient,
+        control: ControlPlane,
+        refs: Refs,
+        rate_per_s: float = 1.0,
+        links: TraceLinks | None = None,
     ) -> None:
         self._client = client
+        self._links = links
         self._control = control
         self._refs = refs
         self._rate = rate_per_s
@@ -109,6 +117,17 @@ class SlackNotifier:
         except OSError as exc:  # connection refused, DNS, reset: Slack or the network is down
             raise DeliveryRetry(f"Slack unreachable: {exc}") from exc
 
+    def _linked(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with a fresh signed ``trace_url`` for its correlation id (when links are
+        made: a public URL is configured)."""
+        url = None
+        if self._links is not None:
+            url = self._links.url(payload.get("correlation_id"), self._control.clock.now())
+        linked = {k: v for k, v in payload.items() if k != "trace_url"}
+        if url is not None:
+            linked["trace_url"] = url
+        return linked
+
     async def _post(self, channel: str, **kwargs: Any) -> str:
         limiter = self._limiters.setdefault(channel, AsyncLimiter(1, 1 / self._rate))
         async with limiter:
@@ -129,13 +148,14 @@ class SlackNotifier:
             if message.kind in ROOT_UPDATES:
                 await self._refresh_root(message)
             return
-        payload = dict(message.payload)
+        stored = dict(message.payload)  # kept without a link: each rendering signs a fresh one
+        payload = self._linked(stored)
         kind = message.kind
         if kind == "incident_opened":
             rendered = await asyncio.to_thread(render, kind, payload)
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
             # The root's plan, so later updates show that plan's progress (not a recovery's).
-            root = {**payload, "plan_id": message.plan_id, "incident_status": "open"}
+            root = {**stored, "plan_id": message.plan_id, "incident_status": "open"}
             await self._refs.put(
                 f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=root
             )
@@ -162,7 +182,7 @@ class SlackNotifier:
                 f"approval:{payload['approval_id']}",
                 channel=message.channel,
                 ts=ts,
-                payload=payload,
+                payload=stored,
             )
         elif kind == "approval_updated":
             ts = await self._update_card(payload)
@@ -197,7 +217,8 @@ class SlackNotifier:
         ref = await self._refs.get(f"approval:{update['approval_id']}")
         if ref is None:
             return "no-card"  # the card was never posted (cancelled before delivery)
-        rendered = await asyncio.to_thread(render_approval_card, ref.payload, update)
+        card = self._linked(dict(ref.payload))
+        rendered = await asyncio.to_thread(render_approval_card, card, update)
         await self._client.chat_update(
             channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
         )
@@ -215,7 +236,10 @@ class SlackNotifier:
             await self._refs.put(key, channel=ref.channel, ts=ref.ts, payload=root)
         progress = await self._progress(root, message)
         rendered = await asyncio.to_thread(
-            render_incident_root, root, str(root.get("incident_status") or "open"), progress
+            render_incident_root,
+            self._linked(root),
+            str(root.get("incident_status") or "open"),
+            progress,
         )
         # chat.update is outside Slack's one-message-per-second posting pace (like card
         # updates); a 429 retries the delivery, which then redoes only this update.

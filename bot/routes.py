@@ -1,8 +1,11 @@
-"""HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics.
+"""HTTP routes of the one aiohttp server: Slack's endpoint, health, readiness, metrics, traces.
 
 Every malformed or unsigned request to ``POST /slack/events`` gets a 4xx and one
 ``request_refused`` log line before Bolt sees it (``bot.decode``, ``bot.payloads``).
 """
+
+import asyncio
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +24,7 @@ from bot.pagerduty import pagerduty_handler
 from bot.payloads import Kind
 from bot.settings import SlackSettings
 from bot.surface import HELD, HOLDS_ACK, PENDING, Acknowledged, Intake, Surface, Written, responding
+from bot.traces import LinkCheck, TraceLinks, render_forbidden, render_missing, render_trace
 from common.redaction import redact_text
 from orchestration.control import ControlPlane
 from orchestration.telemetry import get_logger
@@ -34,6 +38,22 @@ def refusal(refused: Refused, *, surface: str, kind: str = "unknown") -> web.Res
     if surface == "slack":
         slack_metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(refused.status)).inc()
     return web.json_response({"error": refused.reason}, status=refused.status)
+
+
+# The trace page loads nothing from anywhere (inline CSS only) and is not cached or indexed.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex",
+}
+
+
+def _html(page: str, *, status: int = 200) -> web.Response:
+    return web.Response(
+        text=page, status=status, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+    )
 
 
 def unlistened(slack: SlackBody) -> web.Response | None:
@@ -103,9 +123,10 @@ def add_routes(
     control: ControlPlane,
     settings: SlackSettings,
     surface: Surface,
+    links: TraceLinks,
 ) -> None:
     """``POST /slack/events``, ``/alerts/alertmanager``, ``/alerts/pagerduty``, ``GET
-    /healthz``, ``/readyz``, ``/metrics``."""
+    /healthz``, ``/readyz``, ``/metrics``, ``/traces/{trace_id}`` (signed links only)."""
     signing_secret = settings.signing_secret
     ops = OpsCollector.over(control.db, clock=control.clock)
 
@@ -160,6 +181,28 @@ def add_routes(
         body = redact_text(body.decode()).encode()  # label values come from stored data
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def trace(request: web.Request) -> web.Response:
+        trace_id = request.match_info["trace_id"]
+        now = control.clock.now()
+        found = links.check(
+            trace_id, request.query.get("exp", ""), request.query.get("sig", ""), now
+        )
+        if found is not LinkCheck.OK:
+            log.warning(
+                "request_refused",
+                surface="traces",
+                status=403,
+                reason=f"trace link {found.value}",
+                trace_id=trace_id[:128],
+            )
+            return _html(render_forbidden(), status=403)
+        spans = await control.trace(trace_id)
+        if not spans:
+            return _html(render_missing(trace_id), status=404)
+        expires = datetime.fromtimestamp(int(request.query["exp"]), UTC)
+        page = await asyncio.to_thread(render_trace, trace_id, spans, expires=expires)
+        return _html(page)
+
     if signing_secret:
         app.router.add_post("/slack/events", events)
     # Without a signing secret (Socket Mode) nothing sent over HTTP could prove it came from
@@ -167,6 +210,7 @@ def add_routes(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/traces/{trace_id}", trace)
     app.router.add_post(
         "/alerts/alertmanager",
         alert_handler(

@@ -154,6 +154,7 @@ FORECAST: Final = "💵 Forecast {forecast} of {budget} budget"
 FORECAST_OVER: Final = "⚠️ Forecast {forecast} exceeds the {budget} budget"
 FORECAST_NO_BUDGET: Final = "💵 Forecast {forecast} (no budget set)"
 TRACE: Final = "trace `{trace}`"
+TRACE_LINKED: Final = "trace `{trace}` <{url}|View trace>"
 MORE_BLOCKS: Final = "…{count} more blocks not shown"
 
 # Approval cards.

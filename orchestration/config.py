@@ -172,6 +172,19 @@ class SlackConfig(BaseModel):
     # Accept alerts without OPSGATE_ALERT_TOKEN (logged at every start); never the default.
     allow_unauthenticated_alerts: bool = False
     channel_rate_per_s: float = Field(default=1.0, gt=0)  # Slack allows about 1 message/s/channel
+    # Where people reach this opsgate over HTTP (``https://opsgate.example.com``): messages link
+    # their trace id to a signed ``GET /traces/{id}`` page there. None: no trace links.
+    public_url: str | None = None
+    trace_link_ttl_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c in value for c in ' <>|"\n'):
+            raise ValueError(f"{value!r} is not an http(s) URL like https://opsgate.example.com")
+        return value.rstrip("/")
 
 
 def _time_of_day(value: object) -> str:

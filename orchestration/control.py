@@ -50,6 +50,7 @@ from orchestration.models import (
     Span,
     Step,
 )
+from orchestration.otlp import SpanExport
 from orchestration.records import Ctx, audit, emit
 from orchestration.recovery import (
     CheckJob,
@@ -88,8 +89,14 @@ class ControlPlane:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cache_ttls: Mapping[str, float] | None = None,
+        export_spans: bool = True,
     ) -> None:
         self.db = db
+        # With OTEL_EXPORTER_OTLP_ENDPOINT set, committed spans also go out over OTLP (not
+        # those of a replay's sandbox: ``export_spans=False``).
+        self.span_export = SpanExport.from_env() if export_spans else None
+        if self.span_export is not None:
+            db.on_spans = self.span_export.export
         self.config = config
         self.clock = clock
         self.rt = Runtime(
@@ -891,6 +898,18 @@ class ControlPlane:
             )
         )
 
+    async def trace(self, trace_id: str) -> list[Span]:
+        """Spans of one trace (a correlation id: a plan and its replans), by start time."""
+        return await self.db.run(
+            lambda s: list(
+                s.exec(
+                    select(Span)
+                    .where(Span.trace_id == trace_id)
+                    .order_by(col(Span.started_at), col(Span.id))
+                )
+            )
+        )
+
     async def costs(self, plan_id: str) -> list[CostEntry]:
         """Cost entries of a plan."""
         return await self.db.run(
@@ -955,4 +974,8 @@ class ControlPlane:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.rt.tools.aclose()
+        if self.span_export is not None:
+            # Off the loop: the exporter's thread may be talking to a receiver on this loop.
+            await asyncio.to_thread(self.span_export.shutdown)
+            self.db.on_spans = None
         await self.db.close()

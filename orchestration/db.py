@@ -60,6 +60,8 @@ def _normalise(url: str) -> str:
 
 
 _APPEND_KEY = "opsgate_append"
+# session.info key: the spans a unit recorded, for ``Database.on_spans`` (set only when it is).
+SPANS_KEY = "opsgate_spans"
 
 
 def append_row(session: Session, table: Table, row: dict[str, Any]) -> None:
@@ -156,6 +158,9 @@ class Database:
             )
             workers = pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opsgate-db")
+        # Given the spans each unit recorded once it has committed (the OTLP export); None:
+        # spans are only stored.
+        self.on_spans: Callable[[list[dict[str, Any]]], None] | None = None
 
     def _sqlite_engine(self) -> Engine:
         database = make_url(self.url).database
@@ -247,11 +252,16 @@ class Database:
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         # A fresh session per attempt: rows a failed attempt queued with append_row go with it.
         with Session(self.engine, expire_on_commit=False) as session:
+            on_spans = self.on_spans
+            if on_spans is not None:
+                session.info[SPANS_KEY] = []
             try:
                 with session.begin():
                     result = work(session)
                     flush_appends(session)
                     session.info[_COMMITTING] = True
+                if on_spans is not None and session.info[SPANS_KEY]:
+                    on_spans(session.info[SPANS_KEY])  # committed: a rolled-back unit sends none
                 return result
             except DBAPIError as exc:
                 # A connection lost during COMMIT leaves the outcome unknown: never re-run it.

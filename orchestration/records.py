@@ -12,7 +12,7 @@ from sqlalchemy import Table
 from sqlmodel import Session
 
 from common import Role
-from orchestration.db import append_row
+from orchestration.db import SPANS_KEY, append_row
 from orchestration.enums import SpanKind
 from orchestration.models import AuditEvent, OutboxMessage, Span
 from orchestration.telemetry import get_logger, sanitise
@@ -115,22 +115,22 @@ def span(
     """Record one span; returns its id."""
     sid = span_id or uuid.uuid4().hex[:16]
     duration = (ended_at - started_at).total_seconds() * 1000 if ended_at else 0.0
-    append_row(
-        session,
-        _SPANS,
-        {
-            "id": sid,
-            "trace_id": ctx.correlation_id,
-            "parent_id": parent_id,
-            "kind": kind.value,
-            "name": name,
-            "plan_id": ctx.plan_id,
-            "step_id": step_id,
-            "started_at": started_at,
-            "ended_at": ended_at,
-            "duration_ms": duration,
-            "status": status,
-            "attributes": sanitise(attributes or {}),
-        },
-    )
+    row = {
+        "id": sid,
+        "trace_id": ctx.correlation_id,
+        "parent_id": parent_id,
+        "kind": kind.value,
+        "name": name,
+        "plan_id": ctx.plan_id,
+        "step_id": step_id,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "duration_ms": duration,
+        "status": status,
+        "attributes": sanitise(attributes or {}),
+    }
+    append_row(session, _SPANS, row)
+    exported = session.info.get(SPANS_KEY)
+    if exported is not None:  # exported once the unit commits (orchestration.otlp)
+        exported.append({**row, "role": ctx.role.value, "incident_id": ctx.incident_id})
     return sid

@@ -155,9 +155,15 @@ def plural(count: int) -> str:
 
 
 def trace_text(payload: Payload) -> str:
-    """The payload's correlation id as a trace note, or "" when it has none."""
+    """The payload's correlation id as a trace note, or "" when it has none; with a ``View
+    trace`` link when delivery signed one (``trace_url``)."""
     trace = payload.get("correlation_id")
-    return s.TRACE.format(trace=esc(trace, 100)) if trace else ""
+    if not trace:
+        return ""
+    url = payload.get("trace_url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")) and "|" not in url:
+        return s.TRACE_LINKED.format(trace=esc(trace, 100), url=s.escape(url))
+    return s.TRACE.format(trace=esc(trace, 100))
 
 
 def risk_badge(value: object) -> tuple[str, str]:

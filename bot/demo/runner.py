@@ -252,6 +252,8 @@ async def run_demo(
                     "alert_channel": sandbox.channel_id,
                     "incident_channels": [sandbox.channel_id],
                     "channel_rate_per_s": 4,
+                    # Messages link their trace to this demo's own signed trace pages.
+                    "public_url": f"http://127.0.0.1:{bot_port}",
                 },
                 "execution": {"backoff_initial_s": 0.5, "backoff_max_s": 2},
             }

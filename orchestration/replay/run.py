@@ -208,6 +208,7 @@ async def replay(
             signer=signer,
             clock=clock,
             sleep=FakeSleep(clock),
+            export_spans=False,  # a replay's spans are not the live system's
         )
         try:
             await db.start()
