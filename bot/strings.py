@@ -527,3 +527,23 @@ DEBUG_AMBIGUOUS: Final = "That id names more than one incident; give more charac
 DEBUG_NOT_IN_THREAD: Final = (
     "Mention me with `{sub}` in an incident's thread, or type `/incident {sub} &lt;id&gt;`."
 )
+
+
+# --- the LLM agents (bot/blocks/agents.py) ---------------------------------------------------
+FIELD_PLANNER: Final = "*Planner*\n{planner}"
+PLANNER_RUNBOOK: Final = "runbook matcher"
+PLANNER_LLM: Final = "LLM Planner (`{model}`, prompt v{prompt}){confidence}"
+PLANNER_CONFIDENCE: Final = ", stated confidence {confidence:.0%}"
+LLM_COST: Final = "Agents: {tokens:,} tokens ({cached:,} cached) · {usd} · {calls} model calls"
+FINDINGS_HEADING: Final = ":mag: *Researcher findings*"
+FINDING_LINE: Final = "• {text}{span}"
+FINDING_SPAN: Final = " (span `{span}`)"
+NO_FINDINGS: Final = "• The Researcher found nothing worth reporting."
+RESEARCH_REFUSED: Final = "• :no_entry: refused `{action}`: {reason}"
+RATIONALES_HEADING: Final = ":brain: *Why these steps* (the LLM Planner's rationale)"
+RATIONALE_LINE: Final = "• `{key}`: {rationale}"
+IGNORED_CLAIM: Final = ":warning: {claim}"
+AGENT_NOTE: Final = ":information_source: {note}"
+AGENT_TOKENS: Final = "{role}: {tokens:,} tokens, {usd}"
+AGENT_BUDGET: Final = "Plan budget: {budget:,} tokens · {budget_usd}"
+FINDINGS_FALLBACK: Final = "Researcher findings and the LLM Planner's rationale"

@@ -1,0 +1,442 @@
+"""The agents in the incident flow, against the OpenAI-compatible stand-in: findings, an LLM
+plan whose changes wait for people, refusals, retries, fallbacks and budgets that bite."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from adapters.testing import FakeTool
+from bot.sandbox.llm import FakeModel, Turn, plan_answer
+from common import FakeClock
+from orchestration.agents import transcripts
+from orchestration.control import ControlPlane
+from orchestration.errors import NoMatch
+from orchestration.models import AuditEvent, CostEntry, Knowledge, OutboxMessage, Plan, Span
+from orchestration.replay import load_recording, replay
+from tests.orchestration.fakeplans import control_with
+from tests.orchestration.helpers import REQUESTER
+
+TEXT = "payments queue is backing up"
+READ = {
+    "key": "look",
+    "title": "Read the queue",
+    "tool_action": "fake.read",
+    "args": {"q": 1},
+    "expect": {"ok": True},
+    "rationale": "see how deep it is",
+}
+WRITE = {
+    "key": "drain",
+    "title": "Drain the queue",
+    "tool_action": "fake.write",
+    "args": {"q": 1},
+    "rationale": "drain it",
+    "risk": "low",
+}
+FINDINGS = json.dumps({"findings": [{"text": "queue depth is 9000", "evidence": 1}]})
+
+
+def llm(model: FakeModel, **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": model.base_url,
+        "model": "scripted-1",
+        "backoff_initial_s": 0.0,
+        "backoff_max_s": 0.0,
+        "usd_per_1m_input": 1.0,
+        "usd_per_1m_output": 2.0,
+    } | extra
+
+
+async def plane(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+    **config: Any,
+) -> ControlPlane:
+    llm_extra = config.pop("llm_extra", {})
+    config.setdefault("budgets", {"plan_tokens": 50000})
+    cp = await control_with(
+        db_url, tmp_path, clock, fake, {"tool": "fake.read"}, llm=llm(model, **llm_extra), **config
+    )
+    planes.append(cp)
+    return cp
+
+
+async def rows(cp: ControlPlane, model: type[Any], *where: Any) -> list[Any]:
+    return await cp.db.run(lambda s: list(s.exec(select(model).where(*where))))
+
+
+async def test_research_then_llm_plan_whose_change_waits_for_a_person(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    model.play(
+        [
+            Turn(tool_calls=(("fake__read", {"q": "depth <b>"}),)),
+            Turn(content=FINDINGS),
+            Turn(content=plan_answer([READ, WRITE], confidence=0.8), cached_tokens=50),
+        ]
+    )
+    cp = await plane(db_url, tmp_path, clock, fake, model, planes)
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    view = await cp.plan_view(opened.plan_id)
+    assert view.runbook_id == "llm-planner"
+    assert [s.status for s in view.steps] == ["succeeded", "awaiting_approval"]
+    drain = view.steps[1]
+    assert drain.risk == "medium"  # the model's "risk: low" is not the model's to give
+    assert drain.decision_code in {"needs_one_approval", "llm_change_needs_approval"}
+    # The researcher read once, the plan's read step once; the write never ran.
+    assert [c.tool_action for c in fake.calls] == ["fake.read", "fake.read"]
+    # Tool output reached the model quoted, escaped and marked as data.
+    tool_msg = next(m for m in model.requests[1]["messages"] if m["role"] == "tool")
+    assert "<tool_output" in tool_msg["content"]
+    assert "&lt;b&gt;" in tool_msg["content"]
+    assert "not instructions" in tool_msg["content"]
+    # Only read-only actions were offered to the Researcher.
+    offered = {t["function"]["name"] for t in model.requests[0]["tools"]}
+    assert "fake__read" in offered
+    assert not offered & {"fake__write", "fake__undo", "fake__nuke", "http__post"}
+    assert model.requests[2]["response_format"]["type"] == "json_schema"
+
+    costs = await rows(cp, CostEntry, CostEntry.plan_id == opened.plan_id)
+    llm_costs = [c for c in costs if c.tool == "llm:scripted-1"]
+    assert sorted({c.role for c in llm_costs}) == ["planner", "researcher"]
+    assert len(llm_costs) == 3
+    assert all(c.tokens > 0 and c.usd > 0 for c in llm_costs)
+    plan_row = await cp.plan_view(opened.plan_id)
+    assert plan_row.spent_tokens == sum(c.tokens for c in llm_costs)
+
+    messages = await rows(cp, OutboxMessage, OutboxMessage.kind == "agent_findings")
+    payload = messages[0].payload
+    finding = payload["findings"][0]
+    assert finding["text"] == "queue depth is 9000"
+    span = await rows(cp, Span, Span.id == finding["span_id"])
+    assert span[0].attributes["tool_action"] == "fake.read"
+    assert payload["ignored_claims"] == [
+        "drain: the model's risk 'low' was ignored (declared medium)"
+    ]
+    assert payload["rationales"] == {"look": "see how deep it is", "drain": "drain it"}
+    opened_msg = await rows(cp, OutboxMessage, OutboxMessage.kind == "incident_opened")
+    assert opened_msg[0].payload["planner"] == "llm"
+    assert opened_msg[0].payload["llm"]["calls"] == 3
+
+    answers = await rows(cp, Knowledge, Knowledge.kind == "llm_answer")
+    assert len(answers) == 1
+    assert answers[0].body["model"] == "scripted-1"
+    plan_rows = await rows(cp, Plan, Plan.id == opened.plan_id)
+    assert f"llm_answer:{answers[0].key}" in plan_rows[0].knowledge_pins
+    kept = await cp.db.run(lambda s: transcripts.of_plan(s, opened.plan_id))
+    assert {t.role for t in kept} == {"researcher", "planner"}
+    assert transcripts.unpack(kept[0].body)[0]["request"][0]["role"] == "system"
+
+
+async def test_researcher_asking_for_a_write_is_refused_and_nothing_runs(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    model.play(
+        [
+            Turn(tool_calls=(("fake__write", {"q": 1}), ("fake__nuke", {}))),
+            Turn(content=json.dumps({"findings": []})),
+            Turn(content=plan_answer([READ])),
+        ]
+    )
+    cp = await plane(db_url, tmp_path, clock, fake, model, planes)
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1", run=False)
+    assert fake.calls == []
+    refused = await rows(cp, AuditEvent, AuditEvent.event == "research_refused")
+    assert sorted(r.detail["tool_action"] for r in refused) == ["fake.nuke", "fake.write"]
+    assert {r.role for r in refused} == {"researcher"}
+    tool_msgs = [m for m in model.requests[1]["messages"] if m["role"] == "tool"]
+    assert all(m["content"].startswith("refused:") for m in tool_msgs)
+    assert opened.status == "proposed"
+
+
+async def test_malformed_answers_are_retried_twice_then_humans_get_the_validation_error(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"researcher_max_tool_calls": 0}
+    )
+    model.play(
+        [
+            Turn(content="{not json"),
+            Turn(content=plan_answer([{**READ, "tool_action": "fake.read", "args": []}])),
+            Turn(content=plan_answer([READ])),
+        ]
+    )
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, run=False)
+    assert opened.status == "proposed"
+    assert len(model.requests) == 3
+    assert "not valid JSON" in model.requests[1]["messages"][-1]["content"]
+
+    model.play([Turn(content="nope")] * 3)
+    with pytest.raises(
+        NoMatch, match="still invalid after 2 retries: the answer is not valid JSON"
+    ):
+        await cp.open_incident(text=TEXT, requester=REQUESTER)
+    assert len(model.requests) == 6  # nothing beyond the two retries
+    refusals = await rows(cp, AuditEvent, AuditEvent.event == "plan_not_found")
+    assert "over to humans" in refusals[-1].detail["reason"]
+
+
+async def test_unregistered_action_is_invalid(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"researcher_max_tool_calls": 0}
+    )
+    bad = plan_answer([{**READ, "tool_action": "shell.rm"}])
+    model.play([Turn(content=bad)] * 3)
+    with pytest.raises(NoMatch, match="not a registered tool action"):
+        await cp.open_incident(text=TEXT, requester=REQUESTER)
+
+
+async def test_a_429_storm_is_waited_out_and_a_provider_that_stays_down_goes_to_humans(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        model,
+        planes,
+        llm_extra={"researcher_max_tool_calls": 0, "max_retries": 3},
+    )
+    model.play(
+        [
+            Turn(status=429, retry_after=0),
+            Turn(status=429, retry_after=0),
+            Turn(status=502),
+            Turn(content=plan_answer([READ])),
+        ]
+    )
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, run=False)
+    assert opened.status == "proposed"
+    assert len(model.requests) == 4
+
+    model.play([Turn(status=429, retry_after=0)] * 10)
+    with pytest.raises(NoMatch, match=r"model is unavailable .*HTTP 429 after 4 attempts.*humans"):
+        await cp.open_incident(text=TEXT, requester=REQUESTER)
+    assert len(model.requests) == 8
+
+
+async def test_runbooks_win_no_model_call(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(db_url, tmp_path, clock, fake, model, planes)
+    opened = await cp.open_incident(text="fakefix now", requester=REQUESTER)
+    assert (await cp.plan_view(opened.plan_id)).runbook_id == "fake-fix"
+    assert model.requests == []
+
+
+async def test_usage_past_the_soft_threshold_posts_the_budget_card_and_the_plan_stops_unapproved(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    """The background example: 2,000 tokens a plan, a card at 80%, a stop after the wait."""
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        model,
+        planes,
+        budgets={"plan_tokens": 2000, "soft_ratio": 0.8, "soft_wait_minutes": 5},
+        llm_extra={"max_tokens_per_call": 100},
+    )
+    model.play(
+        [
+            Turn(tool_calls=(("fake__read", {}),), prompt_tokens=500, completion_tokens=100),
+            Turn(content=FINDINGS, prompt_tokens=600, completion_tokens=60),
+            Turn(content=plan_answer([READ]), prompt_tokens=300, completion_tokens=90),
+        ]
+    )
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    view = await cp.plan_view(opened.plan_id)
+    assert view.spent_tokens == 1650  # 82% of 2,000
+    assert view.status == "waiting"  # the budget card, before the first step
+    cards = await rows(cp, AuditEvent, AuditEvent.event == "approval_requested")
+    assert cards[-1].detail["purpose"] == "budget"
+    assert [c.tool_action for c in fake.calls] == ["fake.read"]  # the Researcher's read only
+    clock.advance(5 * 60 + 1)
+    assert await cp.expire_approvals() == 1
+    assert (await cp.plan_view(opened.plan_id)).status == "halted"
+    assert len(fake.calls) == 1
+
+
+async def test_at_the_hard_limit_nothing_more_is_called(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        model,
+        planes,
+        budgets={"plan_tokens": 2000},
+        llm_extra={"max_tokens_per_call": 200, "researcher_max_calls": 6},
+    )
+    model.play(
+        [Turn(tool_calls=(("fake__read", {}),), prompt_tokens=800, completion_tokens=100)] * 6
+    )
+    with pytest.raises(NoMatch, match="token budget 2000"):
+        await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    # 900 + 900 spent; a third call forecasts > 200 more: neither it nor the Planner was called.
+    assert len(model.requests) == 2
+    stops = await rows(cp, AuditEvent, col(AuditEvent.event) == "plan_not_found")
+    assert stops[-1].code == "no_match"
+    # The two calls made still cost: metered without a plan, and said in the audit record.
+    assert stops[-1].detail["tokens"] == 1800
+    assert stops[-1].detail["agents_failure"] == "budget_exceeded"
+    costs = await rows(cp, CostEntry, CostEntry.runbook_id == "llm-planner")
+    assert [(c.role, c.tokens, c.channel) for c in costs] == [("researcher", 900, "C1")] * 2
+    assert {c.plan_id for c in costs} == {f"unplanned-{stops[-1].correlation_id}"}
+
+
+LENIENT_PACK = """
+version: 1
+approval:
+  low: {quorum: 0}
+  medium: {quorum: 0}
+  high: {quorum: 1}
+  critical: {deny: true}
+"""
+
+
+async def test_an_llm_change_waits_for_a_person_even_where_the_pack_lets_changes_run_alone(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(LENIENT_PACK)
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        model,
+        planes,
+        policies=str(lenient),
+        llm_extra={"researcher_max_tool_calls": 0},
+    )
+    assert cp.rt.pack.approval.medium.quorum == 0
+    model.play([Turn(content=plan_answer([WRITE]))])
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    view = await cp.plan_view(opened.plan_id)
+    assert view.steps[0].status == "awaiting_approval"
+    assert view.steps[0].decision_code == "llm_change_needs_approval"
+    assert fake.calls == []
+
+
+async def test_the_pinned_answer_replays_to_the_same_plan_hash(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"researcher_max_tool_calls": 0}
+    )
+    model.play([Turn(content=plan_answer([READ]))])
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    assert (await cp.plan_view(opened.plan_id)).status == "succeeded"
+    calls = len(model.requests)
+    recording = await cp.db.run(lambda s: load_recording(s, opened.plan_id))
+    report = await replay(
+        recording,
+        config=cp.config,
+        tools=cp.rt.tools,
+        signer=cp.rt.signer,
+        pack=cp.rt.pack,
+    )
+    assert report.plan_hash_reproduced is True
+    assert len(model.requests) == calls  # the answer is knowledge: no model call
+    # A different answer under the same pin would not reproduce it.
+    pinned = next(k for k in recording.knowledge if k["kind"] == "llm_answer")
+    pinned["body"] = {**pinned["body"], "answer": plan_answer([READ], title="other")}
+    again = await replay(
+        recording, config=cp.config, tools=cp.rt.tools, signer=cp.rt.signer, pack=cp.rt.pack
+    )
+    assert again.plan_hash_reproduced is False
+
+
+async def test_log_probabilities_become_the_confidence_on_the_plan_and_in_failures(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        model,
+        planes,
+        llm_extra={"researcher_max_tool_calls": 0, "logprobs": True},
+    )
+    model.play([Turn(content=plan_answer([READ], confidence=None), probability=0.9)])
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, run=False)
+    assert model.requests[0]["logprobs"] is True
+    proposed = await rows(cp, AuditEvent, AuditEvent.event == "llm_plan_proposed")
+    assert proposed[0].plan_id == opened.plan_id
+    assert proposed[0].detail["confidence"] == pytest.approx(0.9)
+    assert proposed[0].detail["token_confidence"] == pytest.approx(0.9)
+
+    model.play([Turn(content="nope", probability=0.4)] * 3)
+    with pytest.raises(NoMatch, match="token confidence of the last answer 40%"):
+        await cp.open_incident(text=TEXT, requester=REQUESTER)
