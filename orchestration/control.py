@@ -19,6 +19,7 @@ from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import alertgroups, closing, intake, planner
+from orchestration.agents import transcripts
 from orchestration.agents.catalogue import ActionCatalogue
 from orchestration.agents.client import ModelClient
 from orchestration.agents.meter import TokenMeter
@@ -747,6 +748,14 @@ class ControlPlane:
     async def expire_approvals(self) -> int:
         """Expire approvals past their time (a scheduler job); returns how many."""
         return await self.db.run(lambda s: expire_due(s, self._ctx()))
+
+    async def prune_transcripts(self) -> int:
+        """Delete agent transcripts past ``llm.transcript_retention_days`` (a scheduler job)."""
+        now = self.clock.now()
+        pruned = await self.db.run(lambda s: transcripts.prune(s, now))
+        if pruned:
+            log.info("transcripts_pruned", count=pruned)
+        return pruned
 
     async def close_incident(
         self,

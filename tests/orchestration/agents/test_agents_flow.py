@@ -138,6 +138,13 @@ async def test_research_then_llm_plan_whose_change_waits_for_a_person(
     kept = await cp.db.run(lambda s: transcripts.of_plan(s, opened.plan_id))
     assert {t.role for t in kept} == {"researcher", "planner"}
     assert transcripts.unpack(kept[0].body)[0]["request"][0]["role"] == "system"
+    assert all(len(t.body) < len(json.dumps(transcripts.unpack(t.body))) for t in kept)
+    # Kept for the retention (30 days by default), then pruned.
+    clock.advance(29 * 86400)
+    assert await cp.prune_transcripts() == 0
+    clock.advance(1 * 86400 + 1)
+    assert await cp.prune_transcripts() == 2
+    assert await cp.db.run(lambda s: transcripts.of_plan(s, opened.plan_id)) == []
 
 
 async def test_researcher_asking_for_a_write_is_refused_and_nothing_runs(
@@ -440,3 +447,25 @@ async def test_log_probabilities_become_the_confidence_on_the_plan_and_in_failur
     model.play([Turn(content="nope", probability=0.4)] * 3)
     with pytest.raises(NoMatch, match="token confidence of the last answer 40%"):
         await cp.open_incident(text=TEXT, requester=REQUESTER)
+
+
+async def test_the_bot_schedules_transcript_pruning_only_with_a_model(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    from bot.app import _scheduler  # noqa: PLC0415 - the bot's scheduler, only for this test
+    from bot.digest_job import DigestPoster  # noqa: PLC0415
+
+    with_model = await plane(db_url, tmp_path, clock, fake, model, planes)
+    jobs = _scheduler(
+        with_model, DigestPoster(control=with_model, client=None), expiry_interval_s=5
+    )
+    assert "prune-transcripts" in {job.id for job in jobs.get_jobs()}
+    without = await control_with(db_url, tmp_path, clock, fake, {"tool": "fake.read"})
+    planes.append(without)
+    jobs = _scheduler(without, DigestPoster(control=without, client=None), expiry_interval_s=5)
+    assert "prune-transcripts" not in {job.id for job in jobs.get_jobs()}
