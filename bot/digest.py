@@ -131,6 +131,20 @@ def ops_fields(report: OpsReport) -> list[str]:
             lookups=report.cache_hits + report.cache_misses,
         ),
         s.OPS_SPEND.format(usd=usd(report.spend.usd), dot=s.DOT, tokens=f"{report.spend.tokens:,}"),
+        *_planner_fields(report),
+    ]
+
+
+def _planner_fields(report: OpsReport) -> list[str]:
+    """The LLM Planner's share of the plans, once it made any (else the digest is as before)."""
+    if not report.plans_by_llm:
+        return []
+    return [
+        s.OPS_PLANNERS.format(
+            value=pct(report.llm_plan_share),
+            llm=report.plans_by_llm,
+            total=report.plans_proposed,
+        )
     ]
 
 
@@ -344,7 +358,14 @@ def _ops_text(report: OpsReport) -> list[str]:
         f"({report.plans_finished} plans, {report.plans_succeeded} succeeded)",
         f"  cache hit rate              {pct(report.cache_hit_rate)} "
         f"({report.cache_hits}/{report.cache_hits + report.cache_misses} lookups)",
-    ]
+    ] + (
+        [
+            f"  plans by the LLM Planner    {pct(report.llm_plan_share)} "
+            f"({report.plans_by_llm}/{report.plans_proposed} plans proposed; the rest runbooks)"
+        ]
+        if report.plans_by_llm
+        else []
+    )
 
 
 # --- /incident metrics --------------------------------------------------------------------

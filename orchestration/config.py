@@ -252,6 +252,13 @@ class LlmConfig(BaseModel):
     agent_wall_s: float = Field(default=60.0, gt=0, le=3600)  # per agent run
     tool_output_chars: int = Field(default=1500, ge=100, le=20000)  # quoted to the model
     transcript_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_a_reference(cls, value: str) -> str:
+        """A key in the file would be a secret in the file: only a reference (or none)."""
+        return require_secret_ref(value, example="OPENAI_API_KEY") if value.strip() else ""
+
     # Ask for token log-probabilities (where the provider returns them): their mean is kept as
     # the answer's confidence on the plan and in failure reasons, beside any stated one.
     logprobs: bool = False

@@ -279,8 +279,6 @@ class ControlPlane:
     ) -> AgentRun:
         """The Researcher (unless ``research`` is False) then the LLM Planner on ``text``,
         metered against a plan's budget."""
-        client = self.model
-        assert client is not None
         assert self.llm is not None
         budgets = self.config.budgets
         meter = TokenMeter(
@@ -289,6 +287,17 @@ class ControlPlane:
             budget_usd=budgets.plan_usd,
             soft_ratio=budgets.soft_ratio,
         )
+        try:
+            client = self.model
+        except AdapterError as exc:  # the API key's ${secret:} is not set: say where to set it
+            log.warning("agents_not_run", correlation_id=correlation_id, code=exc.code)
+            return AgentRun(
+                model=self.llm.model,
+                meter=meter,
+                failure=f"the model client cannot start ({exc.message})",
+                failure_code=exc.code,
+            )
+        assert client is not None
         catalogue = ActionCatalogue(self.rt.tools)
         reader = None
         if research and self.llm.researcher_max_tool_calls > 0:

@@ -36,6 +36,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import union_all
 from sqlmodel import Session, col, func, select
 
+from orchestration.agents.planning import LLM_RUNBOOK_ID
 from orchestration.enums import (
     ApprovalPurpose,
     IncidentStatus,
@@ -150,6 +151,10 @@ class OpsReport(BaseModel):
     cost_per_successful_action_usd: float | None = None
     false_positive_rate: float | None = None
     change_lead_time_s: float | None = None
+    # Which planner made the plans proposed in the window (plans created in it).
+    plans_proposed: int = 0
+    plans_by_llm: int = 0
+    llm_plan_share: float | None = None
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -366,6 +371,17 @@ def cache_counts(session: Session, start: datetime, end: datetime) -> tuple[int,
     return int(row[0] or 0), int(row[1] or 0)
 
 
+def planned_by_llm(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """Plans created in the window, and how many of them the LLM Planner made."""
+    rows = session.exec(
+        select(Plan.runbook_id, func.count())
+        .where(*_in_window(Plan.created_at, start, end))
+        .group_by(Plan.runbook_id)
+    ).all()
+    total = sum(int(count) for _, count in rows)
+    return total, sum(int(count) for runbook, count in rows if runbook == LLM_RUNBOOK_ID)
+
+
 def resolve_times(session: Session, start: datetime, end: datetime) -> list[float]:
     """Seconds from opening to resolution of each incident resolved in the window."""
     rows = session.exec(
@@ -448,6 +464,7 @@ def ops_report(
     - ``change_lead_time_s`` = mean(finished_at - created_at) over plans finished.
     """
     total, dims = _grouped_spend(session, start, end, DIMENSIONS)
+    proposed, by_llm = planned_by_llm(session, start, end)
     warnings, stops = budget_events(session, start, end)
     hits, misses = cache_counts(session, start, end)
     resolve_s = resolve_times(session, start, end)
@@ -521,4 +538,7 @@ def ops_report(
         cost_per_successful_action_usd=ratio(cohort_usd, succeeded),
         false_positive_rate=ratio(false_pos, decided),
         change_lead_time_s=mean(lead),
+        plans_proposed=proposed,
+        plans_by_llm=by_llm,
+        llm_plan_share=ratio(by_llm, proposed),
     )

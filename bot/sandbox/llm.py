@@ -72,6 +72,7 @@ class FakeModel:
         self.app.router.add_get("/v1/models", self._models)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.unauthorized = 0  # requests refused for a missing or wrong API key
 
     def play(self, turns: Iterable[Turn]) -> None:
         """Append ``turns`` to the script."""
@@ -98,6 +99,7 @@ class FakeModel:
         if not self.api_key:
             return None
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            self.unauthorized += 1
             return _error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
             )

@@ -2,6 +2,7 @@
 plan whose changes wait for people, refusals, retries, fallbacks and budgets that bite."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from bot.sandbox.llm import FakeModel, Turn, plan_answer
 from common import FakeClock
 from orchestration.agents import transcripts
 from orchestration.control import ControlPlane
+from orchestration.digest import Digest
 from orchestration.errors import NoMatch
 from orchestration.models import AuditEvent, CostEntry, Knowledge, OutboxMessage, Plan, Span
+from orchestration.opsmetrics import ops_report
 from orchestration.replay import load_recording, replay
 from tests.orchestration.fakeplans import control_with
 from tests.orchestration.helpers import REQUESTER
@@ -469,3 +472,82 @@ async def test_the_bot_schedules_transcript_pruning_only_with_a_model(
     planes.append(without)
     jobs = _scheduler(without, DigestPoster(control=without, client=None), expiry_interval_s=5)
     assert "prune-transcripts" not in {job.id for job in jobs.get_jobs()}
+
+
+async def test_the_api_key_comes_from_its_secret_and_reaches_only_the_endpoint(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    planes: list[ControlPlane],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "sk-standin-0123456789abcdef"
+    guarded = FakeModel(api_key=key)
+    await guarded.start()
+    try:
+        extra = {"researcher_max_tool_calls": 0, "api_key": "${secret:LLM_KEY}"}
+        cp = await plane(db_url, tmp_path, clock, fake, guarded, planes, llm_extra=extra)
+        # Not set: no call is made, and the refusal says where to set it.
+        with pytest.raises(NoMatch, match="OPSGATE_SECRET_LLM_KEY"):
+            await cp.open_incident(text=TEXT, requester=REQUESTER)
+        assert guarded.requests == []
+
+        monkeypatch.setenv("OPSGATE_SECRET_LLM_KEY", key)
+        guarded.play([Turn(content=plan_answer([READ]))])
+        opened = await cp.open_incident(text=TEXT, requester=REQUESTER, run=False)
+        assert opened.status == "proposed"
+        kept = await cp.db.run(lambda s: transcripts.of_plan(s, opened.plan_id))
+        audits = await rows(cp, AuditEvent)
+        stored = json.dumps([transcripts.unpack(t.body) for t in kept]) + repr(audits)
+        assert key not in stored
+
+        # A wrong key is refused by the endpoint (401): not retried, over to humans.
+        monkeypatch.setenv("OPSGATE_SECRET_LLM_KEY", "sk-wrong")
+        other = await plane(db_url, tmp_path, clock, fake, guarded, planes, llm_extra=extra)
+        assert guarded.unauthorized == 0
+        with pytest.raises(NoMatch, match="HTTP 401"):
+            await other.open_incident(text=TEXT, requester=REQUESTER)
+        assert guarded.unauthorized == 1
+    finally:
+        await guarded.stop()
+
+
+async def test_the_digest_shows_tokens_by_role_and_model_and_the_planners_share(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    from bot.digest import digest_blocks, digest_text  # noqa: PLC0415 - the bot's rendering
+
+    cp = await plane(db_url, tmp_path, clock, fake, model, planes)
+    model.play(
+        [
+            Turn(tool_calls=(("fake__read", {}),), prompt_tokens=300, completion_tokens=20),
+            Turn(content=FINDINGS, prompt_tokens=350, completion_tokens=30),
+            Turn(content=plan_answer([READ]), prompt_tokens=400, completion_tokens=80),
+        ]
+    )
+    start = clock.now()
+    await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    await cp.open_incident(text="fakefix now", requester=REQUESTER, channel="C1")
+    clock.advance(60)
+    day = start.date()
+    report = await cp.db.run(
+        lambda s: ops_report(s, start - timedelta(minutes=1), clock.now() + timedelta(minutes=1))
+    )
+    roles = {a.key: a for a in report.by_role}
+    assert roles["researcher"].tokens == 700
+    assert roles["planner"].tokens == 480
+    tools = {a.key: a for a in report.by_tool}
+    assert tools["llm:scripted-1"].tokens == 1180
+    assert tools["llm:scripted-1"].usd == pytest.approx((1050 * 1.0 + 130 * 2.0) / 1e6)
+    assert (report.plans_proposed, report.plans_by_llm, report.llm_plan_share) == (2, 1, 0.5)
+    text = digest_text(Digest(day=day, timezone="UTC", report=report))
+    assert "plans by the LLM Planner    50.0% (1/2 plans proposed" in text
+    assert "llm:scripted-1" in text
+    fields = digest_blocks(Digest(day=day, timezone="UTC", report=report))
+    assert "Plans by the LLM Planner" in json.dumps(fields.blocks)
