@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from common import Role
+from common import Role, args_hash
 from orchestration.agents import transcripts
 from orchestration.agents.planning import (
     ANSWER_KIND,
@@ -123,6 +123,22 @@ def record_run(
                 "summary": obs.summary,
                 "error_code": obs.error_code,
                 "output": obs.excerpt[:SPAN_OUTPUT_CHARS],
+            },
+        )
+    for obs in run.research.observations:
+        audit(
+            session,
+            ctx,
+            "research_read",
+            code=obs.error_code,
+            role=Role.RESEARCHER,
+            actor="researcher",
+            detail={
+                "tool_action": obs.tool_action,
+                "args_hash": args_hash(obs.tool_action, obs.args),
+                "ok": obs.ok,
+                "status": obs.status,
+                "span_id": obs.span_id,
             },
         )
     for refused in run.research.refusals:

@@ -2,6 +2,7 @@
 a matching runbook still wins, and no model call is made for it."""
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,9 +57,17 @@ def test_plan_with_a_model_prints_the_llm_plan_its_tokens_usd_and_planner(
     assert "tools" not in model.requests[0]
     assert not (tmp_path / "cli.db").exists()  # and writes nothing
 
+    assert main(["plan", "--json", "checkout-api is slow"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["planner"] == "llm"
+    assert document["runbook_id"] == "llm-planner"
+    assert document["llm"]["tokens"] > 0
+    assert document["llm"]["by_role"]["planner"]["calls"] == 1
+    assert set(document["rationales"]) == {"probe", "restart", "verify"}
+
     assert main(["plan", "checkout-api is down"]) == 0  # a runbook matches: it wins
     assert "planner: runbook" in capsys.readouterr().out
-    assert len(model.requests) == 1
+    assert len(model.requests) == 2
 
 
 def test_plan_with_a_model_that_stays_down_says_so(

@@ -125,6 +125,10 @@ async def test_research_then_llm_plan_whose_change_waits_for_a_person(
     assert finding["text"] == "queue depth is 9000"
     span = await rows(cp, Span, Span.id == finding["span_id"])
     assert span[0].attributes["tool_action"] == "fake.read"
+    reads = await rows(cp, AuditEvent, AuditEvent.event == "research_read")
+    assert [(r.role, r.detail["span_id"], r.plan_id) for r in reads] == [
+        ("researcher", finding["span_id"], opened.plan_id)
+    ]
     assert payload["ignored_claims"] == [
         "drain: the model's risk 'low' was ignored (declared medium)"
     ]
