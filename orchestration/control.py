@@ -276,9 +276,10 @@ class ControlPlane:
         correlation_id: str,
         research: bool = True,
         snapshot: KnowledgeSnapshot | None = None,
+        plan: bool = True,
     ) -> AgentRun:
-        """The Researcher (unless ``research`` is False) then the LLM Planner on ``text``,
-        metered against a plan's budget."""
+        """The Researcher (unless ``research`` is False) then the LLM Planner (unless ``plan``
+        is False: a runbook plans) on ``text``, metered against a plan's budget."""
         assert self.llm is not None
         budgets = self.config.budgets
         meter = TokenMeter(
@@ -296,6 +297,7 @@ class ControlPlane:
                 meter=meter,
                 failure=f"the model client cannot start ({exc.message})",
                 failure_code=exc.code,
+                research_only=not plan,
             )
         assert client is not None
         catalogue = ActionCatalogue(self.rt.tools)
@@ -310,6 +312,7 @@ class ControlPlane:
             reader=reader,
             pins=(self.snapshot if snapshot is None else snapshot).pins_for(""),
             correlation_id=correlation_id,
+            plan=plan,
         )
         log.info(
             "agents_ran",
@@ -345,8 +348,17 @@ class ControlPlane:
         except OrchestrationError as exc:
             await self._audit_refusal(ctx, exc, text=text, channel=channel, inbox_key=inbox_key)
             raise
-        if planner.rank(self.snapshot, clean):  # runbooks win when they match
-            return None
+        ranked = planner.rank(self.snapshot, clean)
+        if ranked:  # runbooks win when they match; one with ``research: true`` gets findings
+            if not self.snapshot.runbooks[ranked[0].runbook_id].research:
+                return None
+            return await self.run_agents(
+                clean,
+                requester=requester,
+                channel=channel,
+                correlation_id=ctx.correlation_id,
+                plan=False,
+            )
         return await self.run_agents(
             clean, requester=requester, channel=channel, correlation_id=ctx.correlation_id
         )
@@ -386,7 +398,7 @@ class ControlPlane:
             clean = intake.validate(text)
             draft = (
                 planner.plan(self.snapshot, clean)
-                if agents is None
+                if agents is None or agents.research_only
                 else _agents_draft(agents, clean)
             )
             if fresh_only and behind(session, draft.knowledge_pins):

@@ -207,7 +207,10 @@ def post_findings(
             "refused": [
                 {"tool_action": r.tool_action, "reason": r.reason} for r in run.research.refusals
             ],
-            "notes": list(run.notes),
+            "notes": [
+                *run.notes,
+                *([f"The Researcher could not finish: {run.failure}"] if run.failure else []),
+            ],
             "rationales": run.plan.rationales if run.plan else {},
             "ignored_claims": list(run.plan.ignored_claims) if run.plan else [],
             "llm": summary,

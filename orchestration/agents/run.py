@@ -45,6 +45,7 @@ class AgentRun:
     confidence: float | None = None  # stated by the model, else from its log-probabilities
     token_confidence: float | None = None  # mean token probability of the accepted answer
     notes: list[str] = field(default_factory=list)  # e.g. the Researcher stopped early
+    research_only: bool = False  # a runbook (``research: true``) plans; no Planner call
 
     @property
     def prompt_version(self) -> int:
@@ -114,9 +115,11 @@ async def run_agents(
     reader: GuardedReader | None,
     pins: Mapping[str, int],
     correlation_id: str,
+    plan: bool = True,
 ) -> AgentRun:
-    """Research ``text`` (when a reader is given), then plan it; never raises for the model."""
-    run = AgentRun(model=client.model, meter=meter)
+    """Research ``text`` (when a reader is given), then plan it (unless ``plan`` is False);
+    never raises for the model."""
+    run = AgentRun(model=client.model, meter=meter, research_only=not plan)
     wall = client.settings.agent_wall_s
     deadline = time.monotonic() + wall
     try:
@@ -133,7 +136,8 @@ async def run_agents(
                 )
                 if run.research.stopped:
                     run.notes.append(f"Researcher stopped: {run.research.stopped}")
-            await _plan(run, text, client=client, catalogue=catalogue, pins=pins)
+            if plan:
+                await _plan(run, text, client=client, catalogue=catalogue, pins=pins)
     except ModelUnavailable as exc:
         run.plan = None
         run.failure_code = exc.code

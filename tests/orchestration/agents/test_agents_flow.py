@@ -555,3 +555,58 @@ async def test_the_digest_shows_tokens_by_role_and_model_and_the_planners_share(
     assert "llm:scripted-1" in text
     fields = digest_blocks(Digest(day=day, timezone="UTC", report=report))
     assert "Plans by the LLM Planner" in json.dumps(fields.blocks)
+
+
+RESEARCHED_RUNBOOK = """
+id: queue-check
+version: 1
+title: Check the queue
+research: true
+match:
+  keywords: ["queuecheck"]
+steps:
+  - id: look
+    title: Look at the queue
+    tool: fake.read
+    args: {}
+    risk: low
+"""
+
+
+async def test_a_runbook_asking_for_research_gets_findings_beside_its_own_plan(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    (tmp_path / "rb").mkdir(exist_ok=True)
+    (tmp_path / "rb" / "queue.yaml").write_text(RESEARCHED_RUNBOOK)
+    cp = await plane(db_url, tmp_path, clock, fake, model, planes)
+    model.play([Turn(tool_calls=(("fake__read", {"q": 2}),)), Turn(content=FINDINGS)])
+    opened = await cp.open_incident(text="queuecheck please", requester=REQUESTER, channel="C1")
+    view = await cp.plan_view(opened.plan_id)
+    assert view.runbook_id == "queue-check"  # the runbook plans; the Planner is not asked
+    assert len(model.requests) == 2
+    assert all("response_format" not in r for r in model.requests)
+    found = await rows(cp, OutboxMessage, OutboxMessage.kind == "agent_findings")
+    assert found[0].payload["findings"][0]["text"] == "queue depth is 9000"
+    root = await rows(cp, OutboxMessage, OutboxMessage.kind == "incident_opened")
+    assert root[-1].payload["planner"] == "runbook"
+    costs = await rows(cp, CostEntry, CostEntry.plan_id == opened.plan_id)
+    assert {c.role for c in costs if c.tool == "llm:scripted-1"} == {"researcher"}
+    assert view.spent_tokens == sum(c.tokens for c in costs if c.tool == "llm:scripted-1")
+
+    # Its stored body names the flag; a runbook without it is stored as it always was.
+    stored = await rows(cp, Knowledge, Knowledge.kind == "runbook")
+    bodies = {k.key: k.body for k in stored}
+    assert bodies["queue-check"]["research"] is True
+    assert "research" not in bodies["fake-fix"]
+
+    # A model that is down does not keep the runbook from planning; the thread says so.
+    model.play([Turn(status=500)] * 4)
+    again = await cp.open_incident(text="queuecheck again", requester=REQUESTER, channel="C1")
+    assert (await cp.plan_view(again.plan_id)).runbook_id == "queue-check"
+    notes = await rows(cp, OutboxMessage, OutboxMessage.kind == "agent_findings")
+    assert "could not finish: the model is unavailable" in notes[-1].payload["notes"][-1]
