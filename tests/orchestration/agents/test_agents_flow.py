@@ -610,3 +610,34 @@ async def test_a_runbook_asking_for_research_gets_findings_beside_its_own_plan(
     assert (await cp.plan_view(again.plan_id)).runbook_id == "queue-check"
     notes = await rows(cp, OutboxMessage, OutboxMessage.kind == "agent_findings")
     assert "could not finish: the model is unavailable" in notes[-1].payload["notes"][-1]
+
+
+async def test_the_researchers_tool_call_cap_and_the_runs_wall_time_bound_it(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    cp = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"researcher_max_tool_calls": 1}
+    )
+    model.play(
+        [
+            Turn(tool_calls=(("fake__read", {"q": 1}), ("fake__read", {"q": 2}))),
+            Turn(content=FINDINGS),
+            Turn(content=plan_answer([READ])),
+        ]
+    )
+    await cp.open_incident(text=TEXT, requester=REQUESTER, run=False)
+    assert [c.args for c in fake.calls] == [{"q": 1}]  # the second read was over the cap
+    refused = await rows(cp, AuditEvent, AuditEvent.event == "research_refused")
+    assert [r.code for r in refused] == ["research_cap"]
+
+    slow = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"agent_wall_s": 0.3}
+    )
+    model.play([Turn(content=FINDINGS, delay_s=3)])  # far past the run's wall time
+    with pytest.raises(NoMatch, match=r"wall time \(0.3 s\) was used up"):
+        await slow.open_incident(text=TEXT, requester=REQUESTER)
