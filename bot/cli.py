@@ -244,7 +244,10 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     try:
         await db.start()
         when = day or previous_day(SystemClock().now(), tz)
-        digest = await db.run(lambda session: build_digest(session, day=when, tz=tz))
+        rate = settings.people_usd_per_hour
+        digest = await db.run(
+            lambda session: build_digest(session, day=when, tz=tz, people_usd_per_hour=rate)
+        )
     finally:
         await db.close()
     return digest_text(digest)

@@ -394,6 +394,9 @@ OPS_FALSE_POSITIVE: Final = "*False positives*\n{value} ({count}/{total} changes
 OPS_LEAD_TIME: Final = "*Change lead time*\n{value} ({total} plans)"
 OPS_CACHE: Final = "*Cache hit rate*\n{value} ({hits}/{lookups} lookups)"
 OPS_SPEND: Final = "*Spend*\n{usd}{dot}{tokens} tokens"
+PEOPLE_TIME: Final = (
+    "*People time* (card posted to vote): {time} over {votes} vote(s), {usd} at {rate}/h"
+)
 OPS_PLANNERS: Final = (
     "*Plans by the LLM Planner*\n{value} ({llm} of {total}; the rest from runbooks)"
 )

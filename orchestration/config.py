@@ -187,6 +187,8 @@ class DigestConfig(BaseModel):
     retry_minutes: int = Field(default=5, ge=1, le=24 * 60)
     misfire_grace_s: int = Field(default=3600, ge=1)
     chart: bool = True
+    # Set it and the digest prices the people time of approvals (card posted -> vote).
+    people_usd_per_hour: float | None = Field(default=None, ge=0)
 
     @field_validator("time", mode="before")
     @classmethod

@@ -54,6 +54,7 @@ from orchestration.models import (
     Plan,
     PlanCostRollup,
     Step,
+    Vote,
 )
 
 ROLLUP_BUCKET = timedelta(minutes=15)  # the rollups' bucket (migration 0009)
@@ -99,6 +100,15 @@ class CostlyPlan(BaseModel):
     status: str
     usd: float
     tokens: int
+
+
+class PersonTime(BaseModel):
+    """The time one approver's votes cost: from each card posted to their vote on it."""
+
+    model_config = _FROZEN
+    voter: str
+    seconds: float = 0.0
+    votes: int = 0
 
 
 class BudgetEvent(BaseModel):
@@ -151,6 +161,10 @@ class OpsReport(BaseModel):
     cost_per_successful_action_usd: float | None = None
     false_positive_rate: float | None = None
     change_lead_time_s: float | None = None
+    # People time: votes cast in the window, each from its card's posting to the vote.
+    people_s: float = 0.0
+    people_votes: int = 0
+    people: tuple[PersonTime, ...] = ()
     # Which planner made the plans proposed in the window (plans created in it).
     plans_proposed: int = 0
     plans_by_llm: int = 0
@@ -382,6 +396,22 @@ def planned_by_llm(session: Session, start: datetime, end: datetime) -> tuple[in
     return total, sum(int(count) for runbook, count in rows if runbook == LLM_RUNBOOK_ID)
 
 
+def people_time(session: Session, start: datetime, end: datetime) -> tuple[PersonTime, ...]:
+    """Per approver, the seconds from each approval card's posting to their vote on it, over
+    the votes cast in the window (most time first)."""
+    rows = session.exec(
+        select(Vote.voter, Vote.created_at, Approval.created_at)
+        .join(Approval, col(Approval.id) == col(Vote.approval_id))
+        .where(*_in_window(Vote.created_at, start, end))
+    ).all()
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for voter, voted, posted in rows:
+        totals[voter][0] += max((voted - posted).total_seconds(), 0.0)
+        totals[voter][1] += 1
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return tuple(PersonTime(voter=v, seconds=t, votes=int(n)) for v, (t, n) in ordered)
+
+
 def resolve_times(session: Session, start: datetime, end: datetime) -> list[float]:
     """Seconds from opening to resolution of each incident resolved in the window."""
     rows = session.exec(
@@ -465,6 +495,7 @@ def ops_report(
     """
     total, dims = _grouped_spend(session, start, end, DIMENSIONS)
     proposed, by_llm = planned_by_llm(session, start, end)
+    people = people_time(session, start, end)
     warnings, stops = budget_events(session, start, end)
     hits, misses = cache_counts(session, start, end)
     resolve_s = resolve_times(session, start, end)
@@ -538,6 +569,9 @@ def ops_report(
         cost_per_successful_action_usd=ratio(cohort_usd, succeeded),
         false_positive_rate=ratio(false_pos, decided),
         change_lead_time_s=mean(lead),
+        people_s=sum(p.seconds for p in people),
+        people_votes=sum(p.votes for p in people),
+        people=people,
         plans_proposed=proposed,
         plans_by_llm=by_llm,
         llm_plan_share=ratio(by_llm, proposed),

@@ -15,12 +15,21 @@ from common import FakeClock
 from orchestration.agents import transcripts
 from orchestration.control import ControlPlane
 from orchestration.digest import Digest
+from orchestration.enums import VoteChoice
 from orchestration.errors import NoMatch
-from orchestration.models import AuditEvent, CostEntry, Knowledge, OutboxMessage, Plan, Span
+from orchestration.models import (
+    Approval,
+    AuditEvent,
+    CostEntry,
+    Knowledge,
+    OutboxMessage,
+    Plan,
+    Span,
+)
 from orchestration.opsmetrics import ops_report
 from orchestration.replay import load_recording, replay
 from tests.orchestration.fakeplans import control_with
-from tests.orchestration.helpers import REQUESTER
+from tests.orchestration.helpers import APPROVER_A, REQUESTER
 
 TEXT = "payments queue is backing up"
 READ = {
@@ -641,3 +650,38 @@ async def test_the_researchers_tool_call_cap_and_the_runs_wall_time_bound_it(
     model.play([Turn(content=FINDINGS, delay_s=3)])  # far past the run's wall time
     with pytest.raises(NoMatch, match=r"wall time \(0.3 s\) was used up"):
         await slow.open_incident(text=TEXT, requester=REQUESTER)
+
+
+async def test_the_digest_puts_people_time_beside_tokens_and_calls_when_priced(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeTool,
+    model: FakeModel,
+    planes: list[ControlPlane],
+) -> None:
+    from bot.blocks import usd  # noqa: PLC0415 - the bot's rendering of the report
+    from bot.digest import digest_blocks, digest_text  # noqa: PLC0415
+
+    cp = await plane(
+        db_url, tmp_path, clock, fake, model, planes, llm_extra={"researcher_max_tool_calls": 0}
+    )
+    model.play([Turn(content=plan_answer([WRITE]))])
+    start = clock.now()
+    opened = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    cards = await rows(cp, Approval, Approval.plan_id == opened.plan_id)
+    clock.advance(90)
+    await cp.vote(nonce=cards[0].nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE, reason="")
+    window = (start - timedelta(minutes=1), clock.now() + timedelta(minutes=1))
+    report = await cp.db.run(lambda s: ops_report(s, *window))
+    assert report.people_s == pytest.approx(90)
+    assert [(p.voter, p.votes) for p in report.people] == [(APPROVER_A, 1)]
+    assert report.by_tool[0].tokens > 0  # tokens and the people time side by side
+
+    priced = Digest(day=start.date(), timezone="UTC", report=report, people_usd_per_hour=60)
+    text = digest_text(priced)
+    assert f"1m 30s over 1 vote(s), {usd(1.5)} at {usd(60)}/h" in text
+    assert APPROVER_A in text
+    assert "People time" in json.dumps(digest_blocks(priced).blocks)
+    unpriced = Digest(day=start.date(), timezone="UTC", report=report)
+    assert "People time" not in digest_text(unpriced)  # without a rate: the digest as before
