@@ -203,6 +203,15 @@ def _scheduler(
             coalesce=True,
             next_run_time=datetime.now(UTC) + timedelta(minutes=1),
         )
+    if control.llm is not None:
+        scheduler.add_job(
+            stoppable(control.prune_transcripts),
+            "interval",
+            hours=1,
+            id="prune-transcripts",
+            max_instances=1,
+            coalesce=True,
+        )
     if schedule_digest(scheduler, digest):
         log.info(
             "digest_scheduled",

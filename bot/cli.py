@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument(
+        "--scripted-llm",
+        action="store_true",
+        help="show the LLM agents with a local stand-in model playing a recorded run "
+        "(OPSGATE_LLM_BASE_URL, when set, is used instead)",
+    )
+    demo.add_argument(
         "--break-after",
         type=float,
         default=20.0,
@@ -333,7 +339,10 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     try:
         await db.start()
         when = day or previous_day(SystemClock().now(), tz)
-        digest = await db.run(lambda session: build_digest(session, day=when, tz=tz))
+        rate = settings.people_usd_per_hour
+        digest = await db.run(
+            lambda session: build_digest(session, day=when, tz=tz, people_usd_per_hour=rate)
+        )
     finally:
         await db.close()
     return digest_text(digest)
@@ -489,6 +498,7 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
         f"  knowledge: {', '.join(f'{k}@{v}' for k, v in preview.knowledge_pins.items())}",
         *(f"    note: {note}" for note in notes),
         f"  forecast ${preview.forecast_usd:.4f} of budget ${preview.budget_usd:.4f}",
+        *_planner_lines(preview),
         "",
     ]
     for index, step in enumerate(preview.steps, 1):
@@ -500,6 +510,8 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
         lines.append(f"   risk {risk}; {step.verdict}: {step.reason} [{step.code}]")
         if step.expect:
             lines.append(f"   expect {_json(step.expect)}")
+        if preview.rationales and step.key in preview.rationales:
+            lines.append(f"   why: {preview.rationales[step.key]}")
         if step.compensate:
             lines.append(
                 f"   compensate {step.compensate.get('tool')} "
@@ -508,9 +520,29 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def _planner_lines(preview: PlanPreview) -> list[str]:
+    """Which planner made the plan and what its model calls cost (only with ``llm:``)."""
+    if preview.planner is None:
+        return []
+    if preview.planner != "llm" or preview.llm is None:
+        return [f"  planner: {preview.planner}"]
+    llm = preview.llm
+    roles = ", ".join(
+        f"{role} {row['tokens']} tokens ${row['usd']:.6f}"
+        for role, row in sorted(llm.get("by_role", {}).items())
+    )
+    return [
+        f"  planner: llm (model {llm['model']}, prompt v{llm['prompt_version']})",
+        f"  model calls: {llm['calls']}; tokens {llm['tokens']} ({llm['cached_tokens']} cached); "
+        f"cost ${llm['usd']:.6f}" + (f" ({roles})" if roles else ""),
+    ]
+
+
 def plan_json(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
     """A plan preview as one JSON document (``opsgate plan --json``)."""
-    document = {**preview.model_dump(mode="json"), "notes": list(notes)}
+    # Without ``llm:`` the document is what it always was.
+    unset = {"planner", "llm", "rationales"} if preview.planner is None else set()
+    document = {**preview.model_dump(mode="json", exclude=unset), "notes": list(notes)}
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
@@ -533,7 +565,7 @@ async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool
             print(f"warning: {problem}", file=sys.stderr)
         stored = await asyncio.to_thread(read_stored, default_url())
         snapshot, notes = preview_snapshot(files, stored)
-        preview = control.preview(text, requester=requester, snapshot=snapshot)
+        preview = await control.preview_agents(text, requester=requester, snapshot=snapshot)
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1
@@ -553,6 +585,7 @@ def _demo(args: argparse.Namespace) -> int:
                 open_browser=not args.no_browser,
                 break_after_s=args.break_after,
                 real_monitoring=False if args.builtin_alerts else None,
+                scripted_llm=args.scripted_llm,
             )
         )
     except OSError as exc:

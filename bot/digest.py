@@ -131,6 +131,20 @@ def ops_fields(report: OpsReport) -> list[str]:
             lookups=report.cache_hits + report.cache_misses,
         ),
         s.OPS_SPEND.format(usd=usd(report.spend.usd), dot=s.DOT, tokens=f"{report.spend.tokens:,}"),
+        *_planner_fields(report),
+    ]
+
+
+def _planner_fields(report: OpsReport) -> list[str]:
+    """The LLM Planner's share of the plans, once it made any (else the digest is as before)."""
+    if not report.plans_by_llm:
+        return []
+    return [
+        s.OPS_PLANNERS.format(
+            value=pct(report.llm_plan_share),
+            llm=report.plans_by_llm,
+            total=report.plans_proposed,
+        )
     ]
 
 
@@ -254,6 +268,7 @@ def digest_blocks(digest: Digest) -> Rendered:
         DividerBlock(),
         section(s.OPS_HEADING),
         section(None, fields=ops_fields(report)),
+        *([section(people)] if (people := people_line(digest)) else []),
         context(
             s.DIGEST_FOOTER.format(
                 start=_utc(report.start), end=_utc(report.end), tz=digest.timezone, dot=s.DOT
@@ -325,7 +340,33 @@ def digest_text(digest: Digest) -> str:
         for e in events
     ]
     lines += ["", "Operations (plans finished in the window):", *_ops_text(report)]
+    lines += _people_text(digest)
     return "\n".join(lines)
+
+
+def people_line(digest: Digest) -> str | None:
+    """The people time of the window's votes and its price, when a rate is configured."""
+    rate = digest.people_usd_per_hour
+    if rate is None:
+        return None
+    report = digest.report
+    return s.PEOPLE_TIME.format(
+        time=span(report.people_s),
+        votes=report.people_votes,
+        usd=usd(report.people_s / 3600 * rate),
+        rate=usd(rate),
+    )
+
+
+def _people_text(digest: Digest) -> list[str]:
+    line = people_line(digest)
+    if line is None:
+        return []
+    return [
+        "",
+        line.replace("*", ""),
+        *(f"  {p.voter:<24} {span(p.seconds):>9}  {p.votes} vote(s)" for p in digest.report.people),
+    ]
 
 
 def _ops_text(report: OpsReport) -> list[str]:
@@ -344,7 +385,14 @@ def _ops_text(report: OpsReport) -> list[str]:
         f"({report.plans_finished} plans, {report.plans_succeeded} succeeded)",
         f"  cache hit rate              {pct(report.cache_hit_rate)} "
         f"({report.cache_hits}/{report.cache_hits + report.cache_misses} lookups)",
-    ]
+    ] + (
+        [
+            f"  plans by the LLM Planner    {pct(report.llm_plan_share)} "
+            f"({report.plans_by_llm}/{report.plans_proposed} plans proposed; the rest runbooks)"
+        ]
+        if report.plans_by_llm
+        else []
+    )
 
 
 # --- /incident metrics --------------------------------------------------------------------

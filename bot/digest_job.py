@@ -48,7 +48,10 @@ def new_replica_id() -> str:
 async def load_digest(control: ControlPlane, day: date) -> Digest:
     """The digest of the local ``day`` (configured time zone), read in one unit of work."""
     tz = control.config.digest.tz
-    return await control.db.run(lambda session: build_digest(session, day=day, tz=tz))
+    rate = control.config.digest.people_usd_per_hour
+    return await control.db.run(
+        lambda session: build_digest(session, day=day, tz=tz, people_usd_per_hour=rate)
+    )
 
 
 class DigestPoster:

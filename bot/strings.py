@@ -398,6 +398,12 @@ OPS_FALSE_POSITIVE: Final = "*False positives*\n{value} ({count}/{total} changes
 OPS_LEAD_TIME: Final = "*Change lead time*\n{value} ({total} plans)"
 OPS_CACHE: Final = "*Cache hit rate*\n{value} ({hits}/{lookups} lookups)"
 OPS_SPEND: Final = "*Spend*\n{usd}{dot}{tokens} tokens"
+PEOPLE_TIME: Final = (
+    "*People time* (card posted to vote): {time} over {votes} vote(s), {usd} at {rate}/h"
+)
+OPS_PLANNERS: Final = (
+    "*Plans by the LLM Planner*\n{value} ({llm} of {total}; the rest from runbooks)"
+)
 DIGEST_FOOTER: Final = (
     "{start} → {end} ({tz}){dot}outcome figures count plans that finished in the window"
     "{dot}n/a: nothing to measure"
@@ -531,3 +537,23 @@ DEBUG_AMBIGUOUS: Final = "That id names more than one incident; give more charac
 DEBUG_NOT_IN_THREAD: Final = (
     "Mention me with `{sub}` in an incident's thread, or type `/incident {sub} &lt;id&gt;`."
 )
+
+
+# --- the LLM agents (bot/blocks/agents.py) ---------------------------------------------------
+FIELD_PLANNER: Final = "*Planner*\n{planner}"
+PLANNER_RUNBOOK: Final = "runbook matcher"
+PLANNER_LLM: Final = "LLM Planner (`{model}`, prompt v{prompt}){confidence}"
+PLANNER_CONFIDENCE: Final = ", stated confidence {confidence:.0%}"
+LLM_COST: Final = "Agents: {tokens:,} tokens ({cached:,} cached) · {usd} · {calls} model calls"
+FINDINGS_HEADING: Final = ":mag: *Researcher findings*"
+FINDING_LINE: Final = "• {text}{span}"
+FINDING_SPAN: Final = " (span `{span}`)"
+NO_FINDINGS: Final = "• The Researcher found nothing worth reporting."
+RESEARCH_REFUSED: Final = "• :no_entry: refused `{action}`: {reason}"
+RATIONALES_HEADING: Final = ":brain: *Why these steps* (the LLM Planner's rationale)"
+RATIONALE_LINE: Final = "• `{key}`: {rationale}"
+IGNORED_CLAIM: Final = ":warning: {claim}"
+AGENT_NOTE: Final = ":information_source: {note}"
+AGENT_TOKENS: Final = "{role}: {tokens:,} tokens, {usd}"
+AGENT_BUDGET: Final = "Plan budget: {budget:,} tokens · {budget_usd}"
+FINDINGS_FALLBACK: Final = "Researcher findings and the LLM Planner's rationale"

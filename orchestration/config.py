@@ -7,6 +7,7 @@ Relative paths inside the file are resolved against the file's folder.
 import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,6 +210,8 @@ class DigestConfig(BaseModel):
     retry_minutes: int = Field(default=5, ge=1, le=24 * 60)
     misfire_grace_s: int = Field(default=3600, ge=1)
     chart: bool = True
+    # Set it and the digest prices the people time of approvals (card posted -> vote).
+    people_usd_per_hour: float | None = Field(default=None, ge=0)
 
     _hhmm = field_validator("time", mode="before")(_time_of_day)
 
@@ -273,6 +276,43 @@ class RetentionConfig(BaseModel):
         return dt.time(int(hours), int(minutes))
 
 
+class LlmConfig(BaseModel):
+    """An OpenAI-compatible model endpoint for the Researcher and the LLM Planner.
+
+    ``api_key`` is a ``${secret:NAME}`` reference (or empty for endpoints that need none); it
+    is resolved when the client is built, never stored or logged.
+    ``OPSGATE_LLM_BASE_URL``, ``OPSGATE_LLM_MODEL`` and ``OPSGATE_LLM_API_KEY`` override it.
+    """
+
+    model_config = _STRICT
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "gpt-4o-mini"
+    api_key: str = ""
+    usd_per_1m_input: float = Field(default=0.15, ge=0)
+    usd_per_1m_cached_input: float | None = Field(default=None, ge=0)  # default: the input price
+    usd_per_1m_output: float = Field(default=0.60, ge=0)
+    max_tokens_per_call: int = Field(default=400, ge=16, le=32000)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=3, ge=0, le=10)  # on 429 / 5xx / connection errors
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    researcher_max_tool_calls: int = Field(default=4, ge=0, le=50)
+    researcher_max_calls: int = Field(default=4, ge=1, le=50)  # model calls per Researcher run
+    agent_wall_s: float = Field(default=60.0, gt=0, le=3600)  # per agent run
+    tool_output_chars: int = Field(default=1500, ge=100, le=20000)  # quoted to the model
+    transcript_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_a_reference(cls, value: str) -> str:
+        """A key in the file would be a secret in the file: only a reference (or none)."""
+        return require_secret_ref(value, example="OPENAI_API_KEY") if value.strip() else ""
+
+    # Ask for token log-probabilities (where the provider returns them): their mean is kept as
+    # the answer's confidence on the plan and in failure reasons, beside any stated one.
+    logprobs: bool = False
+
+
 class OpsgateConfig(BaseModel):
     """The whole configuration."""
 
@@ -293,6 +333,7 @@ class OpsgateConfig(BaseModel):
     digest: DigestConfig = Field(default_factory=DigestConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    llm: LlmConfig | None = None  # without it opsgate plans from runbooks only
     source: str = Field(default="(built-in defaults)", exclude=True)
 
     @field_validator("approvers")
@@ -312,6 +353,26 @@ class OpsgateConfig(BaseModel):
     def playbook_folder(self) -> Path:
         """Where recovery playbooks live: ``playbooks``, else ``<runbooks>/recovery``."""
         return self.playbooks if self.playbooks is not None else self.runbooks / "recovery"
+
+    def llm_settings(self, environ: Mapping[str, str] | None = None) -> LlmConfig | None:
+        """``llm:`` with the ``OPSGATE_LLM_*`` overrides applied; None when neither is set.
+
+        ``OPSGATE_LLM_BASE_URL`` alone enables the agents with default settings.
+        """
+        env = os.environ if environ is None else environ
+        overrides = {
+            key: env[name]
+            for key, name in (
+                ("base_url", "OPSGATE_LLM_BASE_URL"),
+                ("model", "OPSGATE_LLM_MODEL"),
+                ("api_key", "OPSGATE_LLM_API_KEY"),
+            )
+            if env.get(name)
+        }
+        if self.llm is None and "base_url" not in overrides:
+            return None
+        base = self.llm if self.llm is not None else LlmConfig()
+        return base.model_copy(update=overrides) if overrides else base
 
     def approver_ids(self) -> frozenset[str]:
         """Configured approvers with user groups expanded to their members."""

@@ -20,6 +20,13 @@ from adapters.credentials import issuing
 from common import Clock, Role, faults
 from common.yamlsrc import Problem
 from orchestration import alertgroups, closing, intake, planner
+from orchestration.agents import transcripts
+from orchestration.agents.catalogue import ActionCatalogue
+from orchestration.agents.client import ModelClient
+from orchestration.agents.meter import TokenMeter
+from orchestration.agents.record import llm_summary, post_findings, record_run, record_unplanned
+from orchestration.agents.researcher import GuardedReader
+from orchestration.agents.run import AgentRun, run_agents
 from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.authority import running_scope
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
@@ -90,6 +97,7 @@ class ControlPlane:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cache_ttls: Mapping[str, float] | None = None,
         export_spans: bool = True,
+        model: ModelClient | None = None,
     ) -> None:
         self.db = db
         # With OTEL_EXPORTER_OTLP_ENDPOINT set, committed spans also go out over OTLP (not
@@ -128,6 +136,8 @@ class ControlPlane:
         )
         self._inflight: dict[str, asyncio.Task[Outcome]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.llm = config.llm_settings()
+        self._model = model
 
     # --- knowledge ---------------------------------------------------------------------
 
@@ -166,12 +176,51 @@ class ControlPlane:
 
     # --- planning ----------------------------------------------------------------------
 
-    def preview(
+    async def preview_agents(
         self, text: str, *, requester: str = "", snapshot: KnowledgeSnapshot | None = None
     ) -> PlanPreview:
+        """As :meth:`preview`, and with ``llm:`` set and no runbook matching, the LLM
+        Planner's plan (its model calls are made and metered; no tool runs, nothing is
+        written). Raises NoMatch with the reason when the agents make no plan."""
+        known = self.snapshot if snapshot is None else snapshot
+        clean = intake.validate(text)
+        if self.llm is None:
+            return self.preview(clean, requester=requester, snapshot=known)
+        if planner.rank(known, clean):
+            found = self.preview(clean, requester=requester, snapshot=known)
+            return found.model_copy(update={"planner": "runbook"})
+        run = await self.run_agents(
+            clean,
+            requester=requester,
+            channel="",
+            correlation_id=new_correlation_id(),
+            research=False,
+            snapshot=known,
+        )
+        draft = _agents_draft(run, clean)
+        found = self.preview(clean, requester=requester, snapshot=known, draft=draft)
+        return found.model_copy(
+            update={
+                "planner": "llm",
+                "llm": llm_summary(run),
+                "rationales": run.plan.rationales if run.plan else {},
+            }
+        )
+
+    def preview(
+        self,
+        text: str,
+        *,
+        requester: str = "",
+        snapshot: KnowledgeSnapshot | None = None,
+        draft: planner.PlanDraft | None = None,
+    ) -> PlanPreview:
         """The plan that would be proposed for ``text`` (from ``snapshot``, default the current
-        knowledge), with who must approve each step; reads and writes nothing."""
-        draft = planner.plan(self.snapshot if snapshot is None else snapshot, intake.validate(text))
+        knowledge; or ``draft`` when given), with who must approve each step; reads and writes
+        nothing."""
+        if draft is None:
+            known = self.snapshot if snapshot is None else snapshot
+            draft = planner.plan(known, intake.validate(text))
         plan, steps = self._materialise(draft, requester=requester, incident_id="", channel="")
         previews = self.preview_steps(plan, steps)
         return PlanPreview(
@@ -217,6 +266,73 @@ class ControlPlane:
             history=history,
         )
 
+    # --- agents ------------------------------------------------------------------------
+
+    @property
+    def model(self) -> ModelClient | None:
+        """The model client (built on first use from ``llm:``), or None without one."""
+        if self._model is None and self.llm is not None:
+            self._model = ModelClient(self.llm)
+        return self._model
+
+    async def run_agents(
+        self,
+        text: str,
+        *,
+        requester: str,
+        channel: str,
+        correlation_id: str,
+        research: bool = True,
+        snapshot: KnowledgeSnapshot | None = None,
+        plan: bool = True,
+    ) -> AgentRun:
+        """The Researcher (unless ``research`` is False) then the LLM Planner (unless ``plan``
+        is False: a runbook plans) on ``text``, metered against a plan's budget."""
+        assert self.llm is not None
+        budgets = self.config.budgets
+        meter = TokenMeter(
+            settings=self.llm,
+            budget_tokens=budgets.plan_tokens,
+            budget_usd=budgets.plan_usd,
+            soft_ratio=budgets.soft_ratio,
+        )
+        try:
+            client = self.model
+        except AdapterError as exc:  # the API key's ${secret:} is not set: say where to set it
+            log.warning("agents_not_run", correlation_id=correlation_id, code=exc.code)
+            return AgentRun(
+                model=self.llm.model,
+                meter=meter,
+                failure=f"the model client cannot start ({exc.message})",
+                failure_code=exc.code,
+                research_only=not plan,
+            )
+        assert client is not None
+        catalogue = ActionCatalogue(self.rt.tools)
+        reader = None
+        if research and self.llm.researcher_max_tool_calls > 0:
+            reader = GuardedReader(self.rt, self.executor, requester=requester, channel=channel)
+        run = await run_agents(
+            text,
+            client=client,
+            meter=meter,
+            catalogue=catalogue,
+            reader=reader,
+            pins=(self.snapshot if snapshot is None else snapshot).pins_for(""),
+            correlation_id=correlation_id,
+            plan=plan,
+        )
+        log.info(
+            "agents_ran",
+            correlation_id=correlation_id,
+            planned=run.plan is not None,
+            failure=run.failure_code or None,
+            tokens=meter.spent_tokens,
+            usd=round(meter.spent_usd, 6),
+            calls=len(meter.lines),
+        )
+        return run
+
     # --- incidents ---------------------------------------------------------------------
 
     def _ctx(
@@ -227,6 +343,32 @@ class ControlPlane:
             now=self.clock.now(),
             actor=actor,
             role=role,
+        )
+
+    async def _agents_for(
+        self, text: str, ctx: Ctx, *, requester: str, channel: str, inbox_key: str | None
+    ) -> AgentRun | None:
+        """The agents' run when ``llm:`` is set and no runbook matches ``text``, else None."""
+        if self.llm is None:
+            return None
+        try:
+            clean = intake.validate(text)
+        except OrchestrationError as exc:
+            await self._audit_refusal(ctx, exc, text=text, channel=channel, inbox_key=inbox_key)
+            raise
+        ranked = planner.rank(self.snapshot, clean)
+        if ranked:  # runbooks win when they match; one with ``research: true`` gets findings
+            if not self.snapshot.runbooks[ranked[0].runbook_id].research:
+                return None
+            return await self.run_agents(
+                clean,
+                requester=requester,
+                channel=channel,
+                correlation_id=ctx.correlation_id,
+                plan=False,
+            )
+        return await self.run_agents(
+            clean, requester=requester, channel=channel, correlation_id=ctx.correlation_id
         )
 
     async def open_incident(
@@ -252,6 +394,9 @@ class ControlPlane:
         """
         ctx = self._ctx(correlation_id, actor=requester, role=Role.HUMAN)
         bind_context(correlation_id=ctx.correlation_id, actor=requester)
+        agents = await self._agents_for(
+            text, ctx, requester=requester, channel=channel, inbox_key=inbox_key
+        )
 
         # Planning is CPU work: it runs in the database worker with the commit, so a burst of
         # incidents never holds the event loop (and Slack's acks) behind it.
@@ -259,7 +404,11 @@ class ControlPlane:
             if inbox_key is not None:
                 finish(session, inbox_key, now=ctx.now)  # locks the row: one try opens it
             clean = intake.validate(text)
-            draft = planner.plan(self.snapshot, clean)
+            draft = (
+                planner.plan(self.snapshot, clean)
+                if agents is None or agents.research_only
+                else _agents_draft(agents, clean)
+            )
             if fresh_only and behind(session, draft.knowledge_pins):
                 raise _KnowledgeBehind  # another replica stored a newer version just now
             incident_id = uuid.uuid4().hex
@@ -297,6 +446,9 @@ class ControlPlane:
             session.flush()
             pctx = ctx_for(plan, ctx)
             audit(session, pctx, "incident_opened", detail={"text": clean, "source": source})
+            llm: dict[str, Any] | None = None
+            if agents is not None and self.llm is not None:
+                llm = record_run(session, pctx, run=agents, plan=plan, settings=self.llm)
             audit(
                 session,
                 pctx,
@@ -325,8 +477,11 @@ class ControlPlane:
                     "steps": [p.model_dump(mode="json") for p in previews],
                     "forecast_usd": plan.forecast_usd,
                     "budget_usd": plan.budget_usd,
-                },
+                }
+                | _planner_fields(agents, llm, enabled=self.llm is not None),
             )
+            if agents is not None and llm is not None:
+                post_findings(session, pctx, run=agents, plan=plan, summary=llm)
             reason = ""
             refusal = forecast_refusal(
                 forecast_usd=plan.forecast_usd,
@@ -372,7 +527,9 @@ class ControlPlane:
                 await self.knowledge.refresh()
                 opened = await self.db.run(lambda s: work(s, fresh_only=False))
         except OrchestrationError as exc:
-            await self._audit_refusal(ctx, exc, text=text, channel=channel, inbox_key=inbox_key)
+            await self._audit_refusal(
+                ctx, exc, text=text, channel=channel, inbox_key=inbox_key, agents=agents
+            )
             raise
         log.info(
             "incident_opened",
@@ -419,10 +576,22 @@ class ControlPlane:
         text: str,
         channel: str,
         inbox_key: str | None = None,
+        agents: AgentRun | None = None,
     ) -> None:
         event = "plan_not_found" if isinstance(exc, NoMatch) else "input_rejected"
 
         def work(session: Session) -> None:
+            detail: dict[str, Any] = {"text": text[:500], "channel": channel, "reason": exc.message}
+            if agents is not None and self.llm is not None:
+                spent = record_unplanned(
+                    session, ctx, run=agents, channel=channel, settings=self.llm
+                )
+                detail |= {
+                    "agents_failure": agents.failure_code,
+                    "tokens": spent["tokens"],
+                    "usd": spent["usd"],
+                    "model_calls": spent["calls"],
+                }
             if inbox_key is not None:
                 refuse(
                     session,
@@ -437,7 +606,7 @@ class ControlPlane:
                 ctx,
                 event,
                 code=exc.code,
-                detail={"text": text[:500], "channel": channel, "reason": exc.message},
+                detail=detail,
             )
 
         await self.db.run(work)
@@ -617,6 +786,14 @@ class ControlPlane:
     async def expire_approvals(self) -> int:
         """Expire approvals past their time (a scheduler job); returns how many."""
         return await self.db.run(lambda s: expire_due(s, self._ctx()))
+
+    async def prune_transcripts(self) -> int:
+        """Delete agent transcripts past ``llm.transcript_retention_days`` (a scheduler job)."""
+        now = self.clock.now()
+        pruned = await self.db.run(lambda s: transcripts.prune(s, now))
+        if pruned:
+            log.info("transcripts_pruned", count=pruned)
+        return pruned
 
     async def close_incident(
         self,
@@ -978,4 +1155,29 @@ class ControlPlane:
             # Off the loop: the exporter's thread may be talking to a receiver on this loop.
             await asyncio.to_thread(self.span_export.shutdown)
             self.db.on_spans = None
+        if self._model is not None:
+            await self._model.aclose()
         await self.db.close()
+
+
+def _agents_draft(run: AgentRun, text: str) -> planner.PlanDraft:
+    """The LLM plan of ``run``, or NoMatch saying why humans take over."""
+    if run.plan is not None:
+        return run.plan.draft
+    raise NoMatch(
+        f"No runbook matches {text!r}, and {run.failure}; over to humans.",
+    )
+
+
+def _planner_fields(
+    run: AgentRun | None, llm: Mapping[str, Any] | None, *, enabled: bool
+) -> dict[str, Any]:
+    """What the incident's root says about who planned it (and the tokens the agents cost);
+    nothing without ``llm:``, so the root stays as it was."""
+    if run is None or run.plan is None:
+        return {"planner": "runbook"} if enabled else {}
+    return {
+        "planner": "llm",
+        "llm": dict(llm or {}),
+        "rationales": run.plan.rationales,
+    }

@@ -38,6 +38,7 @@ class Digest(BaseModel):
     day: date
     timezone: str
     report: OpsReport
+    people_usd_per_hour: float | None = None  # shown (people time) only when configured
 
 
 def day_window(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
@@ -60,7 +61,9 @@ def due_day(now: datetime, *, at: time, tz: tzinfo) -> date | None:
     return local.date() - timedelta(days=1)
 
 
-def build_digest(session: Session, *, day: date, tz: tzinfo) -> Digest:
+def build_digest(
+    session: Session, *, day: date, tz: tzinfo, people_usd_per_hour: float | None = None
+) -> Digest:
     """The digest of the local ``day``: its report with the 7-day trend ending on it."""
     start, end = day_window(day, tz)
     trend = []
@@ -68,7 +71,7 @@ def build_digest(session: Session, *, day: date, tz: tzinfo) -> Digest:
         each = day - timedelta(days=back)
         trend.append((each, *day_window(each, tz)))
     report = ops_report(session, start, end, trend_days=trend)
-    return Digest(day=day, timezone=str(tz), report=report)
+    return Digest(day=day, timezone=str(tz), report=report, people_usd_per_hour=people_usd_per_hour)
 
 
 def claim(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    LargeBinary,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -448,3 +449,22 @@ class AlertGroup(SQLModel, table=True):
     channel: str = ""
     alerts: dict[str, Any] = _json(dict)
     updated_at: datetime = _ts()
+
+
+class Transcript(SQLModel, table=True):
+    """One agent run's prompts and completions, gzip-compressed JSON (redacted before).
+
+    Kept until ``expires_at`` (``llm.transcript_retention_days``); never posted to Slack.
+    """
+
+    __tablename__ = "transcripts"
+    id: str = Field(primary_key=True)
+    plan_id: str = Field(index=True)
+    incident_id: str | None = None
+    role: str
+    model: str
+    calls: int = 0
+    tokens: int = 0
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)
+    body: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))

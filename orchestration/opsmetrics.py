@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
+from orchestration.agents.planning import LLM_RUNBOOK_ID
 from orchestration.enums import (
     ApprovalPurpose,
     IncidentStatus,
@@ -37,7 +38,16 @@ from orchestration.enums import (
     StepKind,
     StepStatus,
 )
-from orchestration.models import Approval, AuditEvent, CacheCounter, CostEntry, Incident, Plan, Step
+from orchestration.models import (
+    Approval,
+    AuditEvent,
+    CacheCounter,
+    CostEntry,
+    Incident,
+    Plan,
+    Step,
+    Vote,
+)
 
 TOP_PLANS = 5
 MAX_BUDGET_EVENTS = 20
@@ -81,6 +91,15 @@ class CostlyPlan(BaseModel):
     status: str
     usd: float
     tokens: int
+
+
+class PersonTime(BaseModel):
+    """The time one approver's votes cost: from each card posted to their vote on it."""
+
+    model_config = _FROZEN
+    voter: str
+    seconds: float = 0.0
+    votes: int = 0
 
 
 class BudgetEvent(BaseModel):
@@ -133,6 +152,14 @@ class OpsReport(BaseModel):
     cost_per_successful_action_usd: float | None = None
     false_positive_rate: float | None = None
     change_lead_time_s: float | None = None
+    # People time: votes cast in the window, each from its card's posting to the vote.
+    people_s: float = 0.0
+    people_votes: int = 0
+    people: tuple[PersonTime, ...] = ()
+    # Which planner made the plans proposed in the window (plans created in it).
+    plans_proposed: int = 0
+    plans_by_llm: int = 0
+    llm_plan_share: float | None = None
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -320,6 +347,33 @@ def cache_counts(session: Session, start: datetime, end: datetime) -> tuple[int,
     return int(row[0] or 0), int(row[1] or 0)
 
 
+def planned_by_llm(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """Plans created in the window, and how many of them the LLM Planner made."""
+    rows = session.exec(
+        select(Plan.runbook_id, func.count())
+        .where(*_in_window(Plan.created_at, start, end))
+        .group_by(Plan.runbook_id)
+    ).all()
+    total = sum(int(count) for _, count in rows)
+    return total, sum(int(count) for runbook, count in rows if runbook == LLM_RUNBOOK_ID)
+
+
+def people_time(session: Session, start: datetime, end: datetime) -> tuple[PersonTime, ...]:
+    """Per approver, the seconds from each approval card's posting to their vote on it, over
+    the votes cast in the window (most time first)."""
+    rows = session.exec(
+        select(Vote.voter, Vote.created_at, Approval.created_at)
+        .join(Approval, col(Approval.id) == col(Vote.approval_id))
+        .where(*_in_window(Vote.created_at, start, end))
+    ).all()
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for voter, voted, posted in rows:
+        totals[voter][0] += max((voted - posted).total_seconds(), 0.0)
+        totals[voter][1] += 1
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return tuple(PersonTime(voter=v, seconds=t, votes=int(n)) for v, (t, n) in ordered)
+
+
 def resolve_times(session: Session, start: datetime, end: datetime) -> list[float]:
     """Seconds from opening to resolution of each incident resolved in the window."""
     rows = session.exec(
@@ -402,6 +456,8 @@ def ops_report(
     - ``change_lead_time_s`` = mean(finished_at - created_at) over plans finished.
     """
     total, dims = _grouped_spend(session, start, end, DIMENSIONS)
+    proposed, by_llm = planned_by_llm(session, start, end)
+    people = people_time(session, start, end)
     warnings, stops = budget_events(session, start, end)
     hits, misses = cache_counts(session, start, end)
     resolve_s = resolve_times(session, start, end)
@@ -475,4 +531,10 @@ def ops_report(
         cost_per_successful_action_usd=ratio(cohort_usd, succeeded),
         false_positive_rate=ratio(false_pos, decided),
         change_lead_time_s=mean(lead),
+        people_s=sum(p.seconds for p in people),
+        people_votes=sum(p.votes for p in people),
+        people=people,
+        plans_proposed=proposed,
+        plans_by_llm=by_llm,
+        llm_plan_share=ratio(by_llm, proposed),
     )

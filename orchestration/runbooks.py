@@ -171,6 +171,8 @@ class Runbook(BaseModel):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     steps: tuple[StepSpec, ...] = Field(min_length=1)
     budget: BudgetSpec | None = None
+    # With ``llm:`` configured, the Researcher reads first and posts findings beside this plan.
+    research: bool = False
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "Runbook":

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
 from common import Clock, Mode, Risk, Role
+from orchestration.agents.planning import LLM_RUNBOOK_ID
 from orchestration.config import OpsgateConfig
 from orchestration.enums import StepKind
 from orchestration.knowledge.current import CurrentVersions
 from orchestration.models import Plan, Step
 from orchestration.rows import PlanRow, StepRow
-from policies import Decision, Pack, PolicyContext, evaluate
+from policies import Decision, Pack, PolicyContext, Verdict, evaluate
 
 
 def new_replica_id() -> str:
@@ -90,7 +91,24 @@ class Runtime:
             has_canary=bool(step.canary_step),
             dry_run=self.previews(step.tool_action) and not step.read_only,
         )
-        return evaluate(ctx, self.pack)
+        decision = evaluate(ctx, self.pack)
+        if (
+            plan.runbook_id == LLM_RUNBOOK_ID
+            and not step.read_only
+            and decision.verdict is Verdict.ALLOW
+        ):
+            # An LLM-proposed change always waits for a person, whatever the mode or stage.
+            return Decision(
+                verdict=Verdict.REQUIRE_APPROVAL,
+                code="llm_change_needs_approval",
+                reason="The LLM Planner proposed this change: a person approves it first.",
+                risk=decision.risk,
+                quorum=1,
+                exclude_requester=False,
+                rule_id="builtin:llm-change-approval",
+                ttl_minutes=self.approval_ttl_minutes,
+            )
+        return decision
 
     def previews(self, tool_action: str) -> bool:
         """Whether ``tool_action`` offers a dry run before approval (``ActionSpec.previews``)."""

@@ -44,6 +44,10 @@ class PlanPreview(_View):
     forecast_usd: float
     budget_usd: float
     budget_tokens: int
+    # Set only with ``llm:`` configured: which planner made it, what its model calls cost.
+    planner: str | None = None
+    llm: dict[str, Any] | None = None
+    rationales: dict[str, str] | None = None
 
 
 class Opened(_View):

@@ -6,6 +6,7 @@ from typing import Final
 from slack_sdk.models.blocks import Block
 
 from bot import strings as s
+from bot.blocks.agents import render_agent_findings
 from bot.blocks.approvals import (
     render_approval_card,
     render_approval_requested,
@@ -60,6 +61,7 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.STEP_RERUN: render_step_rerun,
     MessageKind.RECOVERY_PLAYBOOK: render_recovery_playbook,
     MessageKind.ALERTS_CHANGED: render_alerts_changed,
+    MessageKind.AGENT_FINDINGS: render_agent_findings,
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from slack_sdk.models.blocks import Block, DividerBlock
 
 from bot import strings as s
+from bot.blocks.agents import llm_cost_line, planner_field
 from bot.blocks.layout import context, finish, header, packed, section
 from bot.blocks.model import Payload, Rendered, as_float, as_int, mappings
 from bot.blocks.text import (
@@ -174,6 +175,9 @@ def render_incident_root(
             dot=s.DOT,
         ),
     ]
+    planner = planner_field(payload)
+    if planner:
+        fields.append(planner)
     if outcome:
         fields.append(outcome)
     blocks: list[Block] = [
@@ -191,7 +195,9 @@ def render_incident_root(
         heading=s.STEPS_HEADING,
         more=lambda count: s.MORE_STEPS.format(emoji=s.MORE_STEPS_EMOJI, count=count),
     )
-    blocks.append(context(_forecast(payload), trace_text(payload)))
+    blocks.append(
+        context(_forecast(payload), llm_cost_line(payload.get("llm")), trace_text(payload))
+    )
     text = s.INCIDENT_FALLBACK.format(status=label, text=esc(payload.get("text"), 500))
     return finish(text, blocks)
 

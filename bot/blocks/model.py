@@ -32,6 +32,7 @@ class MessageKind(StrEnum):
     STEP_RERUN = "step_rerun"
     RECOVERY_PLAYBOOK = "recovery_playbook"
     ALERTS_CHANGED = "alerts_changed"
+    AGENT_FINDINGS = "agent_findings"
 
 
 @dataclass(frozen=True)

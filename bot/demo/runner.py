@@ -9,6 +9,7 @@ the runbook probes the service's health over HTTP.
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -28,6 +30,8 @@ from bot.app import build_app
 from bot.demo import monitoring
 from bot.demo.monitoring import Monitoring, MonitoringSpec
 from bot.demo.service import DemoService
+from bot.sandbox.llm import FakeModel
+from bot.sandbox.llm_scripts import RecordedRun
 from bot.sandbox.ui import DEFAULT_PERSONAS, Sandbox
 from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
 from bot.settings import SlackSettings
@@ -188,6 +192,50 @@ def _alerts(
     return task, f"  Alerts: a built-in watcher ({why}).\n"
 
 
+# The recorded run costs about 3,000 tokens; the card asks a person past 80% of this budget.
+DEMO_LLM_TOKENS = 4000
+
+
+async def _agents(scripted: bool, service_url: str, runners: list[web.AppRunner]) -> dict[str, Any]:
+    """The ``llm:`` config of the demo: a real endpoint from ``OPSGATE_LLM_BASE_URL``, else
+    with ``scripted`` the stand-in playing a recorded run, else none (runbooks only)."""
+    if os.environ.get("OPSGATE_LLM_BASE_URL"):
+        return {"budgets": {"plan_tokens": DEMO_LLM_TOKENS}}  # the env names it all
+    if not scripted:
+        return {}
+    model = FakeModel(responder=RecordedRun(service_url))
+    base_url = await model.start()
+    assert model._runner is not None
+    runners.append(model._runner)
+    return {
+        "llm": {"base_url": base_url, "model": "scripted-demo"},
+        "budgets": {"plan_tokens": DEMO_LLM_TOKENS},
+    }
+
+
+def _banner(
+    url: str, service_url: str, *, break_after_s: float, agents: bool, alerts_line: str
+) -> None:
+    """Print where the demo runs and what to type."""
+    print(
+        f"\nopsgate demo is running: open {url}\n"
+        f"  {SERVICE} starts failing in {break_after_s:.0f} s; an alert then opens an "
+        "incident in #incidents.\n"
+        "  Or type: /incident checkout-api is down   (second scenario: "
+        "/incident orders-db disk full, /incident web serves stale data)\n"
+        "  Switch person at the top to approve as Sam and Alex. Ctrl-C stops.\n"
+        + (
+            "  Agents: /incident checkout-api is slow   (no runbook matches: the "
+            "Researcher reads, the LLM Planner proposes)\n"
+            if agents
+            else ""
+        )
+        + f"  Demo service: {service_url}/metrics, {service_url}/svc/{SERVICE}/health\n"
+        + alerts_line,
+        flush=True,
+    )
+
+
 @dataclass(frozen=True)
 class DemoHandles:
     """What a running demo exposes to tests and scripts."""
@@ -207,6 +255,7 @@ async def run_demo(
     on_started: Callable[[DemoHandles], None] | None = None,
     stop: asyncio.Event | None = None,
     real_monitoring: bool | None = None,
+    scripted_llm: bool = False,
 ) -> None:
     """Start everything, print the URL, run until ``stop`` (or SIGINT/SIGTERM), clean up.
 
@@ -243,8 +292,10 @@ async def run_demo(
             if real_monitoring
             else None
         )
+        agents = await _agents(scripted_llm, f"http://127.0.0.1:{service_port}", runners)
         config = OpsgateConfig.model_validate(
-            {
+            agents
+            | {
                 "adapters": monitored_adapters(mon) if mon is not None else {},
                 "runbooks": str(work / "runbooks"),
                 "approvers": APPROVERS,
@@ -284,17 +335,12 @@ async def run_demo(
             )
             tasks.append(task)
             url = f"http://127.0.0.1:{port}/"
-            service_url = f"http://127.0.0.1:{service_port}"
-            print(
-                f"\nopsgate demo is running: open {url}\n"
-                f"  {SERVICE} starts failing in {break_after_s:.0f} s; an alert then opens an "
-                "incident in #incidents.\n"
-                "  Or type: /incident checkout-api is down   (second scenario: "
-                "/incident orders-db disk full, /incident web serves stale data)\n"
-                "  Switch person at the top to approve as Sam and Alex. Ctrl-C stops.\n"
-                f"  Demo service: {service_url}/metrics, {service_url}/svc/{SERVICE}/health\n"
-                + alerts_line,
-                flush=True,
+            _banner(
+                url,
+                f"http://127.0.0.1:{service_port}",
+                break_after_s=break_after_s,
+                agents="llm" in agents or bool(os.environ.get("OPSGATE_LLM_BASE_URL")),
+                alerts_line=alerts_line,
             )
             if open_browser:
                 with contextlib.suppress(Exception):

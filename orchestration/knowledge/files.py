@@ -28,7 +28,10 @@ class FileKnowledge:
 
 def runbook_document(runbook: Runbook, source: str = "") -> Document:
     """The stored form of a runbook."""
-    return Document("runbook", runbook.id, runbook.model_dump(mode="json"), source=source)
+    # ``research`` is stored only when set: runbooks without it keep the body (and version) they
+    # had before the field existed.
+    body = runbook.model_dump(mode="json", exclude=set() if runbook.research else {"research"})
+    return Document("runbook", runbook.id, body, source=source)
 
 
 def retired_document(marker: RetiredRunbook, source: str = "") -> Document:

@@ -23,6 +23,8 @@ from adapters import GrantSigner, ToolRegistry
 from adapters.testing import FakeSleep
 from common import FakeClock
 from orchestration import intake, planner
+from orchestration.agents.catalogue import ActionCatalogue
+from orchestration.agents.planning import ANSWER_KIND, LLM_RUNBOOK_ID, AnswerInvalid, parse_answer
 from orchestration.config import OpsgateConfig
 from orchestration.control import ControlPlane
 from orchestration.db import Database
@@ -67,7 +69,7 @@ class ReplayReport(BaseModel):
     plan_version: int
     knowledge_pins: dict[str, int]
     plan_hash: str
-    plan_hash_reproduced: bool | None  # the pinned runbook plans the same steps again
+    plan_hash_reproduced: bool | None  # the pinned runbook (or LLM answer) plans it again
     fail_at: str | None
     live_readonly: bool
     original: RunSummary
@@ -109,6 +111,26 @@ def _reproduced(recording: Recording, pack: Pack) -> bool | None:
     except OrchestrationError:
         return False
     return bool(draft.plan_hash == recording.plan["plan_hash"])
+
+
+def _reproduced_llm(recording: Recording, tools: ToolRegistry) -> bool | None:
+    """Whether the pinned answer of the LLM Planner validates to the recorded plan hash again
+    (no model is called: the answer is knowledge, the actions are today's registry's)."""
+    pins: Mapping[str, int] = recording.plan["knowledge_pins"]
+    for row in recording.knowledge:
+        pin = pin_key(row["kind"], row["key"])
+        if row["kind"] != ANSWER_KIND or pin not in pins:
+            continue
+        body = row["body"]
+        others = {k: v for k, v in pins.items() if k != pin}
+        try:
+            parsed = parse_answer(
+                str(body["answer"]), ActionCatalogue(tools), model=str(body["model"]), pins=others
+            )
+        except (AnswerInvalid, KeyError, TypeError):
+            return False
+        return bool(parsed.draft.plan_hash == recording.plan["plan_hash"])
+    return None
 
 
 def seed(session: Session, recording: Recording) -> None:
@@ -218,7 +240,12 @@ async def replay(
             after = await db.run(lambda s: summarise(s, recording.plan_id))
         finally:
             await sandbox.close()
-    return _report(recording, pinned, fail_at, live_readonly, answers, after)
+    reproduced = (
+        _reproduced_llm(recording, tools)
+        if recording.plan["runbook_id"] == LLM_RUNBOOK_ID
+        else _reproduced(recording, pinned)
+    )
+    return _report(recording, reproduced, fail_at, live_readonly, answers, after)
 
 
 def _key(session: Session, step_id: str) -> str | None:
@@ -274,7 +301,7 @@ def _pending(session: Session, plan_id: str) -> list[tuple[str, str, str | None]
 
 def _report(  # noqa: PLR0917 - private: the parts of one report
     recording: Recording,
-    pack: Pack,
+    reproduced: bool | None,
     fail_at: FailAt | None,
     live_readonly: bool,
     answers: Answers,
@@ -304,7 +331,7 @@ def _report(  # noqa: PLR0917 - private: the parts of one report
         plan_version=int(recording.plan["version"]),
         knowledge_pins=dict(recording.plan["knowledge_pins"]),
         plan_hash=str(recording.plan["plan_hash"]),
-        plan_hash_reproduced=_reproduced(recording, pack),
+        plan_hash_reproduced=reproduced,
         fail_at=str(fail_at) if fail_at else None,
         live_readonly=live_readonly,
         original=before,

@@ -17,11 +17,12 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_demo(
-    *, break_after_s: float, real_monitoring: bool = False
+    *, break_after_s: float, real_monitoring: bool = False, scripted_llm: bool = False
 ) -> AsyncIterator[DemoHandles]:
     """The demo, started on a free port without a browser; stopped on exit.
 
-    The built-in alert watcher unless ``real_monitoring`` (Prometheus and Alertmanager)."""
+    The built-in alert watcher unless ``real_monitoring`` (Prometheus and Alertmanager);
+    ``scripted_llm``: the stand-in model plays a recorded Researcher and Planner run."""
     started: asyncio.Future[DemoHandles] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -32,6 +33,7 @@ async def running_demo(
             on_started=started.set_result,
             stop=stop,
             real_monitoring=real_monitoring,
+            scripted_llm=scripted_llm,
         )
     )
     try:

@@ -80,6 +80,26 @@ def test_planner_imports_nothing_that_holds_credentials_or_reaches_tools_ast() -
     assert sorted(m for m in reached if _within(m, PLANNER_FORBIDDEN)) == []
 
 
+LLM_PLANNER_FORBIDDEN = (*PLANNER_FORBIDDEN, "orchestration.agents.client")
+
+
+def test_llm_planner_reaches_no_credentials_tools_or_model_client_ast() -> None:
+    """The LLM Planner validates answers; the client (which holds the API key) is elsewhere."""
+    reached = _ast_closure("orchestration.agents.planning")
+    assert "orchestration.planner" in reached
+    assert sorted(m for m in reached if _within(m, LLM_PLANNER_FORBIDDEN)) == []
+
+
+def test_llm_planner_reaches_no_credentials_tools_or_model_client_grimp(
+    graph: grimp.ImportGraph,
+) -> None:
+    for forbidden in (*LLM_PLANNER_FORBIDDEN, "openai"):
+        chain = graph.find_shortest_chain(
+            importer="orchestration.agents.planning", imported=forbidden, as_packages=True
+        )
+        assert chain is None, f"orchestration.agents.planning reaches {forbidden} via {chain}"
+
+
 def test_ast_walk_does_see_the_executor_from_the_control_plane() -> None:
     """The check above can fail: the control plane, unlike the Planner, reaches tools."""
     reached = _ast_closure("orchestration.control")
