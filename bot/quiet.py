@@ -2,11 +2,14 @@
 
 Slack needs every ack within 3 s and people notice tens of milliseconds; an incident's plan does
 not. So a burst of slash commands is acked first, and the work they started (planning, tool
-calls, delivery) begins once requests pause for ``quiet_s``, or after ``max_wait_s`` at most.
+calls, delivery) begins once no request is being answered and none arrived for ``quiet_s``, or
+after ``max_wait_s`` at most.
 """
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 
 class QuietGate:
@@ -16,17 +19,30 @@ class QuietGate:
         self.quiet_s = quiet_s
         self.max_wait_s = max_wait_s
         self._last = 0.0
+        self._answering = 0  # requests between arrival and their response
 
     def touch(self) -> None:
         """A request just arrived."""
         self._last = time.monotonic()
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around one request's handling: no lull while it is being answered."""
+        self._answering += 1
+        self.touch()
+        try:
+            yield
+        finally:
+            self._answering -= 1
+            self.touch()
+
     async def wait(self) -> None:
-        """Return once no request arrived for ``quiet_s`` (or after ``max_wait_s``)."""
+        """Return once no request is being answered and none arrived for ``quiet_s`` (or
+        after ``max_wait_s``)."""
         deadline = time.monotonic() + self.max_wait_s
         while True:
             now = time.monotonic()
             idle = now - self._last
-            if idle >= self.quiet_s or now >= deadline:
+            if (idle >= self.quiet_s and not self._answering) or now >= deadline:
                 return
-            await asyncio.sleep(min(self.quiet_s - idle, deadline - now))
+            await asyncio.sleep(max(0.001, min(self.quiet_s - idle, deadline - now)))

@@ -131,6 +131,10 @@ def add_routes(
     ops = OpsCollector.over(control.db, clock=control.clock)
 
     async def events(request: web.Request) -> web.Response:
+        with surface.quiet.answering():  # background work waits while a burst is answered
+            return await answer_event(request)
+
+    async def answer_event(request: web.Request) -> web.Response:
         try:
             slack = await checked(request, secret=signing_secret)
         except Refused as refused:

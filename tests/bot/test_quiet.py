@@ -32,6 +32,26 @@ async def test_wait_holds_until_requests_pause() -> None:
     assert waited >= 0.08  # the burst lasted ~0.1 s: work started only after its last request
 
 
+async def test_wait_holds_while_a_request_is_still_being_answered() -> None:
+    """Requests that all arrived at once are still being answered: no lull until they are."""
+    gate = QuietGate(quiet_s=0.01, max_wait_s=5.0)
+    answered = asyncio.Event()
+    order: list[str] = []
+
+    async def slow_answer() -> None:
+        with gate.answering():
+            await asyncio.sleep(0.2)  # e.g. waiting for the inbox commit
+            order.append("answered")
+        answered.set()
+
+    task = asyncio.create_task(slow_answer())
+    await asyncio.sleep(0.05)  # long past quiet_s since the request arrived
+    await gate.wait()
+    order.append("work")
+    await task
+    assert order == ["answered", "work"]
+
+
 async def test_wait_gives_up_after_max_wait_during_endless_traffic() -> None:
     gate = QuietGate(quiet_s=0.05, max_wait_s=0.15)
     stop = asyncio.Event()
