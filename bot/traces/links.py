@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from orchestration.config import SlackConfig
 from orchestration.telemetry import get_logger
@@ -39,6 +39,9 @@ class LinkCheck(StrEnum):
     FORGED = "forged"
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @dataclass(frozen=True)
 class TraceLinks:
     """Makes and checks trace links; ``base_url`` None makes none (no public URL configured)."""
@@ -55,7 +58,8 @@ class TraceLinks:
             key = raw.encode()
         else:
             key = secrets.token_bytes(32)
-            if base_url:
+            # Links to this machine (the demo, a laptop) live as long as the process anyway.
+            if base_url and urlsplit(base_url).hostname not in _LOOPBACK:
                 log.warning(
                     "trace_links_key_ephemeral",
                     reason=f"{TRACE_KEY_VAR} is not set: trace links stop opening at restart",

@@ -95,6 +95,11 @@ def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert ephemeral.key != first.key
     assert len(ephemeral.key) == 32
     assert [e["event"] for e in logs] == ["trace_links_key_ephemeral"]
+    # links to this machine (the demo) live as long as the process: nothing to warn about
+    with capture_logs() as logs:
+        TraceLinks.from_env("http://127.0.0.1:8080", ttl_hours=1)
+        TraceLinks.from_env("http://localhost:8080", ttl_hours=1)
+    assert logs == []
 
 
 # --- the link in messages ------------------------------------------------------------------
