@@ -179,7 +179,7 @@ async def _audit(
         print(f"not_found: no database at {missing}: there is nothing to audit", file=sys.stderr)
         return 1
     settings = load_config(config)  # a broken config is reported as for every verb
-    archive = settings.retention.archive
+    archive = settings.retention
     db = Database()
     try:
         scope = await db.run(lambda s: resolve(s, ref, correlation_id=correlation_id))

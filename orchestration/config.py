@@ -255,12 +255,30 @@ class RetentionDays(BaseModel):
     inbox: int | None = Field(default=7, ge=1)  # finished requests (dedupe rows) only
 
 
+class ArchiveBucket(BaseModel):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph, ...) the archive files go to."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=3, max_length=63)
+    prefix: str = "opsgate-archive"
+    endpoint_url: str | None = None  # None: AWS S3 itself
+    region: str = "us-east-1"
+    access_key_id: str  # ${secret:NAME}
+    secret_access_key: str  # ${secret:NAME}
+
+    @field_validator("access_key_id", "secret_access_key")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return require_secret_ref(value, example="ARCHIVE_SECRET_ACCESS_KEY")
+
+
 class RetentionConfig(BaseModel):
     """The daily job that archives old rows as compressed JSON Lines, then deletes them."""
 
     model_config = _STRICT
     enabled: bool = True
     archive: Path = Path(".opsgate/archive")  # a folder (relative to the config file)
+    bucket: ArchiveBucket | None = None  # with it, files go to the bucket (archive: staging)
     time: str = "03:30"  # UTC, HH:MM
     days: RetentionDays = Field(default_factory=RetentionDays)
     batch_rows: int = Field(default=1000, ge=10, le=100_000)

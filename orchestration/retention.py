@@ -14,6 +14,11 @@ One batch is one short unit of work, so live work never waits behind the job for
 3. delete exactly those keys, still past the cutoff, in their own transaction;
 4. pause ``pause_s``, then the next batch.
 
+With ``retention.bucket`` (an S3-compatible bucket, through boto3) the file is uploaded to
+``<prefix>/<stream>/<YYYY-MM>/<name>`` before the delete, and the local copy (a staging file)
+is removed once the upload is acknowledged; an upload that fails fails the run before anything
+is deleted.
+
 A crash between 2 and 3 leaves the rows in place; the next run selects them again and rewrites
 the same file name, so nothing is lost and readers (:func:`read_archive`) drop duplicates by key.
 The daily run is claimed once across replicas through ``digest_runs`` (channel ``@retention``),
@@ -34,8 +39,9 @@ from typing import Any
 from sqlalchemy import Engine, Table, delete, select
 from sqlmodel import Session
 
+from adapters.secrets import SecretSource
 from common import Clock
-from orchestration.config import RetentionConfig
+from orchestration.config import ArchiveBucket, RetentionConfig
 from orchestration.db import Database
 from orchestration.digest import claim, mark_failed, mark_posted
 from orchestration.models import AuditEvent, CostEntry, InboxItem, OutboxMessage, Span
@@ -183,6 +189,9 @@ async def run_streams(
             if not rows:
                 break
             path = await asyncio.to_thread(_write_archive, config.archive, stream, rows)
+            where = str(path)
+            if config.bucket is not None:
+                where = await asyncio.to_thread(_upload, config, path)
             keys = [row[stream.key] for row in rows]
             began = time.perf_counter()
             deleted = await db.run(
@@ -192,7 +201,7 @@ async def run_streams(
             done.archived += len(rows)
             done.deleted += deleted
             done.batches += 1
-            done.files.append(str(path))
+            done.files.append(where)
             if len(rows) < config.batch_rows:
                 break
             await asyncio.sleep(config.pause_s)
@@ -272,18 +281,61 @@ class RetentionJob:
         return report
 
 
-def read_archive(folder: Path, stream: str) -> Iterator[dict[str, Any]]:
-    """Every archived row of ``stream``, oldest file first, each key once."""
+def _s3(bucket: ArchiveBucket) -> Any:
+    import boto3  # noqa: PLC0415 - only with a bucket configured
+
+    secrets = SecretSource()
+    return boto3.client(
+        "s3",
+        endpoint_url=bucket.endpoint_url,
+        region_name=bucket.region,
+        aws_access_key_id=secrets.resolve(bucket.access_key_id),
+        aws_secret_access_key=secrets.resolve(bucket.secret_access_key),
+    )
+
+
+def _object_key(bucket: ArchiveBucket, relative: Path) -> str:
+    return "/".join(p for p in (bucket.prefix.strip("/"), relative.as_posix()) if p)
+
+
+def _upload(config: RetentionConfig, path: Path) -> str:
+    """Put the file in the bucket, then remove the staging copy; the object's ``s3://`` name."""
+    assert config.bucket is not None
+    key = _object_key(config.bucket, path.relative_to(config.archive))
+    _s3(config.bucket).upload_file(str(path), config.bucket.name, key)
+    path.unlink()
+    return f"s3://{config.bucket.name}/{key}"
+
+
+def _archived_files(config: RetentionConfig | Path, stream: str) -> Iterator[bytes]:
+    """The gzip files of ``stream``, oldest first: from the bucket when one is configured."""
+    folder = config if isinstance(config, Path) else config.archive
+    bucket = None if isinstance(config, Path) else config.bucket
+    if bucket is not None:
+        client = _s3(bucket)
+        prefix = _object_key(bucket, Path(stream)) + "/"
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket.name, Prefix=prefix
+        ):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        for key in sorted(k for k in keys if k.endswith(".jsonl.gz")):
+            yield client.get_object(Bucket=bucket.name, Key=key)["Body"].read()
     root = folder / stream
-    if not root.is_dir():
-        return
+    if root.is_dir():
+        for path in sorted(root.glob("*/*.jsonl.gz")):
+            yield path.read_bytes()
+
+
+def read_archive(config: RetentionConfig | Path, stream: str) -> Iterator[dict[str, Any]]:
+    """Every archived row of ``stream`` (the folder, and the bucket when one is configured),
+    oldest file first, each key once."""
     key = next(s.key for s in STREAMS if s.name == stream)
     seen: set[Any] = set()
-    for path in sorted(root.glob("*/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as lines:
-            for line in lines:
-                row = json.loads(line)
-                if row.get(key) in seen:
-                    continue
-                seen.add(row.get(key))
-                yield row
+    for data in _archived_files(config, stream):
+        for line in gzip.decompress(data).decode("utf-8").splitlines():
+            row = json.loads(line)
+            if row.get(key) in seen:
+                continue
+            seen.add(row.get(key))
+            yield row

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from orchestration.config import RetentionConfig
 from orchestration.enums import SpanKind
 from orchestration.errors import NotFound
 from orchestration.models import AuditEvent, CostEntry, Incident, Plan, Span, Step
@@ -86,11 +87,13 @@ def resolve(
     raise NotFound(f"no plan or incident {ref!r}")
 
 
-def timeline(session: Session, scope: Scope, *, archive: Path | None = None) -> list[Entry]:
+def timeline(
+    session: Session, scope: Scope, *, archive: "Path | RetentionConfig | None" = None
+) -> list[Entry]:
     """Every record of ``scope``, oldest first; at equal times, a tool call follows the
     start of its step and a cost entry the step's result (a clock's resolution is coarse).
 
-    With ``archive`` (``retention.archive``), audit events that retention moved out of the
+    With ``archive`` (``retention``, or its folder), audit events that retention moved out of the
     database are read from there too.
     """
     stored = list(_audit(session, scope))
@@ -121,7 +124,7 @@ def _in_scope(row: dict[str, Any], scope: Scope) -> bool:
     return row.get("plan_id") in scope.plan_ids
 
 
-def _archived_audit(archive: Path, scope: Scope) -> list[Entry]:
+def _archived_audit(archive: "Path | RetentionConfig", scope: Scope) -> list[Entry]:
     """Audit events of ``scope`` in the retention archive (older than any still stored)."""
     return [
         Entry(

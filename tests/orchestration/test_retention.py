@@ -258,3 +258,78 @@ def test_live_writes_go_on_while_a_big_run_deletes(db: Database, tmp_path: Path)
     during = [t for t in live if t < finished[0]]
     assert len(during) >= 3  # live work committed while the run was deleting
     assert _count(db, AUDIT) == len(live)  # every old row gone, every live row kept
+
+
+# --- the archive in an S3-compatible bucket (moto's S3 server stands in) -------------------
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    import boto3  # noqa: PLC0415 - these tests only
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("OPSGATE_SECRET_ARCHIVE_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("OPSGATE_SECRET_ARCHIVE_SECRET", "testing-secret-0123456789")
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-0123456789",
+    )
+    yield url, client
+    server.stop()
+
+
+def _bucketed(tmp_path: Path, url: str, name: str = "ops-archive") -> RetentionConfig:
+    return _config(
+        tmp_path,
+        bucket={
+            "name": name,
+            "prefix": "prod",
+            "endpoint_url": url,
+            "access_key_id": "${secret:ARCHIVE_KEY_ID}",
+            "secret_access_key": "${secret:ARCHIVE_SECRET}",
+        },
+    )
+
+
+def test_with_a_bucket_the_files_go_there_and_audit_reads_them_back(
+    db: Database, tmp_path: Path, s3: tuple[str, Any]
+) -> None:
+    url, client = s3
+    client.create_bucket(Bucket="ops-archive")
+    _seed(db)
+    config = _bucketed(tmp_path, url)
+    report = asyncio.run(run_streams(db, config, now=NOW))
+    assert _count(db, AUDIT) == 20
+    listed = client.list_objects_v2(Bucket="ops-archive", Prefix="prod/audit/")["Contents"]
+    assert len(listed) == 5  # one object per batch
+    assert all(f.startswith("s3://ops-archive/prod/") for s in report.streams for f in s.files)
+    assert not list((tmp_path / "archive").rglob("*.jsonl.gz"))  # staging copies removed
+    assert len(list(read_archive(config, "audit"))) == 230
+    scope = Scope(label="plan p-old", plan_ids=("p-old",))
+    with Session(db.engine) as session:
+        assert len(timeline(session, scope, archive=config)) == 230
+
+
+def test_an_upload_the_bucket_refuses_deletes_nothing(
+    db: Database, tmp_path: Path, s3: tuple[str, Any]
+) -> None:
+    url, _client = s3  # the bucket was never created: S3 answers NoSuchBucket
+    _seed(db)
+    with pytest.raises(Exception, match=r"NoSuchBucket|does not exist"):
+        asyncio.run(run_streams(db, _bucketed(tmp_path, url, name="missing-bucket"), now=NOW))
+    assert _count(db, AUDIT) == 250  # nothing deleted that is not archived
+
+
+def test_bucket_credentials_must_be_secret_references(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="secret reference"):
+        _config(
+            tmp_path,
+            bucket={"name": "b-1", "access_key_id": "AKIA0000", "secret_access_key": "x" * 20},
+        )
