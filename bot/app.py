@@ -95,6 +95,7 @@ def build_app(
         refs=Refs(control.db),
         rate_per_s=control.config.slack.channel_rate_per_s,
         links=links,
+        ops_channel=control.config.slack.ops_channel,
     )
     quiet = QuietGate()
     relay = OutboxRelay(db=control.db, notifier=notifier, clock=control.clock, pace=quiet.wait)
@@ -202,6 +203,16 @@ def _scheduler(
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        )
+    if control.config.rollout.scopes:
+        # FP spikes and cost drift demote a scope; failures demote at once, in their commit.
+        scheduler.add_job(
+            stoppable(control.rollout.check),
+            "interval",
+            seconds=control.config.rollout.check_every_s,
+            id="rollout-check",
+            max_instances=1,
+            coalesce=True,
         )
     if control.llm is not None:
         scheduler.add_job(

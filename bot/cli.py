@@ -161,6 +161,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--correlation-id", metavar="ID", help="every record of one correlation id")
     audit.add_argument("--json", action="store_true", help="print JSON Lines, one record a line")
+    rollout = sub.add_parser(
+        "rollout",
+        help="staged trust: each scope's stage, evidence and exit criteria (reads only)",
+        description="Each rollout scope (opsgate.yaml rollout:) with its stage and days in it, "
+        "judged incidents, false positive and negative rates by severity, agreement, cost per "
+        "action against its bound, and which exit criteria of its stage are met.",
+    )
+    rverbs = rollout.add_subparsers(dest="rollout_command", required=True)
+    rstatus = rverbs.add_parser("status", help="every scope now")
+    rstatus.add_argument("--json", action="store_true", help="print JSON Lines, one scope a line")
     return parser
 
 
@@ -193,6 +203,33 @@ async def _audit(
             print(redact_text(json.dumps(entry.line(), ensure_ascii=False)))
     else:
         print(redact_text(audit_text(scope.label, entries)))
+    return 0
+
+
+def _rollout_status(config: Path | None, *, as_json: bool) -> int:
+    """``opsgate rollout status``: reads the store, writes nothing."""
+    from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
+    from orchestration.rollout.report import scope_status, status_text  # noqa: PLC0415
+
+    settings = load_config(config)
+    now = SystemClock().now()
+    with read_only_session(default_url()) as session:
+        if session is not None:
+            rows = scope_status(session, settings.rollout, default=settings.mode, now=now)
+    if session is None:  # nothing recorded yet: each scope in its configured stage
+        from sqlmodel import Session, SQLModel, create_engine  # noqa: PLC0415
+
+        empty = create_engine("sqlite://")
+        SQLModel.metadata.create_all(empty)
+        with Session(empty) as blank:
+            rows = scope_status(blank, settings.rollout, default=settings.mode, now=now)
+        if settings.rollout.scopes:
+            print("note: no database yet: no evidence recorded", file=sys.stderr)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.as_json(), ensure_ascii=False))
+        return 0
+    print(status_text(rows), end="")
     return 0
 
 
@@ -508,6 +545,8 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
         lines.append(f"{index}. {step.title}")
         lines.append(f"   {step.tool_action} {_json(step.args)}")
         lines.append(f"   risk {risk}; {step.verdict}: {step.reason} [{step.code}]")
+        if step.stage:
+            lines.append(f"   stage {step.stage}")
         if step.expect:
             lines.append(f"   expect {_json(step.expect)}")
         if preview.rationales and step.key in preview.rationales:
@@ -613,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": lambda: asyncio.run(_plan(config, args.text, args.requester, as_json=args.json)),
         "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
         "knowledge": lambda: _knowledge(args),
+        "rollout": lambda: _rollout_status(config, as_json=args.json),
         "audit": lambda: asyncio.run(
             _audit(config, args.ref, correlation_id=args.correlation_id, as_json=args.json)
         ),

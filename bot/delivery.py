@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import strings
 from bot.blocks import render, render_approval_card, render_incident_root
 from bot.blocks.incidents import close_answer
+from bot.blocks.rollout import render_promotion_card
 from bot.refs import Refs
 from bot.traces import TraceLinks
 from orchestration.control import ControlPlane
@@ -23,6 +24,7 @@ from orchestration.errors import NotFound
 from orchestration.inbox import NOTICE_KIND, NoticeKind
 from orchestration.models import OutboxMessage
 from orchestration.outbox import DeliveryDropped, DeliveryRetry
+from orchestration.rollout.guard import OPS_CHANNEL
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.delivery")
@@ -50,6 +52,9 @@ ROOT_UPDATES = frozenset(
         "incident_cancelled",
     }
 )
+
+# Messages about no incident: posted to their channel, not to a thread.
+CHANNEL_MESSAGES = frozenset({"rollout_changed", "promotion_requested", "promotion_updated"})
 
 PERMANENT = frozenset(
     {
@@ -91,8 +96,10 @@ class SlackNotifier:
         refs: Refs,
         rate_per_s: float = 1.0,
         links: TraceLinks | None = None,
+        ops_channel: str | None = None,
     ) -> None:
         self._client = client
+        self._ops_channel = ops_channel
         self._links = links
         self._control = control
         self._refs = refs
@@ -151,6 +158,10 @@ class SlackNotifier:
         stored = dict(message.payload)  # kept without a link: each rendering signs a fresh one
         payload = self._linked(stored)
         kind = message.kind
+        if message.incident_id is None and kind in CHANNEL_MESSAGES:
+            ts = await self._channel_message(message, stored, payload)
+            await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
+            return
         if kind == "incident_opened":
             rendered = await asyncio.to_thread(render, kind, payload)
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
@@ -197,6 +208,36 @@ class SlackNotifier:
         await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
         if kind in ROOT_UPDATES:
             await self._refresh_root(message)
+
+    async def _channel_message(
+        self, message: OutboxMessage, stored: dict[str, Any], payload: dict[str, Any]
+    ) -> str:
+        """A message of no incident: a stage change (ops channel) or a promotion card."""
+        kind = message.kind
+        channel = message.channel
+        if channel == OPS_CHANNEL:
+            if not self._ops_channel:
+                log.info("rollout_change_not_posted", reason="no slack.ops_channel configured")
+                return "no-ops-channel"
+            channel = self._ops_channel
+        if kind == "promotion_updated":
+            ref = await self._refs.get(f"promotion:{payload['promotion_id']}")
+            if ref is None:
+                return "no-card"
+            rendered = await asyncio.to_thread(
+                render_promotion_card, self._linked(dict(ref.payload)), payload
+            )
+            await self._client.chat_update(
+                channel=ref.channel, ts=ref.ts, text=rendered.text, blocks=rendered.blocks
+            )
+            return ref.ts
+        rendered = await asyncio.to_thread(render, kind, payload)
+        ts = await self._post(channel, text=rendered.text, blocks=rendered.blocks)
+        if kind == "promotion_requested":
+            await self._refs.put(
+                f"promotion:{payload['promotion_id']}", channel=channel, ts=ts, payload=stored
+            )
+        return ts
 
     async def _notice(self, message: OutboxMessage, payload: dict[str, Any]) -> str:
         """A reply about a request: to its asker alone, or (an alert's) to the channel."""

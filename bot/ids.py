@@ -16,12 +16,18 @@ class ActionId(StrEnum):
     IN_DOUBT_RAN = "in_doubt_ran"
     IN_DOUBT_RERUN = "in_doubt_rerun"
     IN_DOUBT_STOP = "in_doubt_stop"
+    APPROVE_PROMOTION = "approve_promotion"
+    REJECT_PROMOTION = "reject_promotion"
+    BASELINE_OPEN = "baseline_open"
+    BASELINE_TAKEN = "baseline_taken"
+    BASELINE_OTHER = "baseline_other"
 
 
 class CallbackId(StrEnum):
     """``callback_id`` of every modal opsgate opens."""
 
     REJECT_REASON = "reject_reason"
+    BASELINE = "baseline_answer"
 
 
 class BlockId(StrEnum):
@@ -30,3 +36,7 @@ class BlockId(StrEnum):
     APPROVAL_ACTIONS = "approval_actions"
     IN_DOUBT_ACTIONS = "in_doubt_actions"
     REJECT_REASON = "reject_reason_block"
+    PROMOTION_ACTIONS = "promotion_actions"
+    BASELINE_ACTIONS = "baseline_actions"
+    BASELINE_TAKEN = "baseline_taken_block"
+    BASELINE_OTHER = "baseline_other_block"

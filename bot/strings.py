@@ -112,6 +112,7 @@ STEPS_HEADING: Final = "*Steps*"
 NO_STEPS: Final = "_No steps._"
 STEP_LINE: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{risk}{dot}{policy}"
 POLICY_ALLOW: Final = "runs automatically"
+STAGE_LINE: Final = "      _Stage: {stage}_"
 ENDS_IF: Final = {
     "healthy": "; a healthy answer ends the plan",
     "unhealthy": "; an unhealthy answer ends the plan",
@@ -300,11 +301,16 @@ HELP_COMMANDS: Final = (
         "re-run the plan in a sandbox, a failure forced, beside the original (in its thread)",
     ),
     ("/incident audit [id]", "who asked, approved and ran what, with costs (in its thread)"),
+    ("/incident did [id] <what>", "record what you did (the baseline shadow mode is judged by)"),
+    (
+        "/incident rollout [promote <scope> [override: <why>]]",
+        "each scope's stage and evidence; ask approvers to promote one",
+    ),
 )
 HELP_LINE: Final = "`{command}` — {what}"
 HELP: Final = (
     "opsgate /incident commands: &lt;text&gt;, help, status, resolve, cancel, metrics, "
-    "replay, audit"
+    "replay, audit, did, rollout"
 )
 UNKNOWN_SUB: Final = "🤔 `/incident {sub}` is not a command. Try one of these:"
 UNKNOWN_SUB_FALLBACK: Final = "Unknown /incident command: {sub}"
@@ -557,3 +563,63 @@ AGENT_NOTE: Final = ":information_source: {note}"
 AGENT_TOKENS: Final = "{role}: {tokens:,} tokens, {usd}"
 AGENT_BUDGET: Final = "Plan budget: {budget:,} tokens · {budget_usd}"
 FINDINGS_FALLBACK: Final = "Researcher findings and the LLM Planner's rationale"
+
+# --- staged trust (rollout) -------------------------------------------------------------------
+ROLLOUT_CHANGED: Final = {
+    "rollout_demoted": "⬇️ *Rollout: {scope} demoted from {from_stage} to {to_stage}.* {reason}",
+    "rollout_promoted": "⬆️ *Rollout: {scope} promoted from {from_stage} to {to_stage}.* {reason}",
+}
+ROLLOUT_CHANGED_FALLBACK: Final = "Rollout: {scope} is now {to_stage}. {reason}"
+PROMOTION_TITLE: Final = "⬆️ *Promote {scope} from {from_stage} to {to_stage}?*\n{covers}"
+PROMOTION_ASKED: Final = (
+    "Asked by {requester}; needs {quorum} approvals from configured approvers, not the requester's."
+)
+PROMOTION_CRITERIA: Final = "*Exit criteria of {from_stage}:*\n{lines}"
+PROMOTION_OVERRIDE: Final = (
+    "⚠️ *Criteria unmet; the requester asks to override:* {reason}\nApproving overrides them."
+)
+PROMOTION_FALLBACK: Final = "Promote {scope} from {from_stage} to {to_stage}?"
+PROMOTION_STATE: Final = {
+    "open": "{approvals} of {quorum} approvals: {voters}",
+    "approved": "✅ Approved: {reason}",
+    "rejected": "✋ Rejected: {reason}",
+    "refused": "⛔ Not promoted: {reason}",
+    "expired": "⌛ Expired: {reason}",
+}
+PROMOTION_STATE_FALLBACK: Final = "Promotion {state}"
+BASELINE_CARD: Final = (
+    "👻 {resolver}, this incident ran in shadow: opsgate proposed, and ran nothing. "
+    "What did you do? Your answer is the baseline opsgate's proposals are measured against."
+)
+BASELINE_PROPOSED: Final = "*opsgate proposed:*\n{lines}"
+BASELINE_NOTHING_PROPOSED: Final = "opsgate proposed no change."
+BASELINE_BUTTON: Final = "Record what you did"
+BASELINE_FALLBACK: Final = "What did you do about this incident? opsgate ran in shadow."
+BASELINE_MODAL_TITLE: Final = "What did you do?"
+BASELINE_MODAL_SUBMIT: Final = "Record"
+BASELINE_MODAL_TAKEN: Final = "Which proposed steps did you take?"
+BASELINE_MODAL_OTHER: Final = "Did you do anything else? (one change a line)"
+BASELINE_MODAL_OTHER_HINT: Final = "Changes opsgate did not propose count against it: be complete."
+BASELINE_RECORDED: Final = "📝 Baseline recorded by {actor}: {what}"
+BASELINE_TOOK: Final = "took {steps}"
+BASELINE_ALSO: Final = "also did: {other}"
+BASELINE_NOTHING: Final = "no change"
+DID_USAGE: Final = (
+    "Say what you did: `/incident did restart checkout-api` "
+    "(name a proposed step to count it as taken)."
+)
+DID_RECORDED_STEP: Final = "Recorded on incident `{ref}`: you took the proposed step '{step}'."
+DID_RECORDED_OTHER: Final = (
+    "Recorded on incident `{ref}`: '{text}', a change opsgate did not propose."
+)
+ROLLOUT_USAGE: Final = (
+    "`/incident rollout` shows each scope's stage and evidence; "
+    "`/incident rollout promote <scope> [override: <why>]` asks approvers to promote it."
+)
+ROLLOUT_NONE: Final = (
+    "No rollout scopes are configured: every step runs in the global mode ({mode})."
+)
+ROLLOUT_SCOPE: Final = "*{scope}* `{stage}` {covers}\n{lines}"
+PROMOTE_BUTTON: Final = "Approve promotion"
+PROMOTE_REJECT_BUTTON: Final = "Reject"
+PROMOTION_VOTE_REFUSED: Final = "Your click did not count: {reason}"

@@ -348,7 +348,7 @@ def approver_warnings(config: OpsgateConfig, pack: Pack) -> list[Problem]:
         if not pack.approval.for_risk(risk).deny and pack.approval.for_risk(risk).quorum > 0
     ]
     if config.mode is Mode.GATED:
-        which = "in gated mode every step but read-only low-risk ones needs"
+        which = f"in gated mode steps above {pack.gated_runs_alone_up_to} risk need elevation, an"
     elif needing:
         which = f"{' and '.join(needing)} risk steps need"
     else:

@@ -21,11 +21,13 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from common import Role
+from orchestration import alertgroups
 from orchestration.enums import IncidentStatus, PlanStatus
 from orchestration.inbox import NoticeKind, Request, RequestKind, notify
 from orchestration.lifecycle import ctx_for, end_plan, is_final, lock_plan
 from orchestration.models import Approval, Incident, Plan, Vote
 from orchestration.records import Ctx, audit, emit
+from orchestration.rollout import baseline
 from policies import CloseAction, CloseContext, Pack, may_close
 
 SHORT_ID = 8  # characters of an incident id shown to people
@@ -354,4 +356,6 @@ def finish_incident(
         f"incident_{status.value}",
         {"actor": base.actor, "reason": reason, "incident": Summary.of(incident).as_json()},
     )
+    if status is IncidentStatus.RESOLVED:
+        baseline.after_close(session, base, incident, by_alert=base.actor == alertgroups.SOURCE)
     return stop

@@ -26,6 +26,7 @@ from adapters.vault import VaultConfig
 from common import Mode
 from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
 from orchestration.errors import ConfigError
+from orchestration.rollout.settings import RolloutConfig
 
 _STRICT = ConfigDict(extra="forbid")
 _HHMM = re.compile(r"(\d{1,2}):(\d{2})")
@@ -352,6 +353,7 @@ class OpsgateConfig(BaseModel):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     llm: LlmConfig | None = None  # without it opsgate plans from runbooks only
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # stages per scope
     source: str = Field(default="(built-in defaults)", exclude=True)
 
     @field_validator("approvers")

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from adapters import AdapterError, GrantSigner, ToolRegistry
 from adapters.credentials import issuing
-from common import Clock, Role, faults
+from common import Clock, Mode, Role, faults
 from common.yamlsrc import Problem
 from orchestration import alertgroups, closing, intake, planner
 from orchestration.agents import transcripts
@@ -67,6 +67,9 @@ from orchestration.recovery import (
     renew_held,
     store_playbooks,
 )
+from orchestration.rollout.scopes import stage_words
+from orchestration.rollout.service import RolloutService
+from orchestration.rollout.stages import current_stages
 from orchestration.runtime import Runtime
 from orchestration.stepflow import finish_and_next, first_action, record_issued
 from orchestration.telemetry import bind_context, get_logger, new_correlation_id
@@ -138,6 +141,7 @@ class ControlPlane:
         self._background: set[asyncio.Task[None]] = set()
         self.llm = config.llm_settings()
         self._model = model
+        self.rollout = RolloutService(db=db, config=config, clock=clock, runtime=lambda: self.rt)
 
     # --- knowledge ---------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class ControlPlane:
     async def start(self) -> list[Problem]:
         """Create the schema if needed and load knowledge; returns runbook problems."""
         await self.db.start()
+        await self.rollout.sync()
         return await self.load_knowledge()
 
     async def load_knowledge(self) -> list[Problem]:
@@ -177,7 +182,12 @@ class ControlPlane:
     # --- planning ----------------------------------------------------------------------
 
     async def preview_agents(
-        self, text: str, *, requester: str = "", snapshot: KnowledgeSnapshot | None = None
+        self,
+        text: str,
+        *,
+        requester: str = "",
+        snapshot: KnowledgeSnapshot | None = None,
+        stages: Mapping[str, Mode] | None = None,
     ) -> PlanPreview:
         """As :meth:`preview`, and with ``llm:`` set and no runbook matching, the LLM
         Planner's plan (its model calls are made and metered; no tool runs, nothing is
@@ -185,9 +195,9 @@ class ControlPlane:
         known = self.snapshot if snapshot is None else snapshot
         clean = intake.validate(text)
         if self.llm is None:
-            return self.preview(clean, requester=requester, snapshot=known)
+            return self.preview(clean, requester=requester, snapshot=known, stages=stages)
         if planner.rank(known, clean):
-            found = self.preview(clean, requester=requester, snapshot=known)
+            found = self.preview(clean, requester=requester, snapshot=known, stages=stages)
             return found.model_copy(update={"planner": "runbook"})
         run = await self.run_agents(
             clean,
@@ -198,7 +208,7 @@ class ControlPlane:
             snapshot=known,
         )
         draft = _agents_draft(run, clean)
-        found = self.preview(clean, requester=requester, snapshot=known, draft=draft)
+        found = self.preview(clean, requester=requester, snapshot=known, draft=draft, stages=stages)
         return found.model_copy(
             update={
                 "planner": "llm",
@@ -214,6 +224,7 @@ class ControlPlane:
         requester: str = "",
         snapshot: KnowledgeSnapshot | None = None,
         draft: planner.PlanDraft | None = None,
+        stages: Mapping[str, Mode] | None = None,
     ) -> PlanPreview:
         """The plan that would be proposed for ``text`` (from ``snapshot``, default the current
         knowledge; or ``draft`` when given), with who must approve each step; reads and writes
@@ -221,7 +232,9 @@ class ControlPlane:
         if draft is None:
             known = self.snapshot if snapshot is None else snapshot
             draft = planner.plan(known, intake.validate(text))
-        plan, steps = self._materialise(draft, requester=requester, incident_id="", channel="")
+        plan, steps = self._materialise(
+            draft, requester=requester, incident_id="", channel="", stages=stages
+        )
         previews = self.preview_steps(plan, steps)
         return PlanPreview(
             runbook_id=draft.runbook_id,
@@ -253,6 +266,7 @@ class ControlPlane:
         channel: str,
         correlation_id: str = "",
         history: Mapping[str, float] | None = None,
+        stages: Mapping[str, Mode] | None = None,
     ) -> tuple[Plan, list[Step]]:
         """Rows for a draft (see ``orchestration.materialise``)."""
         return materialise(
@@ -264,6 +278,7 @@ class ControlPlane:
             now=self.clock.now(),
             correlation_id=correlation_id,
             history=history,
+            stages=stages,
         )
 
     # --- agents ------------------------------------------------------------------------
@@ -419,6 +434,7 @@ class ControlPlane:
                 channel=channel,
                 correlation_id=ctx.correlation_id,
                 history=past_step_costs(session, (s.tool_action for s in draft.steps)),
+                stages=current_stages(session, self.config.rollout),
             )
             incident = Incident(
                 id=incident_id,
@@ -564,6 +580,7 @@ class ControlPlane:
                     compensate=step.compensate,
                     observe=step.observe,
                     cost_usd=step.estimate_usd,
+                    stage=stage_words(step.rollout),
                 )
             )
         return previews

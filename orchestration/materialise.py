@@ -8,10 +8,13 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
+from common import Mode, Risk, Role
 from orchestration.enums import PlanStatus, StepKind, StepStatus
 from orchestration.models import Plan, Step
 from orchestration.planner import PlanDraft
+from orchestration.rollout.scopes import choose, tool_class
 from orchestration.runtime import Runtime
+from policies import PolicyContext, assess_risk
 
 
 def materialise(
@@ -25,11 +28,14 @@ def materialise(
     correlation_id: str = "",
     history: Mapping[str, float] | None = None,
     version: int = 1,
+    stages: Mapping[str, Mode] | None = None,
 ) -> tuple[Plan, list[Step]]:
     """Rows for ``draft`` (not added to any session), as version ``version`` of the incident.
 
     A step's forecast is the draft's ``cost_usd`` when given, else the average of past runs of
-    the same tool action (``history``), else the tool's configured cost per call.
+    the same tool action (``history``), else the tool's configured cost per call. Each step
+    gets the rollout stage it runs under (``steps.rollout``), from the scope rules and the
+    stage each scope is in now (``stages``, from ``rollout_stages``).
 
     Raises:
         AdapterError: a step names a tool action the registry does not have.
@@ -72,6 +78,7 @@ def materialise(
                 "risk": spec.risk.value,
             }
         risk = item.risk.at_least(spec.risk)
+        staged = _stage_of(rt, plan, item.tool_action, item.args, risk, spec.read_only, stages)
         estimate = item.cost_usd
         if estimate is None:
             estimate = (history or {}).get(item.tool_action, tool.spec.cost_per_call_usd)
@@ -86,6 +93,7 @@ def materialise(
                 key=item.key,
                 kind=StepKind.CANARY.value if item.canary_of else StepKind.RUNBOOK.value,
                 canary_step=None if item.canary_of else canaries.get(item.key),
+                rollout=staged,
                 title=item.title,
                 tool_action=item.tool_action,
                 args=item.args,
@@ -104,3 +112,40 @@ def materialise(
         )
     plan.forecast_usd = sum(s.estimate_usd for s in steps)
     return plan, steps
+
+
+def _stage_of(  # noqa: PLR0917 - one step's facts
+    rt: Runtime,
+    plan: Plan,
+    tool_action: str,
+    args: Mapping[str, object],
+    risk: Risk,
+    read_only: bool,
+    stages: Mapping[str, Mode] | None,
+) -> dict[str, object]:
+    """``steps.rollout`` for one step: its stage, scope and tool class (by effective risk)."""
+    tool, _, action = tool_action.partition(".")
+    effective = assess_risk(
+        PolicyContext(
+            role=Role.EXECUTOR,
+            tool=tool,
+            action=action,
+            args=args,
+            risk=risk,
+            read_only=read_only,
+            mode=rt.config.mode,
+            requester=plan.requester,
+            approvers=frozenset(),
+        ),
+        rt.pack,
+    ).risk
+    choice = choose(
+        rt.config.rollout,
+        default=rt.config.mode,
+        stages=stages or {},
+        channel=plan.channel,
+        runbook=plan.runbook_id,
+        cls=tool_class(read_only=read_only, risk=effective),
+        gated_up_to=rt.pack.gated_runs_alone_up_to,
+    )
+    return {**choice.as_json(), "risk": effective.value}

@@ -187,6 +187,9 @@ class Step(SQLModel, table=True):
     observe: dict[str, Any] | None = _json()
     # The id of this step's canary (a ``canary`` step before it that must pass first).
     canary_step: str | None = None
+    # The rollout stage the step was planned under (``rollout.StageChoice``): stage, scope,
+    # tool class, why, and for gated scopes the highest risk that runs alone.
+    rollout: dict[str, Any] | None = _json()
 
 
 class Approval(SQLModel, table=True):
@@ -468,3 +471,59 @@ class Transcript(SQLModel, table=True):
     created_at: datetime = _ts()
     expires_at: datetime = _ts(index=True)
     body: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
+
+
+class RolloutStage(SQLModel, table=True):
+    """The stage a rollout scope is in now, since when, and who or what moved it there."""
+
+    __tablename__ = "rollout_stages"
+    scope: str = Field(primary_key=True)
+    stage: str
+    # The stage opsgate.yaml gave the scope when this row was written: an edit to the file
+    # (a different stage there) starts the scope over in the edited stage.
+    config_stage: str
+    since: datetime = _ts()
+    changed_by: str = "opsgate"
+    reason: str = _text()
+
+
+class HumanAction(SQLModel, table=True):
+    """What a person did about an incident: the baseline shadow proposals are measured against.
+
+    ``kind``: ``took`` (a proposed step, ``step_key``), ``other`` (a change opsgate did not
+    propose, ``text``), ``no_action`` (the alert resolved and nobody recorded anything) or
+    ``answered`` (the resolver answered the baseline card: what was not ticked was not done).
+    """
+
+    __tablename__ = "human_actions"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(index=True)
+    at: datetime = _ts(index=True)
+    actor: str
+    kind: str
+    step_key: str | None = None
+    text: str = _text()
+    source: str  # card, did, alert
+
+
+class Promotion(SQLModel, table=True):
+    """A request to move a rollout scope one stage up: an approval with its own quorum."""
+
+    __tablename__ = "rollout_promotions"
+    id: str = Field(primary_key=True)
+    nonce: str = Field(unique=True)
+    scope: str = Field(index=True)
+    from_stage: str
+    to_stage: str
+    requester: str
+    channel: str = ""
+    quorum: int
+    override_reason: str = _text()
+    unmet: list[str] = _json(list)  # the exit criteria unmet when it was asked
+    votes: list[dict[str, Any]] = _json(list)  # [{voter, choice, at}]
+    state: str = Field(index=True)  # open, approved, rejected, refused, expired
+    reason: str = _text()
+    correlation_id: str
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    decided_at: datetime | None = _ts(nullable=True)

@@ -88,6 +88,7 @@ class StepRow:
     lease_owner: str | None
     lease_until: datetime | None
     canary_step: str | None
+    rollout: dict[str, Any] | None
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from orchestration.config import OpsgateConfig
 from orchestration.enums import StepKind
 from orchestration.knowledge.current import CurrentVersions
 from orchestration.models import Plan, Step
+from orchestration.rollout.scopes import DEFAULT_SCOPE
 from orchestration.rows import PlanRow, StepRow
 from policies import Decision, Pack, PolicyContext, Verdict, evaluate
 
@@ -39,7 +40,7 @@ class Runtime:
 
     @property
     def mode(self) -> Mode:
-        """The configured autonomy mode."""
+        """The configured autonomy mode (the stage of every step no rollout scope covers)."""
         return self.config.mode
 
     @property
@@ -74,6 +75,9 @@ class Runtime:
     ) -> Decision:
         """The policy decision for running ``step`` of ``plan`` now."""
         tool, _, action = step.tool_action.partition(".")
+        staged = step.rollout or {}
+        if mode is None:
+            mode = Mode(staged["stage"]) if staged.get("stage") else Mode(plan.mode)
         ctx = PolicyContext(
             role=role,
             tool=tool,
@@ -81,7 +85,7 @@ class Runtime:
             args=step.args,
             risk=Risk(step.declared_risk),
             read_only=step.read_only,
-            mode=mode or Mode(plan.mode),
+            mode=mode,
             requester=plan.requester,
             approvers=self.approvers,
             denials_in_plan=plan.denials,
@@ -90,6 +94,8 @@ class Runtime:
             canary=step.kind == StepKind.CANARY.value,
             has_canary=bool(step.canary_step),
             dry_run=self.previews(step.tool_action) and not step.read_only,
+            gated_up_to=Risk(staged["max_risk"]) if staged.get("max_risk") else None,
+            stage_scope=staged.get("scope") if staged.get("scope") != DEFAULT_SCOPE else None,
         )
         decision = evaluate(ctx, self.pack)
         if (

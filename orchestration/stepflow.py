@@ -63,6 +63,8 @@ from orchestration.lifecycle import (
 )
 from orchestration.models import Approval, CostEntry, Plan, Step, TaskMemory
 from orchestration.records import Ctx, audit, emit, span
+from orchestration.rollout import guard
+from orchestration.rollout.scopes import stage_words
 from orchestration.rows import PLANS, STEPS, ApprovalRow, PlanRow, StepRow, columns, snapshot, take
 from orchestration.rows import write_changes as write_row
 from orchestration.runtime import Runtime
@@ -310,6 +312,7 @@ def open_approval(
             "risk": step.risk,
             "expect": step.expect,
             "compensate": step.compensate,
+            "stage": stage_words(step.rollout),
         }
     emit(session, ctx, "approval_requested", card | (extra or {}), step_id=approval.step_id)
 
@@ -544,6 +547,7 @@ def _finish_plan(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: lis
     )
     from orchestration.recovery import after_step_failed  # noqa: PLC0415 - recovery imports us
 
+    guard.after_failure(session, ctx, failed)
     after_step_failed(session, ctx, rt, plan, failed[0])
 
 
@@ -1026,6 +1030,13 @@ def compensation_step(
         idempotent=spec.idempotent,
         compensates_step=target.id,
         status=S.PENDING.value,
+        # The undo runs in the stage its step ran in (a gated step's undo runs alone within
+        # the scope's risk bound); the policy still decides on the undo's own risk.
+        rollout=(
+            {**target.rollout, "why": f"undoes '{target.title}': {target.rollout.get('why')}"}
+            if target.rollout
+            else None
+        ),
     )
 
 

@@ -28,6 +28,7 @@ class StepPreview(_View):
     compensate: dict[str, Any] | None = None
     observe: dict[str, Any] | None = None  # a probe's healthy/end_if (orchestration.observe)
     cost_usd: float = 0.0
+    stage: str = ""  # the rollout stage the step runs under, and why (rollout.stage_words)
 
 
 class PlanPreview(_View):

@@ -9,8 +9,10 @@ the call changing state; never lowered), then runs :data:`CHAIN` with that risk 
 4. requirements        - a step the pack's ``require`` rules match lacks its canary or dry run
 5. refused risk        - critical (and any level the pack denies) never runs
 6. shadow mode         - opsgate proposes, executes nothing
-7. approval            - the quorum the pack's table (and gated mode) asks for; a canary at or
-                         below ``canary_runs_alone_up_to`` runs without one
+7. approval            - the quorum the pack's table asks for; a canary at or below
+                         ``canary_runs_alone_up_to`` runs without one; in the gated stage a
+                         step inside the scope's risk bound runs alone and one outside it asks
+                         for elevation
 
 Every step but the last may pass (``None``); the last always decides. Escalation never decides
 anything itself, so computing it up front changes no outcome and keeps each policy a plain
@@ -211,8 +213,9 @@ def shadow_mode(ctx: PolicyContext, pack: Pack) -> Decision | None:
 def approval(ctx: PolicyContext, pack: Pack) -> Decision:
     """Allow, or ask for the quorum the pack sets for the effective risk.
 
-    Gated mode lets only read-only low-risk steps run alone; everything else needs at least
-    ``pack.gated_min_quorum`` approvals.
+    In the gated stage, steps up to the scope's ``max_risk`` (``ctx.gated_up_to``, else the
+    pack's ``gated_runs_alone_up_to``) run alone; a riskier one asks for elevation for this
+    plan, with the quorum its risk needs (at least one).
     """
     if ctx.canary and not ctx.read_only and ctx.risk.rank <= pack.canary_runs_alone_up_to.rank:
         reason = (
@@ -227,27 +230,54 @@ def approval(ctx: PolicyContext, pack: Pack) -> Decision:
             rule_id=CANARY_RULE,
         )
     level = pack.approval.for_risk(ctx.risk)
-    quorum, rule_id, gated = level.quorum, f"{APPROVAL_RULE_PREFIX}{ctx.risk}", False
-    runs_alone = ctx.read_only and ctx.risk is Risk.LOW
-    if ctx.mode is Mode.GATED and not runs_alone and quorum < pack.gated_min_quorum:
-        quorum, rule_id, gated = pack.gated_min_quorum, GATED_MODE_RULE, True
+    if ctx.mode is Mode.GATED:
+        return _gated(ctx, pack, level.quorum, level.exclude_requester)
+    quorum, rule_id = level.quorum, f"{APPROVAL_RULE_PREFIX}{ctx.risk}"
     if quorum == 0:
         reason = f"{ctx.risk.capitalize()}-risk steps run without approval."
         return _decide(
             ctx, verdict=Verdict.ALLOW, code=Code.LOW_RISK_AUTO, reason=reason, rule_id=rule_id
         )
     exclude = level.exclude_requester
-    reason = approval_reason(risk=ctx.risk, quorum=quorum, exclude_requester=exclude)
-    if gated:
-        reason = f"Gated mode: only read-only low-risk steps run alone. {reason}"
     return Decision(
         verdict=Verdict.REQUIRE_APPROVAL,
         code=_approval_code(quorum),
-        reason=reason,
+        reason=approval_reason(risk=ctx.risk, quorum=quorum, exclude_requester=exclude),
         risk=ctx.risk,
         quorum=quorum,
         exclude_requester=exclude,
         rule_id=rule_id,
+        ttl_minutes=pack.approval_ttl_minutes,
+    )
+
+
+def _gated(ctx: PolicyContext, pack: Pack, quorum: int, exclude: bool) -> Decision:
+    """Gated stage: run alone inside the scope's risk bound, else ask for elevation."""
+    limit = ctx.gated_up_to or pack.gated_runs_alone_up_to
+    where = f"scope {ctx.stage_scope}" if ctx.stage_scope else "global mode"
+    if ctx.risk.rank <= limit.rank:
+        reason = f"Gated stage ({where}): steps up to {limit} risk run without approval."
+        return _decide(
+            ctx,
+            verdict=Verdict.ALLOW,
+            code=Code.GATED_RUNS_ALONE,
+            reason=reason,
+            rule_id=GATED_MODE_RULE,
+        )
+    quorum = max(quorum, 1)
+    asked = approval_reason(risk=ctx.risk, quorum=quorum, exclude_requester=exclude)
+    reason = (
+        f"Elevation: the gated stage ({where}) lets opsgate act alone up to {limit} risk; this "
+        f"{ctx.risk}-risk step is outside it and runs only if approved, for this plan. {asked}"
+    )
+    return Decision(
+        verdict=Verdict.REQUIRE_APPROVAL,
+        code=Code.ELEVATION_REQUIRED,
+        reason=reason,
+        risk=ctx.risk,
+        quorum=quorum,
+        exclude_requester=exclude,
+        rule_id=GATED_MODE_RULE,
         ttl_minutes=pack.approval_ttl_minutes,
     )
 
@@ -387,6 +417,7 @@ _RISK_DRIVEN = frozenset(
         Code.NEEDS_ONE_APPROVAL,
         Code.NEEDS_TWO_APPROVALS,
         Code.NEEDS_APPROVAL,
+        Code.ELEVATION_REQUIRED,
     }
 )
 

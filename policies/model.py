@@ -42,6 +42,8 @@ class Code(StrEnum):
     CANARY_RUNS_ALONE = "canary_runs_alone"
     CANARY_REQUIRED = "canary_required"
     DRY_RUN_REQUIRED = "dry_run_required"
+    GATED_RUNS_ALONE = "gated_runs_alone"
+    ELEVATION_REQUIRED = "elevation_required"
 
 
 class PolicyContext(BaseModel):
@@ -65,6 +67,14 @@ class PolicyContext(BaseModel):
     has_canary: bool = Field(default=False, description="The step runs a canary before it.")
     dry_run: bool = Field(
         default=False, description="The action is tried with a dry run before approval."
+    )
+    gated_up_to: Risk | None = Field(
+        default=None,
+        description="Gated stage: the highest effective risk the scope runs alone (else the "
+        "pack's gated_runs_alone_up_to).",
+    )
+    stage_scope: str | None = Field(
+        default=None, description="The rollout scope whose stage ``mode`` is, for reasons."
     )
 
     @property

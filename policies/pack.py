@@ -189,8 +189,13 @@ class Pack(_Strict):
     approval: Approval = Approval()
     approval_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
     max_denials_per_plan: int = Field(default=3, ge=1)
-    gated_min_quorum: int = Field(
-        default=1, ge=1, le=10, description="Gated mode: quorum for all but read-only low steps."
+    gated_runs_alone_up_to: Risk = Field(
+        default=Risk.MEDIUM,
+        description="Gated stage without a scope rule: steps up to this effective risk run "
+        "alone; riskier ones ask for elevation.",
+    )
+    promotion_quorum: int = Field(
+        default=2, ge=1, le=10, description="Approvals a rollout promotion needs."
     )
     deny: tuple[DenyRule, ...] = ()
     escalate: tuple[EscalateRule, ...] = ()
@@ -200,6 +205,25 @@ class Pack(_Strict):
         description="A canary at or below this effective risk runs without approval.",
     )
     incidents: Incidents = Incidents()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_settings(cls, data: Any) -> Any:
+        """Say what replaced a setting this version of opsgate no longer reads."""
+        if isinstance(data, dict) and "gated_min_quorum" in data:
+            raise ValueError(
+                "gated_min_quorum was removed: gated is now the most autonomous stage (steps "
+                "up to gated_runs_alone_up_to risk run alone, riskier ones ask for elevation); "
+                "use gated_runs_alone_up_to, or stay in supervised mode"
+            )
+        return data
+
+    @field_validator("gated_runs_alone_up_to")
+    @classmethod
+    def _gated_never_critical(cls, value: Risk) -> Risk:
+        if value is Risk.CRITICAL:
+            raise ValueError("critical never runs, in any stage: use high at most")
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:

@@ -49,10 +49,10 @@ def _card_body(card: Payload, *, approvals: int, quorum: int, pending: bool) -> 
             kind = s.SCOPE_READ_ONLY if card.get("authority_read_only") else s.SCOPE_WRITES
             name = esc(card.get("authority"), 200)
             blocks.append(section(s.SCOPE_CREDENTIAL.format(name=name, kind=kind)))
-        blocks += [
-            section(why),
-            section(s.ARGS.format(code=code_block(card.get("args") or {}))),
-        ]
+        blocks.append(section(why))
+        if card.get("stage"):
+            blocks.append(context(s.STAGE_LINE.format(stage=esc(card.get("stage"), 300)).strip()))
+        blocks.append(section(s.ARGS.format(code=code_block(card.get("args") or {}))))
         preview = card.get("preview")
         if isinstance(preview, Mapping) and preview.get("summary"):
             template = s.PREVIEW_OK if preview.get("ok") else s.PREVIEW_FAILED

@@ -28,6 +28,13 @@ from bot.blocks.results import (
     render_step_denied,
     render_step_finished,
 )
+from bot.blocks.rollout import (
+    render_baseline_recorded,
+    render_baseline_requested,
+    render_promotion_card,
+    render_promotion_requested,
+    render_rollout_changed,
+)
 from bot.blocks.text import esc, trace_text
 
 
@@ -62,6 +69,11 @@ RENDERERS: Final[Mapping[str, Callable[[Payload], Rendered]]] = {
     MessageKind.RECOVERY_PLAYBOOK: render_recovery_playbook,
     MessageKind.ALERTS_CHANGED: render_alerts_changed,
     MessageKind.AGENT_FINDINGS: render_agent_findings,
+    MessageKind.ROLLOUT_CHANGED: render_rollout_changed,
+    MessageKind.PROMOTION_REQUESTED: render_promotion_requested,
+    MessageKind.PROMOTION_UPDATED: lambda payload: render_promotion_card({}, payload),
+    MessageKind.BASELINE_REQUESTED: render_baseline_requested,
+    MessageKind.BASELINE_RECORDED: render_baseline_recorded,
 }
 
 

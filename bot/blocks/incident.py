@@ -59,7 +59,7 @@ def _step_line(n: int, step: Payload, outcome: str | None = None) -> str:
         if declared and declared != str(step.get("risk") or "")
         else s.RISK.format(risk=risk)
     )
-    return s.STEP_LINE.format(
+    line = s.STEP_LINE.format(
         emoji=emoji,
         n=n,
         title=esc(step.get("title"), 200),
@@ -68,6 +68,8 @@ def _step_line(n: int, step: Payload, outcome: str | None = None) -> str:
         risk=risk_text,
         policy=outcome or _policy(step),
     )
+    stage = step.get("stage")
+    return f"{line}\n{s.STAGE_LINE.format(stage=esc(stage, 300))}" if stage else line
 
 
 def _outcome(step: Payload, *, plan_reason: str, people: set[str], policy: str = "") -> str | None:

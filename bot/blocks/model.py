@@ -33,6 +33,11 @@ class MessageKind(StrEnum):
     RECOVERY_PLAYBOOK = "recovery_playbook"
     ALERTS_CHANGED = "alerts_changed"
     AGENT_FINDINGS = "agent_findings"
+    ROLLOUT_CHANGED = "rollout_changed"
+    PROMOTION_REQUESTED = "promotion_requested"
+    PROMOTION_UPDATED = "promotion_updated"
+    BASELINE_REQUESTED = "baseline_requested"
+    BASELINE_RECORDED = "baseline_recorded"
 
 
 @dataclass(frozen=True)

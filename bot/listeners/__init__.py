@@ -3,7 +3,7 @@
 from slack_bolt.async_app import AsyncApp
 
 from bot.ids import ActionId, CallbackId
-from bot.listeners import actions, commands, events, indoubt, views
+from bot.listeners import actions, commands, events, indoubt, rollout, views
 from bot.surface import Surface
 
 LISTENED = {
@@ -13,8 +13,11 @@ LISTENED = {
         ActionId.APPROVE.value,
         ActionId.REJECT.value,
         *(action_id.value for action_id in indoubt.ANSWERS),
+        ActionId.APPROVE_PROMOTION.value,
+        ActionId.REJECT_PROMOTION.value,
+        ActionId.BASELINE_OPEN.value,
     ),
-    "views": (CallbackId.REJECT_REASON.value,),
+    "views": (CallbackId.REJECT_REASON.value, CallbackId.BASELINE.value),
 }
 
 
@@ -24,4 +27,5 @@ def register(app: AsyncApp, surface: Surface) -> None:
     actions.register(app, surface)
     indoubt.register(app, surface)
     views.register(app, surface)
+    rollout.register(app, surface)
     events.register(app, surface)

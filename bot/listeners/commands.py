@@ -32,7 +32,7 @@ from adapters import BreakerState
 from bot import blocks, strings
 from bot.blocks.incidents import close_answer, open_list, with_incident
 from bot.digest import metrics_blocks
-from bot.listeners import debug
+from bot.listeners import debug, rollout
 from bot.listeners.debug import Later
 from bot.surface import HOLDS_ACK, INTAKE, Intake, Surface
 from orchestration import closing, intake
@@ -51,6 +51,7 @@ COMMAND = "/incident"
 CLOSING = {"resolve": RequestKind.RESOLVE, "cancel": RequestKind.CANCEL}
 ANSWER = "incident_answer"  # context key: the routed command
 DEBUG = {"replay": debug.answer_replay, "audit": debug.answer_audit}
+ROLLOUT = {"did": rollout.answer_did, "rollout": rollout.answer_rollout}
 
 
 class SlashCommand(BaseModel):
@@ -111,13 +112,25 @@ async def answer_close(surface: Surface, request: Request, action: str) -> Answe
     return Answer(text, request=request.model_copy(update=update))
 
 
-async def answer(  # noqa: PLR0911 - one return per subcommand
-    cmd: SlashCommand, surface: Surface, *, correlation_id: str
-) -> Answer:
-    """Route one ``/incident`` command."""
-    text = cmd.text.strip()
+def subcommand(text: str) -> tuple[str, str]:
+    """``("resolve", "ab12 fixed by hand")`` from the command's text (``help`` when empty)."""
+    text = text.strip()
     sub = text.split(" ", 1)[0].lower() if text else "help"
     rest = text.split(" ", 1)[1].strip() if " " in text else ""
+    return sub, rest
+
+
+async def answer(  # noqa: PLR0911 - one return per subcommand
+    cmd: SlashCommand, surface: Surface, *, correlation_id: str, fresh: bool = True
+) -> Answer:
+    """Route one ``/incident`` command (``fresh``: not a replay of one this process saw)."""
+    text = cmd.text.strip()
+    sub, rest = subcommand(text)
+    if sub in ROLLOUT:
+        said, said_blocks = await ROLLOUT[sub](
+            surface, user=cmd.user_id, channel=cmd.channel_id, rest=rest, fresh=fresh
+        )
+        return Answer(said, said_blocks)
     if sub == "help":
         return Answer(strings.HELP, blocks.help_blocks())
     if sub == "metrics":
@@ -146,10 +159,13 @@ def register(app: AsyncApp, surface: Surface) -> None:
     ) -> None:
         # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
         # request's commit overlaps that, and the listener mostly finds it durable already.
+        cmd = SlashCommand.model_validate(command)
+        writes = subcommand(cmd.text)[0] in rollout.WRITES
         routed = await answer(
-            SlashCommand.model_validate(command),
+            cmd,
             surface,
             correlation_id=str(context.get("correlation_id") or ""),
+            fresh=seen.first(str(context["inbox_key"])) if writes else True,
         )
         context[ANSWER] = routed
         if routed.request is not None:

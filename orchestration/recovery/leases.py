@@ -11,6 +11,7 @@ from orchestration.lifecycle import set_step
 from orchestration.models import Plan, Step
 from orchestration.records import Ctx, audit, emit
 from orchestration.recovery.respond import after_in_doubt
+from orchestration.rollout import guard
 from orchestration.statemachine import PLAN_FINAL
 
 _FINAL = [s.value for s in PLAN_FINAL]
@@ -92,6 +93,7 @@ def settle_orphan(session: Session, ctx: Ctx, step: Step, *, why: str) -> None:
     step.error_code = "in_doubt"
     step.error = f"In doubt: {why}; nobody knows whether it took effect."
     session.add(step)
+    guard.after_failure(session, ctx, [step])
     audit(
         session,
         ctx,

@@ -22,6 +22,7 @@ from orchestration.models import AuditEvent, Plan, Span, Step
 from orchestration.records import Ctx, audit, emit, span
 from orchestration.recovery.leases import settle_orphan
 from orchestration.recovery.respond import after_in_doubt
+from orchestration.rollout import guard
 from orchestration.runtime import Runtime
 from orchestration.stepflow import open_approval, ticket_for
 
@@ -152,6 +153,7 @@ def _doubt(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, step: Step) -> C
             f"In doubt: its replica ({owner}) stopped while the call was in flight; nobody "
             "knows whether it took effect."
         )
+        guard.after_failure(session, ctx, [step])
         audit(
             session,
             ctx,

@@ -39,6 +39,7 @@ from orchestration.recovery.playbooks import (
     select_playbook,
     stored_playbooks,
 )
+from orchestration.rollout.stages import current_stages
 from orchestration.runbooks import Runbook, placeholders
 from orchestration.runtime import Runtime
 
@@ -310,6 +311,7 @@ def _propose(
             correlation_id=failed.correlation_id,
             history=past_step_costs(session, (s.tool_action for s in draft.steps)),
             version=int(latest or failed.version) + 1,
+            stages=current_stages(session, rt.config.rollout),
         )
     except AdapterError as exc:  # a tool the playbook names is not configured here
         return None, f"the steps cannot run here: {exc.message}"

@@ -121,7 +121,7 @@ def test_check_warns_but_passes_without_approvers_and_names_the_line(
 
     (tmp_path / "opsgate.yaml").write_text("runbooks: ./runbooks\nmode: gated\n")
     assert main(["--config", "opsgate.yaml", "check"]) == 0
-    assert "empty: in gated mode every step but read-only low-risk ones needs approval" in (
+    assert "empty: in gated mode steps above medium risk need elevation, an approval" in (
         capsys.readouterr().out
     )
 

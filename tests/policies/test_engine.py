@@ -19,6 +19,7 @@ from policies import (
     evaluate,
     load_pack_text,
 )
+from policies.model import PackError
 from tests.policies.factories import APPROVERS, REQUESTER, change, context
 
 PACK = default_pack()
@@ -31,16 +32,18 @@ def _evaluate(ctx: PolicyContext) -> Decision:
 # --- the default approval table ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", [Mode.SUPERVISED, Mode.GATED])
-def test_read_only_low_risk_runs_alone(mode: Mode) -> None:
+@pytest.mark.parametrize(
+    ("mode", "code", "rule"),
+    [
+        (Mode.SUPERVISED, "low_risk_auto", "approval:low"),
+        (Mode.GATED, "gated_runs_alone", "builtin:gated-mode"),
+    ],
+)
+def test_read_only_low_risk_runs_alone(mode: Mode, code: str, rule: str) -> None:
     """A read-only low-risk step runs without approval in supervised and gated mode."""
     decision = _evaluate(context(mode=mode))
     assert decision.verdict is Verdict.ALLOW
-    assert (decision.code, decision.quorum, decision.rule_id) == (
-        "low_risk_auto",
-        0,
-        "approval:low",
-    )
+    assert (decision.code, decision.quorum, decision.rule_id) == (code, 0, rule)
 
 
 def test_medium_risk_needs_one_approver() -> None:
@@ -92,24 +95,59 @@ def test_state_change_is_at_least_medium() -> None:
     assert decision.quorum == 1
 
 
-def test_gated_mode_needs_approval_for_read_only_medium() -> None:
-    """In gated mode only read-only low-risk steps run alone."""
-    decision = _evaluate(context(risk=Risk.MEDIUM, mode=Mode.GATED))
-    assert decision.verdict is Verdict.REQUIRE_APPROVAL
-    assert decision.quorum == 1
-
-
-def test_gated_mode_raises_a_zero_quorum_pack() -> None:
-    """A pack letting medium run alone still needs one approval in gated mode."""
-    pack = load_pack_text("version: 1\napproval:\n  medium: {quorum: 0}\n")
-    assert evaluate(change(), pack).verdict is Verdict.ALLOW
-    decision = evaluate(change(mode=Mode.GATED), pack)
-    assert (decision.verdict, decision.quorum, decision.rule_id) == (
-        Verdict.REQUIRE_APPROVAL,
-        1,
+def test_gated_runs_alone_up_to_medium() -> None:
+    """Gated is the most autonomous stage: a medium-risk change runs without approval."""
+    assert _evaluate(change()).verdict is Verdict.REQUIRE_APPROVAL  # supervised asks
+    decision = _evaluate(change(mode=Mode.GATED))
+    assert (decision.verdict, decision.code, decision.rule_id) == (
+        Verdict.ALLOW,
+        "gated_runs_alone",
         "builtin:gated-mode",
     )
-    assert decision.reason.startswith("Gated mode:")
+    assert (
+        decision.reason
+        == "Gated stage (global mode): steps up to medium risk run without approval."
+    )
+
+
+def test_gated_asks_for_elevation_above_its_scope() -> None:
+    """A high-risk step outside the gated scope asks for elevation with its risk's quorum."""
+    decision = _evaluate(
+        change(risk=Risk.HIGH, mode=Mode.GATED, gated_up_to=Risk.MEDIUM, stage_scope="restarts")
+    )
+    assert (decision.verdict, decision.code, decision.quorum, decision.exclude_requester) == (
+        Verdict.REQUIRE_APPROVAL,
+        "elevation_required",
+        2,
+        True,
+    )
+    assert decision.reason.startswith(
+        "Elevation: the gated stage (scope restarts) lets opsgate act alone up to medium risk;"
+    )
+    # A scope granted up to high runs it alone; a scope granted only low asks for medium.
+    assert _evaluate(change(risk=Risk.HIGH, mode=Mode.GATED, gated_up_to=Risk.HIGH)).verdict is (
+        Verdict.ALLOW
+    )
+    low = _evaluate(change(mode=Mode.GATED, gated_up_to=Risk.LOW))
+    assert (low.code, low.quorum) == ("elevation_required", 1)
+
+
+def test_gated_never_lifts_deny_rules_or_critical() -> None:
+    """Deny rules and critical win at every stage, gated included."""
+    critical = _evaluate(change(risk=Risk.CRITICAL, mode=Mode.GATED, gated_up_to=Risk.HIGH))
+    assert (critical.verdict, critical.code) == (Verdict.DENY, "critical_never_runs")
+    wipe = _evaluate(
+        change(args={"cmd": "rm -rf /var/data"}, mode=Mode.GATED, gated_up_to=Risk.HIGH)
+    )
+    assert (wipe.verdict, wipe.code) == (Verdict.DENY, "recursive_delete")
+
+
+def test_pack_refuses_the_removed_gated_min_quorum() -> None:
+    """A pack written for the old, stricter gated mode is told what replaced the setting."""
+    with pytest.raises(PackError, match="gated_min_quorum was removed"):
+        load_pack_text("version: 1\ngated_min_quorum: 1\n")
+    with pytest.raises(PackError, match="critical never runs"):
+        load_pack_text("version: 1\ngated_runs_alone_up_to: critical\n")
 
 
 def test_pack_may_deny_a_whole_risk_level() -> None:

@@ -1,0 +1,362 @@
+"""One runbook through the stages of trust, on a fake clock, against a real local HTTP service.
+
+30 days of shadow incidents with what humans did (including disagreements), exit criteria
+evaluated, a promotion refused while they are unmet and approved once met, supervised runs,
+gated runs inside the scope, an elevation outside it (denied: the plan halts), and the automatic
+demotion that follows a compensated action.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlmodel import select
+
+from common import FakeClock, Mode
+from orchestration.control import ControlPlane
+from orchestration.enums import VoteChoice
+from orchestration.models import AuditEvent, HumanAction, OutboxMessage, RolloutStage
+from orchestration.rollout.guard import OPS_CHANNEL
+from tests.orchestration.helpers import (
+    APPROVER_A,
+    APPROVER_B,
+    REQUESTER,
+    make_config,
+    make_control,
+    serve_locally,
+)
+
+DAY = 86400.0
+SCOPE = "checkout-changes"
+
+RUNBOOK = """
+id: checkout-restart
+version: 1
+title: Restart a service that is down
+match:
+  keywords: ["down"]
+  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) is down']
+steps:
+  - id: probe
+    title: Probe {{service}} health
+    tool: http.get
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
+    risk: low
+  - id: restart
+    title: Restart {{service}}
+    tool: http.post
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/restart"}}
+    risk: medium
+    expect: {{status: 200}}
+    compensate:
+      title: Roll back {{service}}
+      tool: http.post
+      args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/rollback"}}
+      risk: medium
+  - id: verify
+    title: Verify {{service}}
+    tool: http.get
+    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
+    risk: low
+"""
+
+ROLLOUT = {
+    "scopes": [
+        {
+            "id": SCOPE,
+            "runbook": "checkout-restart",
+            "tools": ["state_changing", "destructive"],
+            "stage": "shadow",
+            "max_risk": "medium",
+        }
+    ],
+    "exit": {
+        "shadow": {
+            "min_days": 30,
+            "min_incidents": 20,
+            "max_fp_rate": {"medium": 0.05},
+            "max_fn_rate": {"medium": 0.1},
+            "max_cost_drift": 0.25,
+            "max_compensated": 0,
+        },
+        "supervised": {"min_days": 7, "min_incidents": 3, "max_fp_rate": {"medium": 0.2}},
+    },
+}
+
+
+@dataclass
+class Checkout:
+    """A service that answers 503 until restarted; a restart can be made to fail."""
+
+    restarts: int = 0
+    rollbacks: int = 0
+    fail_restart: bool = False
+    port: int = 0
+    runner: web.AppRunner | None = None
+    calls: list[str] = field(default_factory=list)
+
+    async def start(self) -> "Checkout":
+        app = web.Application()
+        app.router.add_get("/svc/{name}/health", self._health)
+        app.router.add_post("/svc/{name}/restart", self._restart)
+        app.router.add_post("/svc/{name}/rollback", self._rollback)
+        self.runner, self.port = await serve_locally(app)
+        return self
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "down"}, status=503)
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        self.calls.append(f"restart {request.match_info['name']}")
+        if self.fail_restart:
+            return web.json_response({"error": "restart failed"}, status=500)
+        self.restarts += 1
+        return web.json_response({"restarted": True})
+
+    async def _rollback(self, request: web.Request) -> web.Response:
+        self.rollbacks += 1
+        return web.json_response({"rolled_back": True})
+
+
+@pytest.fixture
+async def checkout() -> AsyncIterator[Checkout]:
+    svc = await Checkout().start()
+    yield svc
+    assert svc.runner is not None
+    await svc.runner.cleanup()
+
+
+@pytest.fixture
+async def control(
+    db_url: str, tmp_path: Path, clock: FakeClock, checkout: Checkout
+) -> AsyncIterator[ControlPlane]:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "checkout-restart.yaml").write_text(RUNBOOK.format(port=checkout.port))
+    config = make_config(folder, rollout=ROLLOUT, slack={"ops_channel": "COPS"})
+    cp = await make_control(db_url, config, clock)
+    yield cp
+    await cp.close()
+
+
+async def _stage(control: ControlPlane) -> str:
+    row = await control.db.run(lambda s: s.get(RolloutStage, SCOPE))
+    assert row is not None
+    return row.stage
+
+
+async def _status(control: ControlPlane) -> dict[str, Any]:
+    rows = await control.rollout.status()
+    return next(r.as_json() for r in rows if r.scope == SCOPE)
+
+
+async def _nonce(control: ControlPlane, plan_id: str) -> str:
+    trail = await control.audit_trail(plan_id)
+    nonces = [e.nonce for e in trail if e.event == "approval_requested" and e.nonce]
+    assert nonces, [e.event for e in trail]
+    return nonces[-1]
+
+
+async def _promotion_nonce(control: ControlPlane) -> str:
+    rows = await control.db.run(
+        lambda s: list(
+            s.exec(select(AuditEvent).where(AuditEvent.event == "rollout_promotion_requested"))
+        )
+    )
+    assert rows and rows[-1].nonce
+    return rows[-1].nonce
+
+
+async def _shadow_day(control: ControlPlane, clock: FakeClock, day: int) -> None:
+    """One shadow incident: opsgate probes and proposes the restart; a human decides."""
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    view = await control.plan_view(opened.plan_id)
+    assert view.status == "shadow"
+    statuses = {s.key: s.status for s in view.steps}
+    assert statuses["probe"] == "succeeded"  # read-only: global mode (supervised) runs it
+    assert statuses["restart"] == "skipped"  # shadow: proposed, never run
+    if day == 5:  # disagreement: the human did not restart (a false positive)
+        await control.close_incident(
+            actor=APPROVER_A, resolved=True, incident_id=opened.incident_id
+        )
+        await control.rollout.record_answer(
+            incident_id=opened.incident_id, actor=APPROVER_A, taken=[], other=""
+        )
+    elif day == 12:  # the human restarted and did more (a false negative)
+        for what in ("Restart checkout", "drained the bad node"):
+            await control.rollout.record_did(actor=APPROVER_B, channel="C1", ref=None, text=what)
+        await control.close_incident(
+            actor=APPROVER_B, resolved=True, incident_id=opened.incident_id
+        )
+    else:
+        await control.close_incident(
+            actor=APPROVER_A, resolved=True, incident_id=opened.incident_id
+        )
+        await control.rollout.record_answer(
+            incident_id=opened.incident_id, actor=APPROVER_A, taken=["restart"], other=""
+        )
+    clock.advance(DAY)
+
+
+async def _supervised_incident(control: ControlPlane, clock: FakeClock) -> None:
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    view = await control.plan_view(opened.plan_id)
+    assert {s.key: s.status for s in view.steps}["restart"] == "awaiting_approval"
+    nonce = await _nonce(control, opened.plan_id)
+    voted = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE)
+    assert voted.accepted
+    await asyncio.sleep(0)
+    for _ in range(50):
+        view = await control.plan_view(opened.plan_id)
+        if view.status == "succeeded":
+            break
+        await asyncio.sleep(0.02)
+    assert view.status == "succeeded", view
+    await control.close_incident(actor=APPROVER_A, resolved=True, incident_id=opened.incident_id)
+    clock.advance(2 * DAY)
+
+
+async def _promote(control: ControlPlane) -> None:
+    asked = await control.rollout.promote(scope=SCOPE, actor=REQUESTER, channel="COPS")
+    assert asked.opened, asked.text
+    nonce = await _promotion_nonce(control)
+    own = await control.rollout.vote(nonce=nonce, voter=REQUESTER, approve=True)
+    assert (own.accepted, own.code) == (False, "requester_cannot_approve")
+    first = await control.rollout.vote(nonce=nonce, voter=APPROVER_A, approve=True)
+    assert (first.accepted, first.state) == (True, "open")
+    again = await control.rollout.vote(nonce=nonce, voter=APPROVER_A, approve=True)
+    assert again.code == "already_voted"
+    second = await control.rollout.vote(nonce=nonce, voter=APPROVER_B, approve=True)
+    assert (second.accepted, second.state) == (True, "approved"), second
+
+
+async def _wait_final(control: ControlPlane, plan_id: str) -> str:
+    for _ in range(100):
+        view = await control.plan_view(plan_id)
+        if view.status in ("succeeded", "failed", "halted"):
+            return view.status
+        await asyncio.sleep(0.02)
+    return view.status
+
+
+async def test_one_runbook_through_shadow_supervised_gated_and_back(
+    control: ControlPlane, clock: FakeClock, checkout: Checkout
+) -> None:
+    assert await _stage(control) == "shadow"
+
+    # --- shadow: ten days in, a promotion is refused with the unmet criteria ---------------
+    for day in range(10):
+        await _shadow_day(control, clock, day)
+    early = await control.rollout.promote(scope=SCOPE, actor=REQUESTER, channel="COPS")
+    assert (early.opened, early.code) == (False, "exit_criteria_unmet")
+    assert "✗ days in stage: 10.0 (at least 30)" in early.text
+    assert "✗ judged incidents: 10 (at least 20)" in early.text
+    assert checkout.restarts == 0  # shadow ran nothing that changes state
+
+    for day in range(10, 30):
+        await _shadow_day(control, clock, day)
+    status = await _status(control)
+    # 30 proposals of a medium-risk restart: 1 not taken (day 5); 1 change not proposed (day 12)
+    assert status["incidents"] == 30
+    assert status["fp"]["medium"] == [1, 30]
+    assert status["fn"]["medium"] == [1, 30]  # 1 missed of 29 taken + 1 missed
+    assert status["agreement"] == [28, 30]
+    assert status["ready"], status["criteria"]
+    assert checkout.restarts == 0
+
+    # --- promotion to supervised: two approvers, never the requester ----------------------
+    await _promote(control)
+    assert await _stage(control) == "supervised"
+    for _ in range(4):
+        await _supervised_incident(control, clock)
+    assert checkout.restarts == 4
+
+    # --- promotion to gated ------------------------------------------------------------------
+    await _promote(control)
+    assert await _stage(control) == "gated"
+
+    # Inside the scope (medium risk): runs without approval.
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    assert await _wait_final(control, opened.plan_id) == "succeeded"
+    view = await control.plan_view(opened.plan_id)
+    restart = next(s for s in view.steps if s.key == "restart")
+    assert restart.decision_code == "gated_runs_alone"
+    assert checkout.restarts == 5
+
+    # Outside it (production: escalated to high): elevation is asked, and denied it halts.
+    opened = await control.open_incident(
+        text="checkout-prod is down", requester=REQUESTER, channel="C1"
+    )
+    view = await control.plan_view(opened.plan_id)
+    restart = next(s for s in view.steps if s.key == "restart")
+    assert (restart.status, restart.decision_code) == ("awaiting_approval", "elevation_required")
+    assert restart.decision_reason.startswith(
+        f"Elevation: the gated stage (scope {SCOPE}) lets opsgate act alone up to medium risk"
+    )
+    nonce = await _nonce(control, opened.plan_id)
+    rejected = await control.vote(nonce=nonce, voter=APPROVER_A, choice=VoteChoice.REJECT)
+    assert rejected.accepted
+    view = await control.plan_view(opened.plan_id)
+    assert view.status == "halted"
+    assert checkout.calls.count("restart checkout-prod") == 0
+
+    # --- a compensated action demotes the scope by itself, and ops hears why ---------------
+    checkout.fail_restart = True
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    assert await _wait_final(control, opened.plan_id) == "failed"
+    assert checkout.rollbacks == 1
+    view = await control.plan_view(opened.plan_id)
+    assert next(s for s in view.steps if s.key == "restart").status == "compensated"
+    assert await _stage(control) == "supervised"
+    posted = await control.db.run(
+        lambda s: list(s.exec(select(OutboxMessage).where(OutboxMessage.kind == "rollout_changed")))
+    )
+    demotion = [m for m in posted if m.payload.get("event") == "rollout_demoted"]
+    assert len(demotion) == 1
+    assert demotion[0].channel == OPS_CHANNEL
+    assert demotion[0].payload["from"] == "gated"
+    assert "'Restart checkout' compensated" in demotion[0].payload["reason"]
+    # The next incident asks for approval again.
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    view = await control.plan_view(opened.plan_id)
+    assert {s.key: s.status for s in view.steps}["restart"] == "awaiting_approval"
+    # Supervised's criteria start over: the window began with the demotion.
+    status = await _status(control)
+    assert status["stage"] == Mode.SUPERVISED.value
+    assert status["days"] == 0.0
+
+
+async def test_baseline_card_is_asked_of_a_person_resolver_only(
+    control: ControlPlane, clock: FakeClock
+) -> None:
+    """A person resolving a shadow incident gets the card; an alert resolving it does not."""
+    opened = await control.open_incident(text="checkout is down", requester=REQUESTER, channel="C1")
+    await control.close_incident(actor=APPROVER_A, resolved=True, incident_id=opened.incident_id)
+    asked = await control.db.run(
+        lambda s: list(
+            s.exec(select(OutboxMessage).where(OutboxMessage.kind == "baseline_requested"))
+        )
+    )
+    assert len(asked) == 1
+    assert asked[0].payload["resolver"] == APPROVER_A
+    assert [p["key"] for p in asked[0].payload["proposals"]] == ["restart"]
+    # Unanswered, the incident is not judged: it counts for nothing yet.
+    assert (await _status(control))["incidents"] == 0
+    recorded = await control.rollout.record_answer(
+        incident_id=opened.incident_id,
+        actor=APPROVER_A,
+        taken=["restart", "not-a-proposed-step"],
+        other="flushed the CDN\n\n- paged the DBA",
+    )
+    assert recorded is not None
+    assert recorded.taken == ("restart",)
+    assert recorded.other == ("flushed the CDN", "paged the DBA")
+    rows = await control.db.run(lambda s: list(s.exec(select(HumanAction))))
+    assert sorted(r.kind for r in rows) == ["answered", "other", "other", "took"]
+    status = await _status(control)
+    assert status["incidents"] == 1
+    assert status["fn"]["medium"] == [2, 3]
