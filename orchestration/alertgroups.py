@@ -133,7 +133,16 @@ def update(
 
 def after_plan_end(session: Session, ctx: Ctx, plan: Plan) -> None:
     """A plan ended: resolve its incident if that was all that kept an alert group open."""
-    group = session.get(AlertGroup, plan.incident_id)
+    # Locked, and read anew once locked: an alert notification that resolves the group at the
+    # same moment either commits first (and this sees it) or waits for this commit (and sees
+    # the plan ended). Read without the lock, each would miss the other and nobody would close
+    # the incident (seen on PostgreSQL).
+    group = session.exec(
+        select(AlertGroup)
+        .where(AlertGroup.incident_id == plan.incident_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if group is None or not all_resolved(group):
         return
     incident = session.exec(
