@@ -695,6 +695,8 @@ async def test_the_researchers_tool_call_cap_and_the_runs_wall_time_bound_it(
     model.play([Turn(content=FINDINGS, delay_s=3)])  # far past the run's wall time
     with pytest.raises(NoMatch, match=r"wall time \(0.3 s\) was used up"):
         await slow.open_incident(text=TEXT, requester=REQUESTER)
+    cut = await rows(slow, ModelCall, col(ModelCall.plan_id).startswith("unplanned-"))
+    assert [(c.role, c.outcome) for c in cut] == [("researcher", "failed")]  # cut off, counted
 
 
 async def test_the_digest_puts_people_time_beside_tokens_and_calls_when_priced(
