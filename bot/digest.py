@@ -23,6 +23,7 @@ from bot.blocks import (
     usd,
 )
 from orchestration.digest import Digest
+from orchestration.enums import CallOutcome
 from orchestration.opsmetrics import Amount, DaySpend, OpsReport
 
 TOP_KEYS = 5
@@ -132,12 +133,17 @@ def ops_fields(report: OpsReport) -> list[str]:
         ),
         s.OPS_SPEND.format(usd=usd(report.spend.usd), dot=s.DOT, tokens=f"{report.spend.tokens:,}"),
         *_planner_fields(report),
+        *_model_fields(report),
     ]
 
 
+def _agents_ran(report: OpsReport) -> bool:
+    return bool(report.plans_by_llm or report.model_calls or report.model_usage)
+
+
 def _planner_fields(report: OpsReport) -> list[str]:
-    """The LLM Planner's share of the plans, once it made any (else the digest is as before)."""
-    if not report.plans_by_llm:
+    """The LLM Planner's share of the plans, once the agents ran (else the digest is as before)."""
+    if not _agents_ran(report):
         return []
     return [
         s.OPS_PLANNERS.format(
@@ -146,6 +152,39 @@ def _planner_fields(report: OpsReport) -> list[str]:
             total=report.plans_proposed,
         )
     ]
+
+
+def call_outcomes(report: OpsReport) -> str:
+    """``3 ok · 1 retried · 1 budget_stopped``: the agents' calls by outcome (0s left out)."""
+    totals = {o: sum(c.calls for c in report.model_calls if c.outcome == o) for o in CallOutcome}
+    return s.DOT.join(f"{n} {o.value}" for o, n in totals.items() if n)
+
+
+def model_lines(report: OpsReport) -> list[str]:
+    """One line per role and model: tokens, USD, metered calls (top entries, then a count)."""
+    lines = [
+        s.OPS_MODEL_LINE.format(
+            role=esc(u.role, 40),
+            model=esc(u.model, 60),
+            tokens=f"{u.tokens:,}",
+            usd=usd(u.usd),
+            calls=u.calls,
+        )
+        for u in report.model_usage[:TOP_KEYS]
+    ]
+    if len(report.model_usage) > TOP_KEYS:
+        lines.append(s.OPS_MODEL_MORE.format(count=len(report.model_usage) - TOP_KEYS))
+    if outcomes := call_outcomes(report):
+        lines.append(s.OPS_MODEL_CALLS.format(outcomes=outcomes))
+    return lines
+
+
+def _model_fields(report: OpsReport) -> list[str]:
+    """Tokens and USD by role and model, and the calls by outcome, once the agents ran."""
+    if not _agents_ran(report):
+        return []
+    lines = model_lines(report) or [s.NO_SPEND]
+    return [s.OPS_MODEL_TOKENS.format(lines="\n".join(lines))[:MAX_FIELD_TEXT]]
 
 
 def _bar(value: float, peak: float) -> str:
@@ -388,9 +427,16 @@ def _ops_text(report: OpsReport) -> list[str]:
     ] + (
         [
             f"  plans by the LLM Planner    {pct(report.llm_plan_share)} "
-            f"({report.plans_by_llm}/{report.plans_proposed} plans proposed; the rest runbooks)"
+            f"({report.plans_by_llm}/{report.plans_proposed} plans proposed; the rest runbooks)",
+            "  model tokens (role, model):",
+            *(
+                f"    {u.role:<11} {u.model:<24} {u.tokens:>9,} tokens  {usd(u.usd):>9}  "
+                f"{u.calls} call(s)"
+                for u in report.model_usage
+            ),
+            *([f"    calls: {outcomes}"] if (outcomes := call_outcomes(report)) else []),
         ]
-        if report.plans_by_llm
+        if _agents_ran(report)
         else []
     )
 

@@ -5,6 +5,13 @@ first awaits :meth:`OpsCollector.refresh`, which recomputes the :class:`OpsRepor
 worker at most once per ``ttl_s``; scrapes in between cost nothing. A figure with nothing to
 measure has no sample (Prometheus' way of saying "unknown"), rather than a misleading 0.
 
+The agents' figures come from the same report: ``opsgate_llm_tokens`` and ``opsgate_llm_usd``
+``{role,model}`` (what the Researcher and the LLM Planner spent), ``opsgate_llm_calls``
+``{role,model,outcome}`` (ok, retried, failed, budget_stopped; every outcome of a role and model
+that made any call has a sample, 0 included, so ratios need no ``or vector(0)``) and
+``opsgate_plans_proposed{planner}`` (runbook, llm). Being read from the database, every replica
+serves the same figures.
+
 The circuit breakers shared by the replicas (``opsgate_circuit_breaker_state{tool,target}``:
 0 closed, 1 half-open, 2 open) are read from the database too, at most once per
 ``breakers_ttl_s`` (1 s): a breaker opens and closes within seconds, the 24 h figures do not.
@@ -20,6 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from common import Clock
 from orchestration.breakers import BreakerView, breaker_views
 from orchestration.db import Database
+from orchestration.enums import CallOutcome, PlannerKind
 from orchestration.opsmetrics import OpsReport, ops_report
 from orchestration.telemetry import get_logger
 
@@ -61,6 +69,10 @@ GAUGES: tuple[tuple[str, str, str], ...] = (
     ("opsgate_cache_hit_ratio", "cache_hit_rate", "Read-only tool cache hit ratio, last UTC day"),
 )
 SPEND = "opsgate_spend_usd"
+LLM_TOKENS = "opsgate_llm_tokens"
+LLM_USD = "opsgate_llm_usd"
+LLM_CALLS = "opsgate_llm_calls"
+PLANS_PROPOSED = "opsgate_plans_proposed"
 
 
 class OpsCollector(Collector):
@@ -150,6 +162,7 @@ class OpsCollector(Collector):
                 for amount in amounts:
                     spend.add_metric([dimension, amount.key], amount.usd)
         yield spend
+        yield from _agent_metrics(report)
         state = GaugeMetricFamily(
             BREAKER_STATE,
             "Circuit breaker of each tool and target: 0 closed, 1 half-open, 2 open",
@@ -158,3 +171,35 @@ class OpsCollector(Collector):
         for breaker in self._breakers:
             state.add_metric([breaker.tool, breaker.target], breaker.gauge)
         yield state
+
+
+def _agent_metrics(report: OpsReport | None) -> Iterable[Metric]:
+    """The agents' tokens, USD and calls by role and model, and the plans by planner."""
+    labels = ["role", "model"]
+    tokens = GaugeMetricFamily(
+        LLM_TOKENS, "Tokens of the agents' model calls over the last 24 h", labels=labels
+    )
+    usd = GaugeMetricFamily(
+        LLM_USD, "USD of the agents' model calls over the last 24 h", labels=labels
+    )
+    calls = GaugeMetricFamily(
+        LLM_CALLS,
+        "The agents' model calls over the last 24 h by outcome (budget_stopped: not made)",
+        labels=[*labels, "outcome"],
+    )
+    plans = GaugeMetricFamily(
+        PLANS_PROPOSED, "Plans proposed over the last 24 h by planner", labels=["planner"]
+    )
+    if report is not None:
+        for use in report.model_usage:
+            tokens.add_metric([use.role, use.model], use.tokens)
+            usd.add_metric([use.role, use.model], use.usd)
+        counted = {(c.role, c.model, c.outcome): c.calls for c in report.model_calls}
+        for role, model in sorted({(c.role, c.model) for c in report.model_calls}):
+            for outcome in CallOutcome:
+                calls.add_metric(
+                    [role, model, outcome.value], counted.get((role, model, outcome.value), 0)
+                )
+        plans.add_metric([PlannerKind.RUNBOOK.value], report.plans_by_runbook)
+        plans.add_metric([PlannerKind.LLM.value], report.plans_by_llm)
+    yield from (tokens, usd, calls, plans)

@@ -410,6 +410,10 @@ PEOPLE_TIME: Final = (
 OPS_PLANNERS: Final = (
     "*Plans by the LLM Planner*\n{value} ({llm} of {total}; the rest from runbooks)"
 )
+OPS_MODEL_TOKENS: Final = "*Model tokens* (role · model)\n{lines}"
+OPS_MODEL_LINE: Final = "{role} · {model}: {tokens} tokens · {usd} · {calls} call(s)"
+OPS_MODEL_MORE: Final = "… and {count} more"
+OPS_MODEL_CALLS: Final = "Calls: {outcomes}"
 DIGEST_FOOTER: Final = (
     "{start} → {end} ({tz}){dot}outcome figures count plans that finished in the window"
     "{dot}n/a: nothing to measure"

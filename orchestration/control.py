@@ -31,9 +31,9 @@ from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.authority import running_scope
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
 from orchestration.closing import Assessment, CloseOutcome
-from orchestration.config import OpsgateConfig
+from orchestration.config import LlmConfig, OpsgateConfig
 from orchestration.db import Database
-from orchestration.enums import IncidentStatus, PlanStatus, StepStatus, VoteChoice
+from orchestration.enums import IncidentStatus, PlannerKind, PlanStatus, StepStatus, VoteChoice
 from orchestration.errors import NoMatch, NotFound, OrchestrationError
 from orchestration.executor import CANCELLED, Executor, Outcome, Ticket
 from orchestration.inbox import (
@@ -300,15 +300,18 @@ class ControlPlane:
         research: bool = True,
         snapshot: KnowledgeSnapshot | None = None,
         plan: bool = True,
+        budget_tokens: int | None = None,
+        budget_usd: float | None = None,
     ) -> AgentRun:
         """The Researcher (unless ``research`` is False) then the LLM Planner (unless ``plan``
-        is False: a runbook plans) on ``text``, metered against a plan's budget."""
+        is False: a runbook plans) on ``text``, metered against the budget of the plan they
+        work for: ``budget_tokens`` / ``budget_usd`` (a runbook's own), else ``budgets:``."""
         assert self.llm is not None
         budgets = self.config.budgets
         meter = TokenMeter(
             settings=self.llm,
-            budget_tokens=budgets.plan_tokens,
-            budget_usd=budgets.plan_usd,
+            budget_tokens=budgets.plan_tokens if budget_tokens is None else budget_tokens,
+            budget_usd=budgets.plan_usd if budget_usd is None else budget_usd,
             soft_ratio=budgets.soft_ratio,
         )
         try:
@@ -373,14 +376,18 @@ class ControlPlane:
             raise
         ranked = planner.rank(self.snapshot, clean)
         if ranked:  # runbooks win when they match; one with ``research: true`` gets findings
-            if not self.snapshot.runbooks[ranked[0].runbook_id].research:
+            runbook = self.snapshot.runbooks[ranked[0].runbook_id]
+            if not runbook.research:
                 return None
+            own = runbook.budget  # the Researcher spends from the runbook plan's own budget
             return await self.run_agents(
                 clean,
                 requester=requester,
                 channel=channel,
                 correlation_id=ctx.correlation_id,
                 plan=False,
+                budget_tokens=own.tokens if own is not None else None,
+                budget_usd=own.usd if own is not None else None,
             )
         return await self.run_agents(
             clean, requester=requester, channel=channel, correlation_id=ctx.correlation_id
@@ -805,9 +812,11 @@ class ControlPlane:
         return await self.db.run(lambda s: expire_due(s, self._ctx()))
 
     async def prune_transcripts(self) -> int:
-        """Delete agent transcripts past ``llm.transcript_retention_days`` (a scheduler job)."""
+        """Delete agent transcripts (and call outcomes) past ``llm.transcript_retention_days``
+        (a scheduler job)."""
         now = self.clock.now()
-        pruned = await self.db.run(lambda s: transcripts.prune(s, now))
+        days = (self.llm or LlmConfig.model_construct()).transcript_retention_days
+        pruned = await self.db.run(lambda s: transcripts.prune(s, now, retention_days=days))
         if pruned:
             log.info("transcripts_pruned", count=pruned)
         return pruned
@@ -1192,9 +1201,9 @@ def _planner_fields(
     """What the incident's root says about who planned it (and the tokens the agents cost);
     nothing without ``llm:``, so the root stays as it was."""
     if run is None or run.plan is None:
-        return {"planner": "runbook"} if enabled else {}
+        return {"planner": PlannerKind.RUNBOOK.value} if enabled else {}
     return {
-        "planner": "llm",
+        "planner": PlannerKind.LLM.value,
         "llm": dict(llm or {}),
         "rationales": run.plan.rationales,
     }

@@ -61,6 +61,22 @@ class ApprovalPurpose(StrEnum):
     SCOPE = "scope"  # humans add a credential to the Executor's scope for one plan
 
 
+class PlannerKind(StrEnum):
+    """Which planner made a plan."""
+
+    RUNBOOK = "runbook"  # a runbook matched
+    LLM = "llm"  # the LLM Planner proposed it
+
+
+class CallOutcome(StrEnum):
+    """What became of one model call the agents meant to make."""
+
+    OK = "ok"  # answered at the first attempt
+    RETRIED = "retried"  # answered after a 429, a 5xx or a timeout was retried
+    FAILED = "failed"  # no answer: the provider stayed down, refused, or the run's time ran out
+    BUDGET_STOPPED = "budget_stopped"  # not made: its forecast would break the hard budget
+
+
 class VoteChoice(StrEnum):
     """A person's answer on an approval card."""
 

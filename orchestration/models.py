@@ -527,3 +527,22 @@ class Promotion(SQLModel, table=True):
     created_at: datetime = _ts()
     expires_at: datetime = _ts()
     decided_at: datetime | None = _ts(nullable=True)
+
+
+class ModelCall(SQLModel, table=True):
+    """One model call the agents meant to make, and its outcome (``CallOutcome``).
+
+    Its tokens and USD are cost entries; this row counts the calls, including those never made
+    (a budget stop) or never answered. Pruned with the transcripts.
+    """
+
+    __tablename__ = "model_calls"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    plan_id: str
+    incident_id: str | None = None
+    channel: str = ""
+    role: str
+    model: str
+    outcome: str
+    attempts: int = 0

@@ -14,6 +14,9 @@ Which rows a figure counts (the *cohort*):
   still waiting for humans is not counted yet.
 - **Budget warnings and stops** count audit events in the window.
 - **MTTR** counts incidents *resolved* in the window (cancelled ones are not resolutions).
+- **Model usage** (tokens and USD by role and model) counts the cost entries of model calls
+  (``tool`` ``llm:<model>``) in the window; **model calls by outcome** count the
+  ``model_calls`` rows in the window, calls the budget stopped before they were made included.
 - **Cache** counts the UTC days (``cache_counters.day``) whose midnight falls in the window:
   the counters are kept per UTC day, so a local day or a rolling 24 hours is approximated by
   the one UTC day that starts inside it.
@@ -44,6 +47,7 @@ from orchestration.models import (
     CacheCounter,
     CostEntry,
     Incident,
+    ModelCall,
     Plan,
     Step,
     Vote,
@@ -52,6 +56,7 @@ from orchestration.models import (
 TOP_PLANS = 5
 MAX_BUDGET_EVENTS = 20
 DIMENSIONS = ("role", "tool", "runbook_id", "channel")
+MODEL_TOOL_PREFIX = "llm:"  # the cost entries of model calls: ``tool`` is ``llm:<model>``
 
 _EXECUTED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED)
 _CHANGE_DECIDED = (*_EXECUTED, StepStatus.REJECTED)
@@ -100,6 +105,27 @@ class PersonTime(BaseModel):
     voter: str
     seconds: float = 0.0
     votes: int = 0
+
+
+class ModelUsage(BaseModel):
+    """What one agent role spent on one model: metered calls, tokens, USD."""
+
+    model_config = _FROZEN
+    role: str
+    model: str
+    calls: int = 0
+    tokens: int = 0
+    usd: float = 0.0
+
+
+class CallCount(BaseModel):
+    """How many calls of one role to one model ended with one outcome."""
+
+    model_config = _FROZEN
+    role: str
+    model: str
+    outcome: str
+    calls: int = 0
 
 
 class BudgetEvent(BaseModel):
@@ -160,6 +186,14 @@ class OpsReport(BaseModel):
     plans_proposed: int = 0
     plans_by_llm: int = 0
     llm_plan_share: float | None = None
+    # The agents' model calls: spend by role and model, and calls by outcome.
+    model_usage: tuple[ModelUsage, ...] = ()
+    model_calls: tuple[CallCount, ...] = ()
+
+    @property
+    def plans_by_runbook(self) -> int:
+        """Plans proposed in the window that a runbook made."""
+        return self.plans_proposed - self.plans_by_llm
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -181,20 +215,34 @@ def _sorted(totals: dict[str, list[float]]) -> tuple[Amount, ...]:
     return tuple(sorted(amounts, key=lambda a: (-a.usd, -a.tokens, a.key)))
 
 
-def _grouped_spend(
+def _spend_rows(
     session: Session, start: datetime, end: datetime, dims: Sequence[str]
-) -> tuple[Amount, dict[str, tuple[Amount, ...]]]:
-    """Total spend and spend by each of ``dims`` in one grouped query."""
+) -> list[tuple[Any, ...]]:
+    """Spend grouped by all of ``dims`` at once: ``(*keys, usd, tokens, entries)`` rows."""
     columns = [getattr(CostEntry, d) for d in dims]
     rows = session.connection().execute(
-        sa_select(*columns, func.sum(CostEntry.usd), func.sum(CostEntry.tokens))
+        sa_select(*columns, func.sum(CostEntry.usd), func.sum(CostEntry.tokens), func.count())
         .where(*_in_window(CostEntry.at, start, end))
         .group_by(*columns)
     )
+    return [tuple(row) for row in rows]
+
+
+def _grouped_spend(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    dims: Sequence[str],
+    *,
+    rows: Sequence[tuple[Any, ...]] | None = None,
+) -> tuple[Amount, dict[str, tuple[Amount, ...]]]:
+    """Total spend and spend by each of ``dims`` in one grouped query (or from its ``rows``)."""
+    if rows is None:
+        rows = _spend_rows(session, start, end, dims)
     per_dim: dict[str, dict[str, list[float]]] = {d: defaultdict(lambda: [0.0, 0]) for d in dims}
     total_usd, total_tokens = 0.0, 0
     for row in rows:
-        *keys, usd, tokens = row
+        *keys, usd, tokens, _entries = row
         usd, tokens = float(usd or 0), int(tokens or 0)
         total_usd += usd
         total_tokens += tokens
@@ -358,6 +406,44 @@ def planned_by_llm(session: Session, start: datetime, end: datetime) -> tuple[in
     return total, sum(int(count) for runbook, count in rows if runbook == LLM_RUNBOOK_ID)
 
 
+def model_usage(
+    rows: Iterable[tuple[Any, ...]], dims: Sequence[str] = DIMENSIONS
+) -> tuple[ModelUsage, ...]:
+    """Tokens and USD of the model calls by role and model (most tokens first), from the
+    window's spend rows (:func:`_spend_rows` over ``dims``, which hold role and tool): the
+    digest reads its cost rows once."""
+    role_at, tool_at = dims.index("role"), dims.index("tool")
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    for row in rows:
+        tool = str(row[tool_at])
+        if not tool.startswith(MODEL_TOOL_PREFIX):
+            continue
+        *_, usd, tokens, entries = row
+        acc = totals[str(row[role_at]), tool.removeprefix(MODEL_TOOL_PREFIX)]
+        acc[0] += int(entries or 0)
+        acc[1] += int(tokens or 0)
+        acc[2] += float(usd or 0)
+    found = [
+        ModelUsage(role=role, model=model, calls=int(c), tokens=int(t), usd=u)
+        for (role, model), (c, t, u) in totals.items()
+    ]
+    return tuple(sorted(found, key=lambda u: (-u.tokens, u.role, u.model)))
+
+
+def model_call_counts(session: Session, start: datetime, end: datetime) -> tuple[CallCount, ...]:
+    """The agents' model calls in the window by role, model and outcome."""
+    rows = session.exec(
+        select(ModelCall.role, ModelCall.model, ModelCall.outcome, func.count())
+        .where(*_in_window(ModelCall.at, start, end))
+        .group_by(ModelCall.role, ModelCall.model, ModelCall.outcome)
+    ).all()
+    found = [
+        CallCount(role=role, model=model, outcome=outcome, calls=int(calls))
+        for role, model, outcome, calls in rows
+    ]
+    return tuple(sorted(found, key=lambda c: (c.role, c.model, c.outcome)))
+
+
 def people_time(session: Session, start: datetime, end: datetime) -> tuple[PersonTime, ...]:
     """Per approver, the seconds from each approval card's posting to their vote on it, over
     the votes cast in the window (most time first)."""
@@ -455,7 +541,8 @@ def ops_report(
       not counted.
     - ``change_lead_time_s`` = mean(finished_at - created_at) over plans finished.
     """
-    total, dims = _grouped_spend(session, start, end, DIMENSIONS)
+    spent = _spend_rows(session, start, end, DIMENSIONS)
+    total, dims = _grouped_spend(session, start, end, DIMENSIONS, rows=spent)
     proposed, by_llm = planned_by_llm(session, start, end)
     people = people_time(session, start, end)
     warnings, stops = budget_events(session, start, end)
@@ -537,4 +624,6 @@ def ops_report(
         plans_proposed=proposed,
         plans_by_llm=by_llm,
         llm_plan_share=ratio(by_llm, proposed),
+        model_usage=model_usage(spent),
+        model_calls=model_call_counts(session, start, end),
     )

@@ -35,9 +35,10 @@ RETRY_AFTER_CAP_S = 30.0
 class ModelUnavailable(OrchestrationError):
     """The model endpoint failed (after retries) or refused the request."""
 
-    def __init__(self, message: str, *, code: str = "llm_unavailable") -> None:
-        """A refusal with a plain-words ``message`` (never a credential)."""
+    def __init__(self, message: str, *, code: str = "llm_unavailable", attempts: int = 1) -> None:
+        """A refusal with a plain-words ``message`` (never a credential) after ``attempts``."""
         super().__init__(redact_text(message), code=code)
+        self.attempts = attempts
 
 
 @dataclass(frozen=True)
@@ -204,14 +205,16 @@ class ModelClient:
                     response = await self._sdk.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
             tries = f" after {attempts} attempts" if attempts > 1 else ""
-            raise ModelUnavailable(f"{_describe(exc)}{tries}") from exc
+            raise ModelUnavailable(f"{_describe(exc)}{tries}", attempts=attempts) from exc
         elapsed = (time.perf_counter() - started) * 1000
         return _reply(response, attempts=attempts, elapsed_ms=elapsed)
 
 
 def _reply(response: Any, *, attempts: int, elapsed_ms: float) -> ModelReply:
     if not response.choices:
-        raise ModelUnavailable("the model endpoint returned no choices", code="llm_empty")
+        raise ModelUnavailable(
+            "the model endpoint returned no choices", code="llm_empty", attempts=attempts
+        )
     choice = response.choices[0]
     message = choice.message
     usage = response.usage

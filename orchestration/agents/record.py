@@ -1,9 +1,10 @@
 """What one agent run leaves in the database, in the unit of work that opens its incident.
 
 Cost entries per model call (role, ``llm:<model>``, tokens, USD) and per Researcher read; a
-span per model call and per read (the read's span keeps its raw, redacted result, which the
-findings point at); audit events for the plan's provenance and every refused tool call; the
-Planner's answer as a knowledge version; the compressed transcripts; the findings message.
+``model_calls`` row per call the agents meant to make, with its outcome; a span per model call
+and per read (the read's span keeps its raw, redacted result, which the findings point at);
+audit events for the plan's provenance and every refused tool call; the Planner's answer as a
+knowledge version; the compressed transcripts; the findings message.
 """
 
 from typing import Any
@@ -22,7 +23,7 @@ from orchestration.agents.run import AgentRun
 from orchestration.config import LlmConfig
 from orchestration.enums import SpanKind
 from orchestration.knowledge import Document, publish_documents
-from orchestration.models import CostEntry, Plan
+from orchestration.models import CostEntry, ModelCall, Plan
 from orchestration.records import Ctx, audit, emit, span
 
 SPAN_OUTPUT_CHARS = 8000
@@ -50,6 +51,31 @@ def llm_summary(run: AgentRun) -> dict[str, Any]:
     }
 
 
+def record_calls(
+    session: Session,
+    ctx: Ctx,
+    *,
+    run: AgentRun,
+    plan_id: str,
+    incident_id: str | None,
+    channel: str,
+) -> None:
+    """One ``model_calls`` row per call of ``run``: answered, retried, failed or not made."""
+    session.add_all(
+        ModelCall(
+            at=ctx.now,
+            plan_id=plan_id,
+            incident_id=incident_id,
+            channel=channel,
+            role=call.role.value,
+            model=call.model,
+            outcome=call.outcome.value,
+            attempts=call.attempts,
+        )
+        for call in run.meter.calls
+    )
+
+
 def record_run(
     session: Session,
     ctx: Ctx,
@@ -59,6 +85,9 @@ def record_run(
     settings: LlmConfig,
 ) -> dict[str, Any]:
     """Record ``run`` for ``plan`` (already added to ``session``); returns :func:`llm_summary`."""
+    record_calls(
+        session, ctx, run=run, plan_id=plan.id, incident_id=plan.incident_id, channel=plan.channel
+    )
     for line in run.meter.lines:
         session.add(
             CostEntry(
@@ -232,6 +261,7 @@ def record_unplanned(
     calls still cost tokens, so they become cost entries under :func:`unplanned_id` (the
     channel's spend and the digest count them) and its transcripts are kept."""
     plan_id = unplanned_id(ctx.correlation_id)
+    record_calls(session, ctx, run=run, plan_id=plan_id, incident_id=None, channel=channel)
     for line in run.meter.lines:
         session.add(
             CostEntry(

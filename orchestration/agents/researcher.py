@@ -1,11 +1,14 @@
 """The Researcher: a bounded loop of read-only tool actions that ends in a few findings.
 
 Bounds: at most ``llm.researcher_max_calls`` model calls and ``llm.researcher_max_tool_calls``
-tool calls per run, inside the run's wall time. Only read-only actions are offered to the
-model; a call it asks for anyway is refused twice over (not read-only here; and the policy
-pack's role scope, evaluated for the ``researcher`` role before any grant is issued), and
-nothing runs. Calls that pass go through the same guard stack as steps, with a grant for
-exactly that action and args. Tool output reaches the model quoted and truncated, as data.
+tool calls per run, inside the run's wall time and the plan's budget: once the spend reaches
+the soft threshold the loop ends with what it has read (approving more spend is the budget
+card's job, on the plan); a call the hard limit cannot pay for is never made. Only read-only
+actions are offered to the model; a call it asks for anyway is refused twice over (not
+read-only here; and the policy pack's role scope, evaluated for the ``researcher`` role before
+any grant is issued), and nothing runs. Calls that pass go through the same guard stack as
+steps, with a grant for exactly that action and args. Tool output reaches the model quoted and
+truncated, as data.
 """
 
 import json
@@ -18,8 +21,8 @@ from typing import Any
 
 from common import Role, args_hash
 from common.redaction import redact, redact_text
-from orchestration.agents.client import ModelClient, ModelReply, estimate_tokens
-from orchestration.agents.meter import BudgetStop, TokenMeter
+from orchestration.agents.client import ModelClient, ModelReply
+from orchestration.agents.meter import BudgetStop, TokenMeter, metered_complete
 from orchestration.agents.planning import Catalogue
 from orchestration.executor import Executor, Ticket
 from orchestration.runtime import Runtime
@@ -196,6 +199,14 @@ def _system() -> str:
     )
 
 
+def _soft_stop(meter: TokenMeter, reads: int) -> str:
+    spent = f"{meter.spent_tokens} of {meter.budget_tokens} tokens"
+    if meter.budget_usd > 0:
+        spent += f", ${meter.spent_usd:.4f} of ${meter.budget_usd:.4f}"
+    ratio = f"{meter.soft_ratio:.0%}"
+    return f"the plan's soft budget ({ratio}) is reached after {reads} read(s): {spent}"
+
+
 def _findings(content: str, observations: Sequence[Observation]) -> list[Finding]:
     """The model's findings mapped to spans; without valid ones, one line per observation."""
     try:
@@ -240,19 +251,22 @@ async def research(  # noqa: PLR0912, PLR0915 - one loop with its bounds, read t
         {"role": "user", "content": f"<incident>{text}</incident>"},
     ]
     tool_calls = 0
+    after: tuple[int, ModelReply] | None = None
     for _ in range(s.researcher_max_calls):
         if time.monotonic() >= deadline:
             out.stopped = f"wall time ({s.agent_wall_s:g} s) used up"
             break
+        if meter.past_soft:
+            out.stopped = _soft_stop(meter, len(out.observations))
+            break
         try:
-            meter.gate(prompt_tokens=estimate_tokens(messages, tools), role=Role.RESEARCHER)
+            reply = await metered_complete(
+                client, meter, messages, role=Role.RESEARCHER, tools=tools or None, after=after
+            )
         except BudgetStop as exc:
             out.stopped = exc.message
             break
-        reply = await client.complete(messages, tools=tools or None)
-        meter.charge(
-            reply.usage, role=Role.RESEARCHER, model=reply.model, duration_ms=reply.elapsed_ms
-        )
+        after = (len(messages), reply)
         out.replies.append(reply)
         out.transcript.append({"request": list(messages), "response": reply.raw})
         if not reply.tool_calls:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import Role
-from orchestration.agents.client import ModelClient, ModelReply, ModelUnavailable, estimate_tokens
-from orchestration.agents.meter import BudgetStop, TokenMeter
+from orchestration.agents.client import ModelClient, ModelReply, ModelUnavailable
+from orchestration.agents.meter import BudgetStop, TokenMeter, metered_complete
 from orchestration.agents.planning import (
     PROMPT_VERSION,
     RESPONSE_FORMAT,
@@ -64,12 +64,17 @@ async def _plan(
     findings = [f.text for f in run.research.findings]
     messages = planner_messages(text, catalogue, findings)
     error = ""
+    after: tuple[int, ModelReply] | None = None
     for _ in range(1 + MAX_PLAN_RETRIES):
-        run.meter.gate(prompt_tokens=estimate_tokens(messages), role=Role.PLANNER)
-        reply = await client.complete(messages, response_format=RESPONSE_FORMAT)
-        run.meter.charge(
-            reply.usage, role=Role.PLANNER, model=reply.model, duration_ms=reply.elapsed_ms
+        reply = await metered_complete(
+            client,
+            run.meter,
+            messages,
+            role=Role.PLANNER,
+            response_format=RESPONSE_FORMAT,
+            after=after,
         )
+        after = (len(messages), reply)
         run.planner_attempts += 1
         run.planner_replies.append(reply)
         run.planner_transcript.append({"request": list(messages), "response": reply.raw})

@@ -1,4 +1,7 @@
-"""Agent transcripts: redacted, gzip-compressed JSON rows, pruned after their retention."""
+"""Agent transcripts: redacted, gzip-compressed JSON rows, pruned after their retention.
+
+The ``model_calls`` rows (each call's outcome) are pruned with them, at the same age.
+"""
 
 import gzip
 import json
@@ -9,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, delete, select
 
 from common.redaction import redact
-from orchestration.models import Transcript
+from orchestration.models import ModelCall, Transcript
 
 
 def pack(calls: list[dict[str, Any]]) -> bytes:
@@ -58,7 +61,10 @@ def of_plan(session: Session, plan_id: str) -> list[Transcript]:
     return list(session.exec(query.order_by(col(Transcript.created_at))))
 
 
-def prune(session: Session, now: datetime) -> int:
-    """Delete the transcripts past their retention; returns how many."""
+def prune(session: Session, now: datetime, *, retention_days: int) -> int:
+    """Delete the transcripts past their retention, and the call outcomes as old; returns how
+    many transcripts."""
     result = session.exec(delete(Transcript).where(col(Transcript.expires_at) <= now))
+    cutoff = now - timedelta(days=retention_days)
+    session.exec(delete(ModelCall).where(col(ModelCall.at) <= cutoff))
     return int(result.rowcount or 0)

@@ -167,7 +167,8 @@ async def _promotion_nonce(control: ControlPlane) -> str:
             s.exec(select(AuditEvent).where(AuditEvent.event == "rollout_promotion_requested"))
         )
     )
-    assert rows and rows[-1].nonce
+    assert rows
+    assert rows[-1].nonce
     return rows[-1].nonce
 
 

@@ -22,6 +22,7 @@ from orchestration.models import (
     AuditEvent,
     CostEntry,
     Knowledge,
+    ModelCall,
     OutboxMessage,
     Plan,
     Span,
@@ -155,12 +156,21 @@ async def test_research_then_llm_plan_whose_change_waits_for_a_person(
     assert {t.role for t in kept} == {"researcher", "planner"}
     assert transcripts.unpack(kept[0].body)[0]["request"][0]["role"] == "system"
     assert all(len(t.body) < len(json.dumps(transcripts.unpack(t.body))) for t in kept)
-    # Kept for the retention (30 days by default), then pruned.
+    # Each call is counted by outcome too.
+    calls = await rows(cp, ModelCall, ModelCall.plan_id == opened.plan_id)
+    assert sorted((c.role, c.outcome, c.attempts) for c in calls) == [
+        ("planner", "ok", 1),
+        ("researcher", "ok", 1),
+        ("researcher", "ok", 1),
+    ]
+    # Kept for the retention (30 days by default), then pruned, the call counts with them.
     clock.advance(29 * 86400)
     assert await cp.prune_transcripts() == 0
+    assert len(await rows(cp, ModelCall, ModelCall.plan_id == opened.plan_id)) == 3
     clock.advance(1 * 86400 + 1)
     assert await cp.prune_transcripts() == 2
     assert await cp.db.run(lambda s: transcripts.of_plan(s, opened.plan_id)) == []
+    assert await rows(cp, ModelCall, ModelCall.plan_id == opened.plan_id) == []
 
 
 async def test_researcher_asking_for_a_write_is_refused_and_nothing_runs(
@@ -296,7 +306,8 @@ async def test_usage_past_the_soft_threshold_posts_the_budget_card_and_the_plan_
     model: FakeModel,
     planes: list[ControlPlane],
 ) -> None:
-    """The background example: 2,000 tokens a plan, a card at 80%, a stop after the wait."""
+    """The background example: 2,000 tokens a plan, a card at 80%, a stop after the wait in
+    plain words; approved in time, the plan goes on."""
     cp = await plane(
         db_url,
         tmp_path,
@@ -321,10 +332,37 @@ async def test_usage_past_the_soft_threshold_posts_the_budget_card_and_the_plan_
     cards = await rows(cp, AuditEvent, AuditEvent.event == "approval_requested")
     assert cards[-1].detail["purpose"] == "budget"
     assert [c.tool_action for c in fake.calls] == ["fake.read"]  # the Researcher's read only
-    clock.advance(5 * 60 + 1)
+    assert "82% of the plan budget is spent" in cards[-1].detail["reason"]
+    clock.advance(4 * 60)
+    assert await cp.expire_approvals() == 0  # still inside the 5 minutes
+    clock.advance(61)
     assert await cp.expire_approvals() == 1
-    assert (await cp.plan_view(opened.plan_id)).status == "halted"
+    stopped = await cp.plan_view(opened.plan_id)
+    assert stopped.status == "halted"
+    assert stopped.status_reason == (
+        "No decision on continuing past the soft budget before the approval expired; "
+        "the plan stopped."
+    )
     assert len(fake.calls) == 1
+
+    # The same run again, and someone approves within the minutes: the plan goes on.
+    model.play(
+        [
+            Turn(tool_calls=(("fake__read", {}),), prompt_tokens=500, completion_tokens=100),
+            Turn(content=FINDINGS, prompt_tokens=600, completion_tokens=60),
+            Turn(content=plan_answer([READ]), prompt_tokens=300, completion_tokens=90),
+        ]
+    )
+    again = await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
+    assert (await cp.plan_view(again.plan_id)).status == "waiting"
+    card = await rows(cp, Approval, Approval.plan_id == again.plan_id)
+    assert [c.purpose for c in card] == ["budget"]
+    clock.advance(4 * 60)
+    await cp.vote(nonce=card[0].nonce, voter=APPROVER_A, choice=VoteChoice.APPROVE, reason="")
+    went_on = await cp.plan_view(again.plan_id)
+    assert went_on.status == "succeeded"
+    assert [s.status for s in went_on.steps] == ["succeeded"]
+    assert len(fake.calls) == 3  # its Researcher's read, then the plan's own step
 
 
 async def test_at_the_hard_limit_nothing_more_is_called(
@@ -342,15 +380,16 @@ async def test_at_the_hard_limit_nothing_more_is_called(
         fake,
         model,
         planes,
-        budgets={"plan_tokens": 2000},
+        budgets={"plan_tokens": 2400},
         llm_extra={"max_tokens_per_call": 200, "researcher_max_calls": 6},
     )
     model.play(
         [Turn(tool_calls=(("fake__read", {}),), prompt_tokens=800, completion_tokens=100)] * 6
     )
-    with pytest.raises(NoMatch, match="token budget 2000"):
+    with pytest.raises(NoMatch, match="token budget 2400"):
         await cp.open_incident(text=TEXT, requester=REQUESTER, channel="C1")
-    # 900 + 900 spent; a third call forecasts > 200 more: neither it nor the Planner was called.
+    # 900 + 900 spent; a third call forecasts at least the 900 the provider counted for the
+    # last prompt and answer, plus 200 more: neither it nor the Planner was called.
     assert len(model.requests) == 2
     stops = await rows(cp, AuditEvent, col(AuditEvent.event) == "plan_not_found")
     assert stops[-1].code == "no_match"
@@ -562,8 +601,14 @@ async def test_the_digest_shows_tokens_by_role_and_model_and_the_planners_share(
     text = digest_text(Digest(day=day, timezone="UTC", report=report))
     assert "plans by the LLM Planner    50.0% (1/2 plans proposed" in text
     assert "llm:scripted-1" in text
+    assert "researcher  scripted-1                     700 tokens" in text
+    assert "planner     scripted-1                     480 tokens" in text
+    assert "calls: 3 ok" in text
     fields = digest_blocks(Digest(day=day, timezone="UTC", report=report))
-    assert "Plans by the LLM Planner" in json.dumps(fields.blocks)
+    shown = json.dumps(fields.blocks, ensure_ascii=False)
+    assert "Plans by the LLM Planner" in shown
+    assert "researcher · scripted-1: 700 tokens" in shown
+    assert "planner · scripted-1: 480 tokens" in shown
 
 
 RESEARCHED_RUNBOOK = """
@@ -650,6 +695,8 @@ async def test_the_researchers_tool_call_cap_and_the_runs_wall_time_bound_it(
     model.play([Turn(content=FINDINGS, delay_s=3)])  # far past the run's wall time
     with pytest.raises(NoMatch, match=r"wall time \(0.3 s\) was used up"):
         await slow.open_incident(text=TEXT, requester=REQUESTER)
+    cut = await rows(slow, ModelCall, col(ModelCall.plan_id).startswith("unplanned-"))
+    assert [(c.role, c.outcome) for c in cut] == [("researcher", "failed")]  # cut off, counted
 
 
 async def test_the_digest_puts_people_time_beside_tokens_and_calls_when_priced(

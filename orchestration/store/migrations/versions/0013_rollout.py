@@ -1,14 +1,14 @@
 """Staged trust: ``steps.rollout``, ``rollout_stages``, ``human_actions``, ``rollout_promotions``.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision: str | None = "0011"
+revision = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | None = None
 depends_on: str | None = None
 
