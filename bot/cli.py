@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.main import build_control, tools_for
-from common import SystemClock
+from common import Mode, SystemClock
 from orchestration.checks import check_all
 from orchestration.config import OpsgateConfig, config_path, load_config
 from orchestration.db import Database, default_url
@@ -213,10 +214,14 @@ def _rollout_status(config: Path | None, *, as_json: bool) -> int:
 
     settings = load_config(config)
     now = SystemClock().now()
-    with read_only_session(default_url()) as session:
-        if session is not None:
-            rows = scope_status(session, settings.rollout, default=settings.mode, now=now)
-    if session is None:  # nothing recorded yet: each scope in its configured stage
+    rows = None
+    try:
+        with read_only_session(default_url()) as session:
+            if session is not None:
+                rows = scope_status(session, settings.rollout, default=settings.mode, now=now)
+    except SQLAlchemyError:  # a schema from before rollouts: nothing recorded yet
+        rows = None
+    if rows is None:  # nothing recorded yet: each scope in its configured stage
         from sqlmodel import Session, SQLModel, create_engine  # noqa: PLC0415
 
         empty = create_engine("sqlite://")
@@ -367,7 +372,8 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     """The plain-text digest of ``day`` read from the database; changes nothing."""
     from bot.digest import digest_text  # noqa: PLC0415 - rendering loads only for this verb
 
-    settings = load_config(config).digest
+    whole = load_config(config)
+    settings = whole.digest
     tz = settings.tz
     missing = _missing_sqlite_file(default_url())
     if missing is not None:  # starting a database would create it: a dry run creates nothing
@@ -378,7 +384,14 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
         when = day or previous_day(SystemClock().now(), tz)
         rate = settings.people_usd_per_hour
         digest = await db.run(
-            lambda session: build_digest(session, day=when, tz=tz, people_usd_per_hour=rate)
+            lambda session: build_digest(
+                session,
+                day=when,
+                tz=tz,
+                people_usd_per_hour=rate,
+                rollout=whole.rollout,
+                mode=whole.mode,
+            )
         )
     finally:
         await db.close()
@@ -604,7 +617,10 @@ async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool
             print(f"warning: {problem}", file=sys.stderr)
         stored = await asyncio.to_thread(read_stored, default_url())
         snapshot, notes = preview_snapshot(files, stored)
-        preview = await control.preview_agents(text, requester=requester, snapshot=snapshot)
+        stages = await asyncio.to_thread(_stored_stages, settings)
+        preview = await control.preview_agents(
+            text, requester=requester, snapshot=snapshot, stages=stages
+        )
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1
@@ -612,6 +628,20 @@ async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool
         await control.close()
     print(plan_json(preview, notes) if as_json else render_plan(preview, notes))
     return 0
+
+
+def _stored_stages(settings: OpsgateConfig) -> dict[str, Mode]:
+    """The stage each rollout scope is in now, read from the database (empty without one)."""
+    if not settings.rollout.scopes:
+        return {}
+    from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
+    from orchestration.rollout.stages import current_stages  # noqa: PLC0415
+
+    try:
+        with read_only_session(default_url()) as session:
+            return current_stages(session, settings.rollout) if session is not None else {}
+    except SQLAlchemyError:  # no schema yet: each scope is in its configured stage
+        return {}
 
 
 def _demo(args: argparse.Namespace) -> int:

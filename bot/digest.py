@@ -5,8 +5,9 @@ nothing to measure (``None``) renders as "n/a". Lists are clipped (top entries p
 the digest stays far under Slack's 50 blocks and its per-block limits whatever the history holds.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from slack_sdk.models.blocks import Block, DividerBlock
 
@@ -308,6 +309,7 @@ def digest_blocks(digest: Digest) -> Rendered:
         section(s.OPS_HEADING),
         section(None, fields=ops_fields(report)),
         *([section(people)] if (people := people_line(digest)) else []),
+        *rollout_blocks(digest.rollout),
         context(
             s.DIGEST_FOOTER.format(
                 start=_utc(report.start), end=_utc(report.end), tz=digest.timezone, dot=s.DOT
@@ -380,7 +382,42 @@ def digest_text(digest: Digest) -> str:
     ]
     lines += ["", "Operations (plans finished in the window):", *_ops_text(report)]
     lines += _people_text(digest)
+    if digest.rollout:
+        lines += ["", "Staged trust (each scope since its stage began):"]
+        lines += [f"  {rollout_line(row)}" for row in digest.rollout]
     return "\n".join(lines)
+
+
+def _ratio(pair: Sequence[int]) -> str:
+    count, total = pair
+    return f"{count}/{total}" + (f" ({count / total:.0%})" if total else "")
+
+
+def rollout_line(row: Mapping[str, Any]) -> str:
+    """One scope: ``checkout `shadow` 31.0 days, 30 judged, FP 1/30, ..., criteria met``."""
+    fp = [sum(v[0] for v in row["fp"].values()), sum(v[1] for v in row["fp"].values())]
+    fn = [sum(v[0] for v in row["fn"].values()), sum(v[1] for v in row["fn"].values())]
+    cpa = row.get("cost_per_action_usd")
+    if row.get("next_stage") is None:
+        verdict = "last stage"
+    elif row.get("ready"):
+        verdict = f"exit criteria met: ready for {row['next_stage']}"
+    else:
+        missing = sum(1 for c in row.get("criteria") or [] if not c["met"])
+        verdict = f"{missing} exit criteria unmet"
+    return (
+        f"{row['scope']} [{row['stage']}]: {row['days']} days, {row['incidents']} judged, "
+        f"FP {_ratio(fp)}, FN {_ratio(fn)}, agreement {_ratio(row['agreement'])}, "
+        f"{'-' if cpa is None else usd(float(cpa))} per action; {verdict}"
+    )
+
+
+def rollout_blocks(rows: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """The digest's and ``/incident metrics``' staged-trust section (none without scopes)."""
+    if not rows:
+        return []
+    lines = [f"• {esc(rollout_line(row), 400)}" for row in rows[:15]]
+    return [section("\n".join([s.ROLLOUT_HEADING, *lines]))]
 
 
 def people_line(digest: Digest) -> str | None:
@@ -444,8 +481,11 @@ def _ops_text(report: OpsReport) -> list[str]:
 # --- /incident metrics --------------------------------------------------------------------
 
 
-def metrics_blocks(day: OpsReport, week: OpsReport) -> Rendered:
-    """``/incident metrics``: the operational figures of the last 24 hours and 7 days."""
+def metrics_blocks(
+    day: OpsReport, week: OpsReport, rollout: Sequence[Mapping[str, Any]] = ()
+) -> Rendered:
+    """``/incident metrics``: the operational figures of the last 24 hours and 7 days, and
+    each rollout scope's stage and evidence."""
     blocks: list[Block] = [header(s.METRICS_HEADER)]
     for label, report in ((s.METRICS_DAY, day), (s.METRICS_WEEK, week)):
         blocks.append(
@@ -456,6 +496,7 @@ def metrics_blocks(day: OpsReport, week: OpsReport) -> Rendered:
                 fields=ops_fields(report),
             )
         )
+    blocks += rollout_blocks(rollout)
     blocks.append(context(s.METRICS_FOOTER.format(dot=s.DOT)))
     text = s.METRICS_FALLBACK.format(
         spend=usd(day.spend.usd), success=pct(day.action_success_rate), mttr=span(day.mttr_s)

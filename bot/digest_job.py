@@ -50,7 +50,14 @@ async def load_digest(control: ControlPlane, day: date) -> Digest:
     tz = control.config.digest.tz
     rate = control.config.digest.people_usd_per_hour
     return await control.db.run(
-        lambda session: build_digest(session, day=day, tz=tz, people_usd_per_hour=rate)
+        lambda session: build_digest(
+            session,
+            day=day,
+            tz=tz,
+            people_usd_per_hour=rate,
+            rollout=control.config.rollout,
+            mode=control.config.mode,
+        )
     )
 
 

@@ -128,7 +128,9 @@ def add_routes(
     """``POST /slack/events``, ``/alerts/alertmanager``, ``/alerts/pagerduty``, ``GET
     /healthz``, ``/readyz``, ``/metrics``, ``/traces/{trace_id}`` (signed links only)."""
     signing_secret = settings.signing_secret
-    ops = OpsCollector.over(control.db, clock=control.clock)
+    ops = OpsCollector.over(
+        control.db, clock=control.clock, rollout=control.config.rollout, mode=control.config.mode
+    )
 
     async def events(request: web.Request) -> web.Response:
         with surface.quiet.answering():  # background work waits while a burst is answered

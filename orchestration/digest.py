@@ -18,14 +18,18 @@ The one case this cannot rule out is a replica that posts but takes longer than
 """
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from common import Mode
 from orchestration.models import DigestRun
 from orchestration.opsmetrics import OpsReport, ops_report
+from orchestration.rollout.report import scope_status
+from orchestration.rollout.settings import RolloutConfig
 
 TREND_DAYS = 7
 _RUNS = DigestRun.__table__  # type: ignore[attr-defined]
@@ -39,6 +43,8 @@ class Digest(BaseModel):
     timezone: str
     report: OpsReport
     people_usd_per_hour: float | None = None  # shown (people time) only when configured
+    # Each rollout scope at the end of the day (``ScopeStatus.as_json``), when any is configured.
+    rollout: tuple[dict[str, Any], ...] = ()
 
 
 def day_window(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
@@ -62,16 +68,34 @@ def due_day(now: datetime, *, at: time, tz: tzinfo) -> date | None:
 
 
 def build_digest(
-    session: Session, *, day: date, tz: tzinfo, people_usd_per_hour: float | None = None
+    session: Session,
+    *,
+    day: date,
+    tz: tzinfo,
+    people_usd_per_hour: float | None = None,
+    rollout: RolloutConfig | None = None,
+    mode: Mode = Mode.SUPERVISED,
 ) -> Digest:
-    """The digest of the local ``day``: its report with the 7-day trend ending on it."""
+    """The digest of the local ``day``: its report with the 7-day trend ending on it, and each
+    rollout scope's stage and evidence at the day's end."""
     start, end = day_window(day, tz)
     trend = []
     for back in range(TREND_DAYS - 1, -1, -1):
         each = day - timedelta(days=back)
         trend.append((each, *day_window(each, tz)))
     report = ops_report(session, start, end, trend_days=trend)
-    return Digest(day=day, timezone=str(tz), report=report, people_usd_per_hour=people_usd_per_hour)
+    scopes = (
+        tuple(r.as_json() for r in scope_status(session, rollout, default=mode, now=end))
+        if rollout is not None and rollout.scopes
+        else ()
+    )
+    return Digest(
+        day=day,
+        timezone=str(tz),
+        report=report,
+        people_usd_per_hour=people_usd_per_hour,
+        rollout=scopes,
+    )
 
 
 def claim(

@@ -300,7 +300,8 @@ async def _metrics(surface: Surface, client: AsyncWebClient, cmd: SlashCommand) 
         )
 
     day, week = await surface.control.db.run(work)
-    rendered = metrics_blocks(day, week)
+    scopes = await surface.control.rollout.status() if surface.config.rollout.scopes else []
+    rendered = metrics_blocks(day, week, [r.as_json() for r in scopes])
     await client.chat_postEphemeral(
         channel=cmd.channel_id, user=cmd.user_id, text=rendered.text, blocks=rendered.blocks
     )

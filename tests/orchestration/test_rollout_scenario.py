@@ -9,6 +9,7 @@ demotion that follows a compensated action.
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
+from bot.digest import digest_text, metrics_blocks, rollout_line
+from bot.ops_collector import OpsCollector
 from common import FakeClock, Mode
 from orchestration.control import ControlPlane
+from orchestration.digest import build_digest
 from orchestration.enums import VoteChoice
 from orchestration.models import AuditEvent, HumanAction, OutboxMessage, RolloutStage
 from orchestration.rollout.guard import OPS_CHANNEL
@@ -235,6 +239,38 @@ async def _promote(control: ControlPlane) -> None:
     assert (second.accepted, second.state) == (True, "approved"), second
 
 
+async def _figures_everywhere(control: ControlPlane, clock: FakeClock) -> None:
+    """The same figures in the digest, /incident metrics' blocks and /metrics."""
+    day = (clock.now() - timedelta(days=1)).date()
+    digest = await control.db.run(
+        lambda s: build_digest(
+            s, day=day, tz=UTC, rollout=control.config.rollout, mode=control.config.mode
+        )
+    )
+    line = rollout_line(next(r for r in digest.rollout if r["scope"] == SCOPE))
+    assert line.startswith(f"{SCOPE} [shadow]: ")
+    assert "FP 1/30 (3%), FN 1/30 (3%), agreement 28/30 (93%)" in line
+    # the digest is of the day before: its scope had 29 days then, so one criterion is unmet
+    assert line.endswith("1 exit criteria unmet")
+    assert "Staged trust" in digest_text(digest)
+    rows = [r.as_json() for r in await control.rollout.status()]
+    assert "ready for supervised" in str(metrics_blocks(digest.report, digest.report, rows).blocks)
+    collector = OpsCollector.over(
+        control.db, clock=clock, rollout=control.config.rollout, mode=control.config.mode
+    )
+    await collector.refresh()
+    samples = {
+        (m.name, tuple(sorted(x.labels.items()))): x.value
+        for m in collector.collect()
+        for x in m.samples
+    }
+    assert samples[("opsgate_rollout_stage", (("scope", SCOPE),))] == 0  # shadow
+    fp = ("opsgate_rollout_false_positive_ratio", (("scope", SCOPE), ("severity", "medium")))
+    assert abs(samples[fp] - 1 / 30) < 1e-9
+    assert samples[("opsgate_rollout_agreement_ratio", (("scope", SCOPE),))] == 28 / 30
+    assert samples[("opsgate_rollout_exit_criteria_met", (("scope", SCOPE),))] == 1.0
+
+
 async def _wait_final(control: ControlPlane, plan_id: str) -> str:
     for _ in range(100):
         view = await control.plan_view(plan_id)
@@ -268,6 +304,7 @@ async def test_one_runbook_through_shadow_supervised_gated_and_back(
     assert status["agreement"] == [28, 30]
     assert status["ready"], status["criteria"]
     assert checkout.restarts == 0
+    await _figures_everywhere(control, clock)
 
     # --- promotion to supervised: two approvers, never the requester ----------------------
     await _promote(control)
