@@ -455,10 +455,30 @@ def check_all(
                     )
     runbook_problems.sort(key=lambda p: (p.source, p.line or 0))  # file by file, top down
     report.problems += runbook_problems
+    report.warnings += rollout_warnings(config, set(runbooks))
     playbooks = check_playbooks(config, runbooks, tools)
     report.playbooks = playbooks.playbooks
     report.problems += playbooks.problems
     return report
+
+
+def rollout_warnings(config: OpsgateConfig, runbook_ids: set[str]) -> list[Problem]:
+    """Rollout scopes that can never apply (an unknown runbook) or never be promoted."""
+    out = []
+    line_of: dict[tuple[str | int, ...], int] = {}
+    if config.source != OpsgateConfig().source:
+        with contextlib.suppress(OSError, YamlSyntaxError):
+            line_of = load_located(Path(config.source).read_text(encoding="utf-8"), source="").lines
+    for index, rule in enumerate(config.rollout.scopes):
+        where = f"rollout.scopes[{index}]"
+        line = line_of.get(("rollout", "scopes", index))
+        if rule.runbook is not None and rule.runbook not in runbook_ids:
+            message = f"{rule.id}: no runbook {rule.runbook!r}, so this scope covers no step"
+            out.append(Problem(config.source, line, where, message))
+    if config.rollout.scopes and not config.approver_ids():
+        message = "scopes are set but no approvers: no promotion can ever be approved"
+        out.append(Problem(config.source, line_of.get(("rollout",)), "rollout", message))
+    return out
 
 
 def _runbook_id(path: Path) -> str | None:
