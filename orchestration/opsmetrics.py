@@ -10,7 +10,8 @@ Which rows a figure counts (the *cohort*):
 - **Outcome figures** (action success, escalation, cost per successful action, false
   positives, lead time) count the plans that reached a final state in the window
   (``finished_at`` in the window), shadow plans excepted: they change nothing and are measured
-  by the shadow comparison instead. A plan is counted once, when its outcome is known; a plan
+  by the rollout evidence instead (``orchestration.rollout.evidence``: FP and FN against the
+  human baseline). A plan is counted once, when its outcome is known; a plan
   still waiting for humans is not counted yet.
 - **Budget warnings and stops** count audit events in the window.
 - **MTTR** counts incidents *resolved* in the window (cancelled ones are not resolutions).

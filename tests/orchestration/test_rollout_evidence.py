@@ -7,10 +7,13 @@ are written straight into the database, as the control plane leaves them.
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from common import Mode, Risk
-from orchestration.models import HumanAction, Incident, Plan, Step
+from orchestration.db import flush_appends
+from orchestration.models import HumanAction, Incident, OutboxMessage, Plan, RolloutStage, Step
+from orchestration.records import Ctx
+from orchestration.rollout.guard import OPS_CHANNEL, after_failure, check_regressions
 from orchestration.rollout.criteria import evaluate, unmet
 from orchestration.rollout.evidence import Rate, evidence, judgements, recent_fp
 from orchestration.rollout.scopes import DEFAULT_SCOPE, choose, tool_class
@@ -282,3 +285,132 @@ def test_rollout_config_refuses_what_cannot_work() -> None:
     for data in bad:
         with pytest.raises(ValidationError):
             RolloutConfig.model_validate(data)
+
+
+def _staged(session: Session, stage: Mode, *, since: datetime = START) -> None:
+    session.add(
+        RolloutStage(scope=SCOPE, stage=stage.value, config_stage="shadow", since=since, reason="")
+    )
+    session.commit()
+
+
+def _ctx() -> Ctx:
+    return Ctx(correlation_id="c", now=START + timedelta(days=20))
+
+
+def test_fp_spike_demotes_a_supervised_scope_once() -> None:
+    """3 rejections in the last 10 judged incidents (30% > 20%) demote supervised to shadow."""
+    session = _session()
+    _staged(session, Mode.SUPERVISED)
+    for day in range(10):
+        status = "rejected" if day in (2, 5, 8) else "succeeded"
+        _incident(
+            session,
+            day,
+            proposals=[("restart", Risk.MEDIUM, 0.1)],
+            stage=Mode.SUPERVISED,
+            statuses={"restart": status},
+            answered=False,
+        )
+    demoted = check_regressions(session, CONFIG, _ctx(), now=_ctx().now)
+    assert demoted == [SCOPE]
+    flush_appends(session)  # what the database worker does before each commit
+    session.commit()
+    row = session.get(RolloutStage, SCOPE)
+    assert row is not None
+    assert (row.stage, row.changed_by) == ("shadow", "opsgate")
+    assert (
+        row.reason
+        == "false positives 3/10 (30.0%) in the last 10 judged incidents, over the 20% bound"
+    )
+    told = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "rollout_changed")).all()
+    assert [(m.channel, m.payload["to"]) for m in told] == [(OPS_CHANNEL, "shadow")]
+    # Shadow is the lowest stage, and the evidence window started over: nothing more happens.
+    assert check_regressions(session, CONFIG, _ctx(), now=_ctx().now) == []
+
+
+def test_two_rejections_or_too_few_incidents_do_not_demote() -> None:
+    """At or under the bound, or fewer judged incidents than the window, the stage holds."""
+    session = _session()
+    _staged(session, Mode.GATED)
+    for day in range(10):
+        status = "rejected" if day in (2, 5) else "succeeded"
+        _incident(
+            session,
+            day,
+            proposals=[("restart", Risk.MEDIUM, 0.1)],
+            stage=Mode.GATED,
+            statuses={"restart": status},
+            answered=False,
+        )
+    assert check_regressions(session, CONFIG, _ctx(), now=_ctx().now) == []
+    assert (
+        check_regressions(
+            session,
+            CONFIG.model_copy(
+                update={"demote": CONFIG.demote.model_copy(update={"fp_window": 20})}
+            ),
+            _ctx(),
+            now=_ctx().now,
+        )
+        == []
+    )
+
+
+def test_cost_drift_demotes_when_the_last_week_costs_more() -> None:
+    """Cost per action $0.10 for two weeks, then $0.50: drift past 25% demotes gated."""
+    session = _session()
+    _staged(session, Mode.GATED)
+    for day in range(14):
+        _incident(
+            session,
+            day,
+            proposals=[("restart", Risk.MEDIUM, 0.1)],
+            stage=Mode.GATED,
+            answered=False,
+        )
+    for day in range(14, 20):
+        _incident(
+            session,
+            day,
+            proposals=[("restart", Risk.MEDIUM, 0.5)],
+            stage=Mode.GATED,
+            answered=False,
+        )
+    # overall (14 x 0.1 + 6 x 0.5) / 20 = 0.22; last 7 days (days 13-19): (0.1 + 6 x 0.5) / 7
+    assert check_regressions(session, CONFIG, _ctx(), now=_ctx().now) == [SCOPE]
+    row = session.get(RolloutStage, SCOPE)
+    assert row is not None
+    assert row.stage == "supervised"
+    assert row.reason.startswith("cost per action drifted 101% in the last 7 days")
+
+
+def test_an_in_doubt_step_demotes_the_stage_it_ran_in() -> None:
+    """A failure demotes only a scope still in the stage the step ran in (once an episode)."""
+    session = _session()
+    _staged(session, Mode.GATED)
+    step = Step(
+        id="s1",
+        plan_id="p",
+        position=0,
+        key="restart",
+        title="Restart checkout",
+        tool_action="http.post",
+        args_hash="a",
+        declared_risk="medium",
+        risk="medium",
+        read_only=False,
+        idempotent=False,
+        status="in_doubt",
+        error="In doubt: its replica stopped while the call was in flight.",
+        rollout={"stage": "gated", "scope": SCOPE},
+    )
+    assert after_failure(session, _ctx(), [step]) == [SCOPE]
+    assert after_failure(session, _ctx(), [step]) == []  # now supervised: not the stage it ran in
+    row = session.get(RolloutStage, SCOPE)
+    assert row is not None
+    assert row.stage == "supervised"
+    assert (
+        row.reason
+        == "'Restart checkout' in doubt: In doubt: its replica stopped while the call was in flight."
+    )
