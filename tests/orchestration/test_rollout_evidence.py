@@ -13,9 +13,9 @@ from common import Mode, Risk
 from orchestration.db import flush_appends
 from orchestration.models import HumanAction, Incident, OutboxMessage, Plan, RolloutStage, Step
 from orchestration.records import Ctx
-from orchestration.rollout.guard import OPS_CHANNEL, after_failure, check_regressions
 from orchestration.rollout.criteria import evaluate, unmet
 from orchestration.rollout.evidence import Rate, evidence, judgements, recent_fp
+from orchestration.rollout.guard import OPS_CHANNEL, after_failure, check_regressions
 from orchestration.rollout.scopes import DEFAULT_SCOPE, choose, tool_class
 from orchestration.rollout.settings import ExitCriteria, RolloutConfig, ToolClass
 
