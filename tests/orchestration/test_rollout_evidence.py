@@ -410,7 +410,6 @@ def test_an_in_doubt_step_demotes_the_stage_it_ran_in() -> None:
     row = session.get(RolloutStage, SCOPE)
     assert row is not None
     assert row.stage == "supervised"
-    assert (
-        row.reason
-        == "'Restart checkout' in doubt: In doubt: its replica stopped while the call was in flight."
+    assert row.reason == (
+        "'Restart checkout' in doubt: In doubt: its replica stopped while the call was in flight."
     )
