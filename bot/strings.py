@@ -252,7 +252,7 @@ PLAN_STATUS: Final = {
     "stale": "🕰 Stale (knowledge changed)",
     "cancelled": "🚫 Cancelled",
     "blocked": "⛔ Blocked",
-    "shadow": "👻 Shadow (nothing executed)",
+    "shadow": "👻 Shadow (proposed; no change made)",
 }
 # A plan a probe ended (code ``nothing_to_do``): it succeeded by finding nothing to fix.
 PLAN_NOTHING_TO_DO: Final = "✅ Nothing to do"

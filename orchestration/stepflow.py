@@ -516,8 +516,23 @@ def _shadow(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: list[Ste
         ctx,
         plan,
         PlanStatus.SHADOW,
-        reason="Shadow mode: opsgate proposed this plan and executed nothing.",
+        reason=_shadow_reason(steps),
         code="shadow_mode",
+    )
+
+
+def _shadow_reason(steps: list[Step]) -> str:
+    """What shadow did: nothing, or the read-only steps before the first proposal."""
+    ran = [s for s in steps if s.status == S.SUCCEEDED.value]
+    if not ran:
+        return "Shadow mode: opsgate proposed this plan and executed nothing."
+    proposed = [s.title for s in steps if s.decision_code == "shadow_mode" and not s.read_only]
+    first = next((s for s in steps if s.decision_code == "shadow_mode"), None)
+    where = stage_words(first.rollout if first else None)
+    said = ", ".join(f"'{t}'" for t in proposed[:3]) or "the rest"
+    return (
+        f"Shadow: opsgate ran only the read-only steps before it and proposed {said} "
+        f"without running it ({where})."
     )
 
 

@@ -17,7 +17,7 @@ from bot.alerts import Notification, check_alert_intake, group_request_key, grou
 from bot.ids import ActionId
 from bot.settings import SettingsError, SlackSettings
 from orchestration.config import OpsgateConfig
-from orchestration.models import AuditEvent, InboxItem, Incident
+from orchestration.models import AuditEvent, HumanAction, InboxItem, Incident, OutboxMessage
 from tests.bot.scenario import APPROVER_A, APPROVER_B, Stack
 from tests.bot.test_process import Served
 
@@ -370,3 +370,38 @@ async def test_an_alert_without_a_person_needs_two_distinct_approvers(stack: Sta
     )
     await stack.settle()
     assert stack.service.restarts == 1
+
+
+async def test_an_alert_resolving_a_shadow_incident_with_nothing_recorded_counts_as_no_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged trust: the restart is only proposed; the alert resolves by itself, nobody records
+    anything, so the baseline says "no action needed" (and the proposal was a false positive)."""
+    monkeypatch.setenv("OPSGATE_ALERT_TOKEN", "alert-secret")
+    rollout = {"scopes": [{"id": "restarts", "tools": ["destructive"], "stage": "shadow"}]}
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'a.db'}",
+        tmp_path=tmp_path,
+        slack={"alert_channel": ALERT_CHANNEL, "channel_rate_per_s": 1000},
+        rollout=rollout,
+    ) as stack:
+        assert await post_alert(stack, webhook()) == 202
+        await stack.settle()
+        assert stack.service.restarts == 0
+        assert "proposed 'Restart checkout-api' without running it" in stack.texts(ALERT_CHANNEL)
+        assert await post_alert(stack, webhook(status="resolved")) == 202
+        await stack.settle()
+        (incident,) = await incidents(stack)
+        assert (incident.status, incident.requester) == ("resolved", "alertmanager")
+        control = stack.control
+        assert control is not None
+        actions = await control.db.run(lambda s: list(s.exec(select(HumanAction))))
+        assert [(a.kind, a.source) for a in actions] == [("no_action", "alert")]
+        asked = await control.db.run(
+            lambda s: list(
+                s.exec(select(OutboxMessage).where(OutboxMessage.kind == "baseline_requested"))
+            )
+        )
+        assert asked == []  # nobody to ask: no person resolved it
+        (row,) = [r for r in await control.rollout.status() if r.scope == "restarts"]
+        assert (row.evidence.incidents, row.evidence.fp_overall().count) == (1, 1)
