@@ -26,6 +26,8 @@ class StageChoice(BaseModel):
     tool_class: ToolClass
     why: str
     max_risk: Risk = Risk.MEDIUM
+    # Nothing to say: no scope is configured and the global mode is the default, supervised.
+    quiet: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """What ``steps.rollout`` holds."""
@@ -80,7 +82,12 @@ def choose(
     if rule is None:
         why = f"no rollout scope covers {cls.value} steps of runbook {runbook}: global mode"
         return StageChoice(
-            stage=default, scope=DEFAULT_SCOPE, tool_class=cls, why=why, max_risk=gated_up_to
+            stage=default,
+            scope=DEFAULT_SCOPE,
+            tool_class=cls,
+            why=why,
+            max_risk=gated_up_to,
+            quiet=not config.scopes and default is Mode.SUPERVISED,
         )
     stage = stages.get(rule.id, rule.stage)
     why = f"scope {rule.id} ({rule.describe()})"
@@ -88,8 +95,12 @@ def choose(
 
 
 def stage_words(rollout: Mapping[str, Any] | None) -> str:
-    """``shadow (nothing will run): scope checkout-restarts (runbook ..., state_changing)``."""
-    if not rollout or not rollout.get("stage"):
+    """``shadow (nothing will run): scope checkout-restarts (runbook ..., state_changing)``.
+
+    Empty when there is nothing to say: no rollout scope is configured and the global mode is
+    supervised, the default (cards then read as they always have).
+    """
+    if not rollout or not rollout.get("stage") or rollout.get("quiet"):
         return ""
     stage = str(rollout["stage"])
     if stage == Mode.SHADOW:
