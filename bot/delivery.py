@@ -24,7 +24,7 @@ from orchestration.errors import NotFound
 from orchestration.inbox import NOTICE_KIND, NoticeKind
 from orchestration.models import OutboxMessage
 from orchestration.outbox import DeliveryDropped, DeliveryRetry
-from orchestration.rollout.guard import OPS_CHANNEL
+from orchestration.rollout.stages import OPS_CHANNEL
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.delivery")

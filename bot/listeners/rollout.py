@@ -46,8 +46,9 @@ async def answer_did(
     if done.recorded is None or done.incident_id is None:
         return done.text, None
     short = closing.short_id(done.incident_id)
-    if done.recorded.taken:
-        return strings.DID_RECORDED_STEP.format(ref=short, step=done.recorded.taken[0]), None
+    if done.recorded.taken_titles:
+        step = done.recorded.taken_titles[0][:200]
+        return strings.DID_RECORDED_STEP.format(ref=short, step=step), None
     other = done.recorded.other[0] if done.recorded.other else text.strip()
     return strings.DID_RECORDED_OTHER.format(ref=short, text=other[:200]), None
 

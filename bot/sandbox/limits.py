@@ -97,6 +97,8 @@ _INPUT_ELEMENTS = _SELECTS | {
     "rich_text_input",
     "file_input",
 }
+# Options an element may list (selects: 100).
+_MAX_OPTIONS = {"overflow": 5, "checkboxes": 10, "radio_buttons": 10}
 _BUTTON_KEYS = frozenset(
     {"type", "text", "action_id", "url", "value", "style", "confirm", "accessibility_label"}
 )
@@ -207,7 +209,7 @@ class _Checker:
                 value["placeholder"], f"{pointer}/placeholder", max_len=150, kinds=_PLAIN
             )
         if "options" in value:
-            most, least = (5, 1) if kind == "overflow" else (100, 1)
+            most, least = _MAX_OPTIONS.get(str(kind), 100), 1
             for i, option in enumerate(
                 self.items(value["options"], f"{pointer}/options", max_items=most, min_items=least)
             ):

@@ -29,10 +29,12 @@ MAX_LINES = 10
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a ``did`` or a card answer recorded: the steps taken and the other changes."""
+    """What a ``did`` or a card answer recorded: the steps taken (keys, and their titles in
+    the same order) and the other changes."""
 
     taken: tuple[str, ...]
     other: tuple[str, ...]
+    taken_titles: tuple[str, ...] = ()
 
 
 def proposals(session: Session, incident_id: str) -> list[Step]:
@@ -122,7 +124,7 @@ def record(
         "baseline_recorded",
         {"taken": list(keys), "taken_titles": [titles[k] for k in keys], "other": list(other)},
     )
-    return Recorded(taken=keys, other=other)
+    return Recorded(taken=keys, other=other, taken_titles=tuple(titles[k] for k in keys))
 
 
 def record_did(session: Session, ctx: Ctx, incident: Incident, text: str) -> Recorded:

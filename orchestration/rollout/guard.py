@@ -22,9 +22,7 @@ from orchestration.records import Ctx
 from orchestration.rollout.evidence import evidence, judgements, recent_fp
 from orchestration.rollout.scopes import DEFAULT_SCOPE
 from orchestration.rollout.settings import RolloutConfig
-from orchestration.rollout.stages import current_stages, demote, stage_rows
-
-OPS_CHANNEL = "@ops"  # outbox channel of messages for the ops channel
+from orchestration.rollout.stages import OPS_CHANNEL, current_stages, demote, stage_rows
 
 
 def _ops(ctx: Ctx) -> Ctx:

@@ -10,7 +10,7 @@ at the final vote. One Reject ends it. A promotion never happens by itself.
 
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -282,9 +282,10 @@ def _decide(session: Session, ctx: Ctx, record: Promotion, state: str, reason: s
 
 
 def _updated(session: Session, ctx: Ctx, record: Promotion) -> None:
+    # To the card's channel: a click's or the expiry check's own context has none.
     emit(
         session,
-        ctx,
+        replace(ctx, channel=record.channel),
         "promotion_updated",
         {
             "promotion_id": record.id,

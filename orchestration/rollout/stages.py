@@ -10,6 +10,7 @@ replicas that both see the same regression demote once.
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import update
@@ -21,6 +22,7 @@ from orchestration.records import Ctx, audit, emit
 from orchestration.rollout.settings import PREVIOUS_STAGE, RolloutConfig
 
 _ROLLOUT_STAGES = RolloutStage.__table__  # type: ignore[attr-defined]
+OPS_CHANNEL = "@ops"  # outbox channel of messages for the ops channel
 
 
 def current_stages(session: Session, config: RolloutConfig) -> dict[str, Mode]:
@@ -81,6 +83,8 @@ def move(
     """Move ``scope`` from ``seen`` to ``to`` if it is still in ``seen``; audit it and tell ops.
 
     The row must exist (:func:`sync_rules` wrote it). False when another move came first.
+    ``rollout_changed`` goes to the ops channel whoever moved it (a demotion's check or a
+    promotion's last click, whose own context has no channel).
     """
     result = session.exec(
         update(_ROLLOUT_STAGES)
@@ -94,7 +98,8 @@ def move(
             session.expire(obj)  # read anew: the UPDATE went around the ORM
     detail = {"scope": scope, "from": seen.value, "to": to.value, "by": by, "reason": reason}
     audit(session, ctx, event, role=Role.AUDITOR, detail=detail)
-    emit(session, ctx, "rollout_changed", {"event": event, **detail})
+    ops = replace(ctx, channel=OPS_CHANNEL, incident_id=None)
+    emit(session, ops, "rollout_changed", {"event": event, **detail})
     return True
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot import strings
 from bot.ids import ActionId, CallbackId
 from bot.listeners import LISTENED
 from bot.sandbox import signing
@@ -36,8 +37,20 @@ def test_manifest_declares_exactly_the_commands_and_events_we_listen_to() -> Non
         ActionId.IN_DOUBT_RAN.value,
         ActionId.IN_DOUBT_RERUN.value,
         ActionId.IN_DOUBT_STOP.value,
+        ActionId.APPROVE_PROMOTION.value,
+        ActionId.REJECT_PROMOTION.value,
+        ActionId.BASELINE_OPEN.value,
     }
-    assert LISTENED["views"] == (CallbackId.REJECT_REASON.value,)
+    assert LISTENED["views"] == (CallbackId.REJECT_REASON.value, CallbackId.BASELINE.value)
+
+
+def test_the_usage_hint_names_every_subcommand_of_the_help() -> None:
+    """Slack shows the hint as the command is typed: each subcommand ``help`` lists is in it."""
+    (incident,) = manifest()["features"]["slash_commands"]
+    hinted = {part.strip() for part in incident["usage_hint"].split("|")}
+    listed = {p.strip() for p in strings.HELP.split(":", 1)[1].split(",")} - {"&lt;text&gt;"}
+    assert listed <= hinted, listed - hinted
+    assert len(incident["usage_hint"]) <= 1000  # Slack's limit for a usage hint
 
 
 def test_manifest_is_http_mode_with_least_privilege_scopes() -> None:
@@ -93,17 +106,18 @@ async def test_every_declared_surface_reaches_a_listener(stack: Stack) -> None:
             message_ts="1700000000.000100",
         )
         assert (await stack.post(body))[0] == 200, action_id
-    view = {
-        "id": "V1",
-        "callback_id": LISTENED["views"][0],
-        "private_metadata": "x",
-        "blocks": [],
-        "type": "modal",
-        "hash": "h",
-        "state": {"values": {}},
-    }
-    body = signing.view_submission_body(user_id=APPROVER_A, view=view, values={})
-    assert (await stack.post(body))[0] == 200
+    for callback_id in LISTENED["views"]:
+        view = {
+            "id": "V1",
+            "callback_id": callback_id,
+            "private_metadata": "x",
+            "blocks": [],
+            "type": "modal",
+            "hash": "h",
+            "state": {"values": {}},
+        }
+        body = signing.view_submission_body(user_id=APPROVER_A, view=view, values={})
+        assert (await stack.post(body))[0] == 200, callback_id
     unknown = signing.block_actions_body(
         user_id=APPROVER_A,
         channel_id=CHANNEL,

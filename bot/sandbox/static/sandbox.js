@@ -273,15 +273,68 @@
     }
   }
 
+  // One labelled box per option; the group carries the state keys, as a text input does.
+  function renderCheckboxes(block, elem, id) {
+    const group = el("div", "bk-checkboxes");
+    group.id = id;
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-labelledby", `${id}-label`);
+    group.dataset.blockId = block.block_id;
+    group.dataset.actionId = elem.action_id;
+    group.dataset.type = elem.type;
+    group.dataset.optional = block.optional ? "1" : "";
+    group.setAttribute("data-testid", `input-${elem.action_id}`);
+    const options = elem.options || [];
+    group.bkOptions = options;
+    const initial = new Set((elem.initial_options || []).map((o) => o.value));
+    options.forEach((option, i) => {
+      const row = el("label", "bk-checkbox");
+      const box = el("input");
+      box.type = "checkbox";
+      box.value = option.value;
+      box.checked = initial.has(option.value);
+      box.dataset.index = String(i);
+      box.setAttribute("data-testid", `checkbox-${elem.action_id}-${option.value}`);
+      row.appendChild(box);
+      const words = el("span", "bk-checkbox-text", textObject(option.text));
+      if (option.description) words.appendChild(el("span", "hint", textObject(option.description)));
+      row.appendChild(words);
+      group.appendChild(row);
+    });
+    return group;
+  }
+
+  // What Slack puts in `state.values` for an element of the modal (block_id -> action_id ->
+  // this), and whether it is empty (a required input left empty is not submitted).
+  function inputState(input) {
+    if (input.dataset.type === "checkboxes") {
+      const selected = [...input.querySelectorAll('input[type="checkbox"]')]
+        .filter((box) => box.checked)
+        .map((box) => {
+          const option = input.bkOptions[Number(box.dataset.index)];
+          const picked = { text: option.text, value: option.value };
+          if (option.description) picked.description = option.description;
+          return picked;
+        });
+      return { empty: selected.length === 0, state: { type: "checkboxes", selected_options: selected } };
+    }
+    const value = input.value.trim() ? input.value : null;
+    return { empty: value === null, state: { type: input.dataset.type, value } };
+  }
+
   function renderInput(block) {
     const wrap = el("div", "bk-input");
     const elem = block.element || {};
     const id = `in-${block.block_id}-${elem.action_id}`;
     const label = el("label", "", `${textObject(block.label)}${block.optional ? ' <span class="optional">(optional)</span>' : ""}`);
+    label.id = `${id}-label`;
     label.htmlFor = id;
     wrap.appendChild(label);
     const textual = ["plain_text_input", "email_text_input", "url_text_input", "number_input", "rich_text_input"];
-    if (textual.includes(elem.type)) {
+    if (elem.type === "checkboxes") {
+      label.removeAttribute("for"); // a group, not a form control: aria-labelledby names it
+      wrap.appendChild(renderCheckboxes(block, elem, id));
+    } else if (textual.includes(elem.type)) {
       const multiline = elem.multiline || elem.type === "rich_text_input";
       const input = el(multiline ? "textarea" : "input");
       input.id = id;
@@ -537,15 +590,16 @@
       wrap.querySelector(".field-error").textContent = "";
     }
     for (const input of els.modalBody.querySelectorAll("[data-action-id]")) {
-      const value = input.value.trim() ? input.value : null;
-      if (value === null && !input.dataset.optional) {
+      const { empty, state: entry } = inputState(input);
+      if (empty && !input.dataset.optional) {
         const wrap = input.closest(".bk-input");
         wrap.classList.add("invalid");
-        wrap.querySelector(".field-error").textContent = "Please fill out this field.";
+        wrap.querySelector(".field-error").textContent =
+          input.dataset.type === "checkboxes" ? "Please select at least one option." : "Please fill out this field.";
         missing = true;
       }
       values[input.dataset.blockId] = values[input.dataset.blockId] || {};
-      values[input.dataset.blockId][input.dataset.actionId] = { type: input.dataset.type, value };
+      values[input.dataset.blockId][input.dataset.actionId] = entry;
     }
     if (missing) return;
     els.modalSubmit.classList.add("busy");

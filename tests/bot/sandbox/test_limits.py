@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from bot.blocks.rollout import baseline_modal
 from bot.sandbox.limits import Surface, check_blocks, check_message, check_view, message_warnings
 
 
@@ -153,3 +154,24 @@ def test_view_limits() -> None:
     field = {"type": "plain_text_input", "action_id": "reason"}
     needs_submit = {**ok, "blocks": [{"type": "input", "label": title, "element": field}]}
     assert "missing required field: submit [json-pointer:/view]" in check_view(needs_submit)
+
+
+def test_the_baseline_modal_with_its_checkboxes_is_a_valid_view() -> None:
+    proposals = [{"key": f"step-{i}", "title": f"Restart node {i}"} for i in range(12)]
+    view = baseline_modal("0" * 32, proposals)
+    assert check_view(view) == []
+    [taken] = [b for b in view["blocks"] if b["element"]["type"] == "checkboxes"]
+    assert len(taken["element"]["options"]) == 10  # the rest do not fit Slack's checkboxes
+
+
+def test_checkboxes_and_radio_buttons_list_at_most_ten_options() -> None:
+    options = [{"text": {"type": "plain_text", "text": str(i)}, "value": str(i)} for i in range(11)]
+    label = {"type": "plain_text", "text": "Which?"}
+    for kind in ("checkboxes", "radio_buttons"):
+        element = {"type": kind, "action_id": "pick", "options": options}
+        errors = check_blocks([{"type": "input", "label": label, "element": element}])
+        assert errors == [
+            "no more than 10 items allowed [json-pointer:/blocks/0/element/options]"
+        ], kind
+        element["options"] = options[:10]
+        assert check_blocks([{"type": "input", "label": label, "element": element}]) == []
