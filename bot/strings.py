@@ -112,7 +112,7 @@ STEPS_HEADING: Final = "*Steps*"
 NO_STEPS: Final = "_No steps._"
 STEP_LINE: Final = "{emoji} *{n}. {title}*  `{tool}`{dot}{risk}{dot}{policy}"
 POLICY_ALLOW: Final = "runs automatically"
-STAGE_LINE: Final = "      _Stage: {stage}_"
+STAGE_LINE: Final = "      ↳ stage: {stage}"
 ENDS_IF: Final = {
     "healthy": "; a healthy answer ends the plan",
     "unhealthy": "; an unhealthy answer ends the plan",
@@ -592,7 +592,7 @@ PROMOTION_STATE: Final = {
 }
 PROMOTION_STATE_FALLBACK: Final = "Promotion {state}"
 BASELINE_CARD: Final = (
-    "👻 {resolver}, this incident ran in shadow: opsgate proposed, and ran nothing. "
+    "👻 {resolver}, this incident ran in shadow: opsgate proposed changes and made none. "
     "What did you do? Your answer is the baseline opsgate's proposals are measured against."
 )
 BASELINE_PROPOSED: Final = "*opsgate proposed:*\n{lines}"

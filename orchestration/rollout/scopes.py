@@ -80,7 +80,7 @@ def choose(
     """
     rule = best_rule(config.scopes, channel=channel, runbook=runbook, cls=cls)
     if rule is None:
-        why = f"no rollout scope covers {cls.value} steps of runbook {runbook}: global mode"
+        why = f"global mode (no rollout scope covers {cls.value.replace('_', '-')} steps here)"
         return StageChoice(
             stage=default,
             scope=DEFAULT_SCOPE,

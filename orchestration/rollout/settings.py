@@ -90,7 +90,7 @@ class ScopeRule(BaseModel):
         if self.runbook is not None:
             parts.append(f"runbook {self.runbook}")
         if self.tools:
-            parts.append(" or ".join(t.value for t in self.tools))
+            parts.append(" or ".join(t.value.replace("_", "-") + " steps" for t in self.tools))
         return ", ".join(parts) or "everything"
 
 

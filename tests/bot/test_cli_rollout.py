@@ -42,7 +42,7 @@ def test_status_without_a_database_shows_each_scope_in_its_configured_stage(
     assert main(["--config", "opsgate.yaml", "rollout", "status"]) == 0
     captured = capsys.readouterr()
     assert "note: no database yet" in captured.err
-    assert "restarts  [shadow]  runbook web-restart, state_changing" in captured.out
+    assert "restarts  [shadow]  runbook web-restart, state-changing steps" in captured.out
     assert "✗ days in stage: 0.0 (at least 30)" in captured.out
     assert "ghost  [supervised]" in captured.out
     assert not (project / "opsgate.db").exists()  # it reads only
@@ -60,10 +60,10 @@ def test_status_json_lines_and_plan_names_the_stage(
     assert main(["--config", "opsgate.yaml", "plan", "svc is down"]) == 0
     out = capsys.readouterr().out
     assert (
-        "stage shadow (nothing will run): scope restarts (runbook web-restart, state_changing)"
-        in out
+        "stage shadow (nothing will run): scope restarts "
+        "(runbook web-restart, state-changing steps)" in out
     )
-    assert "stage supervised: no rollout scope covers read_only steps of runbook web-restart" in out
+    assert "stage supervised: global mode (no rollout scope covers read-only steps here)" in out
 
 
 def test_check_warns_about_a_scope_that_covers_nothing(

@@ -96,11 +96,15 @@ async def test_in_shadow_the_card_says_so_and_nothing_state_changing_runs(stack:
     lines = steps.splitlines()
     restart = next(i for i, line in enumerate(lines) if "Restart checkout-api" in line)
     assert lines[restart + 1].strip() == (
-        f"_Stage: shadow (nothing will run): scope {SCOPE} "
-        "(runbook web-restart, state_changing or destructive)_"
+        f"↳ stage: shadow (nothing will run): scope {SCOPE} "
+        "(runbook web-restart, state-changing steps or destructive steps)"
     )
     probe = next(i for i, line in enumerate(lines) if "Probe checkout-api" in line)
-    assert lines[probe + 1].strip().startswith("_Stage: supervised: no rollout scope covers")
+    assert (
+        lines[probe + 1]
+        .strip()
+        .startswith("↳ stage: supervised: global mode (no rollout scope covers")
+    )
     assert stack.service.restarts == 0
     assert stack.service.health_checks >= 1  # the read-only probe ran (global mode)
     assert not any(b.get("type") == "actions" for m in stack.thread() for b in m.blocks or []), (
@@ -275,7 +279,7 @@ async def test_rollout_shows_the_scope_its_stage_and_its_criteria(stack: Stack) 
     text = ack_text(body)
     assert SCOPE in text
     assert "`shadow`" in text
-    assert "runbook web-restart, state_changing or destructive" in text
+    assert "runbook web-restart, state-changing steps or destructive steps" in text
     assert "exit criteria to supervised (not all met)" in text
     assert "✗ days in stage: 0.0 (at least 30)" in text
     assert "✗ judged incidents: 0 (at least 20)" in text

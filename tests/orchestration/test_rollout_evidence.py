@@ -264,7 +264,7 @@ def test_most_specific_rule_wins_and_unmatched_steps_take_the_global_mode() -> N
         cls=ToolClass.STATE_CHANGING,
     )
     assert moved.stage is Mode.SUPERVISED
-    assert moved.why == "scope rb-changes (runbook rb, state_changing)"
+    assert moved.why == "scope rb-changes (runbook rb, state-changing steps)"
     assert tool_class(read_only=False, risk=Risk.HIGH) is ToolClass.DESTRUCTIVE
     assert tool_class(read_only=False, risk=Risk.MEDIUM) is ToolClass.STATE_CHANGING
     assert tool_class(read_only=True, risk=Risk.HIGH) is ToolClass.READ_ONLY
