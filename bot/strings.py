@@ -135,6 +135,7 @@ ROOT_STEP_STATUS: Final = {
     "cancelled": "⏹️ stopped",
     "in_doubt": "⚠️ in doubt",
 }
+ROOT_STEP_PROPOSED: Final = "👻 proposed, not run (shadow)"
 OBSERVED_EMOJI: Final = "🩺"
 ROOT_STEP_OBSERVED: Final = "🩺 {observed}"
 ROOT_STEP_BY: Final = "{label} by {voter}"

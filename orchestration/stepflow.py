@@ -528,7 +528,8 @@ def _shadow_reason(steps: list[Step]) -> str:
         return "Shadow mode: opsgate proposed this plan and executed nothing."
     proposed = [s.title for s in steps if s.decision_code == "shadow_mode" and not s.read_only]
     first = next((s for s in steps if s.decision_code == "shadow_mode"), None)
-    where = stage_words(first.rollout if first else None)
+    scope = str((first.rollout or {}).get("scope") or "") if first else ""
+    where = f"scope {scope} is in shadow" if scope and scope != "default" else "shadow mode"
     said = ", ".join(f"'{t}'" for t in proposed[:3]) or "the rest"
     return (
         f"Shadow: opsgate ran only the read-only steps before it and proposed {said} "

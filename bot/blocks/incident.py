@@ -77,6 +77,8 @@ def _outcome(step: Payload, *, plan_reason: str, people: set[str], policy: str =
     status = str(step.get("status") or "")
     if status in ("", StepStatus.PENDING):
         return None
+    if status == StepStatus.SKIPPED and step.get("decision_code") == "shadow_mode":
+        return s.ROOT_STEP_PROPOSED
     label = s.ROOT_STEP_STATUS.get(status) or esc(status.replace("_", " "), 40)
     if status == StepStatus.AWAITING_APPROVAL and policy:
         return s.ROOT_STEP_DETAIL.format(label=label, detail=policy)

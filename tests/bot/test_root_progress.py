@@ -124,3 +124,21 @@ async def test_a_root_update_slack_refuses_is_redone_without_posting_twice(stack
     cards = [m for m in stack.thread() if m.text.startswith("Approval needed")]
     assert len(cards) == 1
     assert "🙋 waiting for approval" in root_text(stack)
+
+
+async def test_a_shadow_proposal_reads_as_proposed_on_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged trust: the restart in a shadow scope is 'proposed, not run', not 'skipped'."""
+    rollout = {"scopes": [{"id": "restarts", "tools": ["destructive"], "stage": "shadow"}]}
+    async with Stack(
+        db_url=f"sqlite:///{tmp_path / 'r.db'}", tmp_path=tmp_path, rollout=rollout
+    ) as stack:
+        await stack.command("checkout-api is down")
+        await stack.settle()
+        root = root_text(stack)
+        assert "✅ succeeded" in root  # the read-only probe ran
+        assert "👻 proposed, not run (shadow)" in root
+        assert "↳ stage: shadow (nothing will run): scope restarts (destructive steps)" in root
+        assert "👻 Shadow (proposed; no change made)" in root
+        assert stack.service.restarts == 0
