@@ -124,6 +124,17 @@ def _stage_of(  # noqa: PLR0917 - one step's facts
     stages: Mapping[str, Mode] | None,
 ) -> dict[str, object]:
     """``steps.rollout`` for one step: its stage, scope and tool class (by effective risk)."""
+    if not rt.config.rollout.scopes:  # no rule to match: the global mode, no risk to assess
+        choice = choose(
+            rt.config.rollout,
+            default=rt.config.mode,
+            stages={},
+            channel=plan.channel,
+            runbook=plan.runbook_id,
+            cls=tool_class(read_only=read_only, risk=risk),
+            gated_up_to=rt.pack.gated_runs_alone_up_to,
+        )
+        return {**choice.as_json(), "risk": risk.value}
     tool, _, action = tool_action.partition(".")
     effective = assess_risk(
         PolicyContext(
