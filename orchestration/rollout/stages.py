@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from common import Mode, Role
+from orchestration.db import upsert
 from orchestration.models import RolloutStage
 from orchestration.records import Ctx, audit, emit
 from orchestration.rollout.settings import PREVIOUS_STAGE, RolloutConfig
@@ -47,7 +48,8 @@ def sync_rules(session: Session, config: RolloutConfig, *, now: datetime) -> lis
     """Write a row for each rule without one, or whose stage was edited in opsgate.yaml.
 
     Returns the scopes that (re)started. Rows of scopes no longer configured are kept: their
-    history stays readable, and they apply to nothing.
+    history stays readable, and they apply to nothing. Replicas starting together write each
+    row once: an upsert that changes a row only when its configured stage differs.
     """
     rows = stage_rows(session)
     started = []
@@ -55,16 +57,27 @@ def sync_rules(session: Session, config: RolloutConfig, *, now: datetime) -> lis
         row = rows.get(rule.id)
         if row is not None and row.config_stage == rule.stage.value:
             continue
-        if row is None:
-            row = RolloutStage(scope=rule.id, stage="", config_stage="", since=now)
         reason = (
             "configured in opsgate.yaml"
-            if not row.config_stage
+            if row is None
             else f"opsgate.yaml changed its stage from {row.config_stage} to {rule.stage.value}"
         )
-        row.stage = row.config_stage = rule.stage.value
-        row.since, row.changed_by, row.reason = now, "opsgate.yaml", reason
-        session.add(row)
+        values = {
+            "scope": rule.id,
+            "stage": rule.stage.value,
+            "config_stage": rule.stage.value,
+            "since": now,
+            "changed_by": "opsgate.yaml",
+            "reason": reason,
+        }
+        upsert(
+            session,
+            _ROLLOUT_STAGES,
+            values,
+            keys=["scope"],
+            update={k: v for k, v in values.items() if k != "scope"},
+            where=_ROLLOUT_STAGES.c.config_stage != rule.stage.value,
+        )
         started.append(rule.id)
     return started
 

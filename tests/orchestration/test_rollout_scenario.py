@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlmodel import select
+from sqlmodel import select, update
 
 from bot.digest import digest_text, metrics_blocks, rollout_line
 from bot.ops_collector import OpsCollector
@@ -398,3 +398,35 @@ async def test_baseline_card_is_asked_of_a_person_resolver_only(
     status = await _status(control)
     assert status["incidents"] == 1
     assert status["fn"]["medium"] == [2, 3]
+
+
+async def test_replicas_start_together_and_an_edited_stage_starts_the_scope_over(
+    db_url: str, tmp_path: Path, clock: FakeClock, checkout: Checkout, planes: list[ControlPlane]
+) -> None:
+    """Two control planes starting at once write the stage row once; a promotion survives a
+    restart; an edit of the stage in opsgate.yaml starts the scope over in the edited stage."""
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "checkout-restart.yaml").write_text(RUNBOOK.format(port=checkout.port))
+    config = make_config(folder, rollout=ROLLOUT)
+    first, second = await asyncio.gather(
+        make_control(db_url, config, clock), make_control(db_url, config, clock)
+    )
+    planes += [first, second]
+    assert await _stage(first) == "shadow"
+    await first.db.run(
+        lambda s: s.exec(  # as a promotion leaves it
+            update(RolloutStage).where(RolloutStage.scope == SCOPE).values(stage="supervised")
+        )
+    )
+    clock.advance(DAY)
+    again = await make_control(db_url, config, clock)
+    planes.append(again)
+    assert await _stage(again) == "supervised"  # the database's stage wins over the file's start
+    edited = {**ROLLOUT, "scopes": [{**ROLLOUT["scopes"][0], "stage": "gated"}]}  # type: ignore[index, dict-item]
+    restarted = await make_control(db_url, make_config(folder, rollout=edited), clock)
+    planes.append(restarted)
+    row = await restarted.db.run(lambda s: s.get(RolloutStage, SCOPE))
+    assert row is not None
+    assert (row.stage, row.config_stage, row.since) == ("gated", "gated", clock.now())
+    assert row.reason == "opsgate.yaml changed its stage from shadow to gated"
