@@ -430,3 +430,26 @@ async def test_replicas_start_together_and_an_edited_stage_starts_the_scope_over
     assert row is not None
     assert (row.stage, row.config_stage, row.since) == ("gated", "gated", clock.now())
     assert row.reason == "opsgate.yaml changed its stage from shadow to gated"
+
+
+async def test_the_bot_schedules_the_rollout_check_only_with_scopes(
+    control: ControlPlane, clock: FakeClock
+) -> None:
+    """FP spikes and cost drift are checked every ``rollout.check_every_s`` when scopes exist;
+    the job expires stale promotions too."""
+    from bot.app import _scheduler  # noqa: PLC0415 - the bot's scheduler, only for this test
+    from bot.digest_job import DigestPoster  # noqa: PLC0415
+
+    jobs = _scheduler(control, DigestPoster(control=control, client=None), expiry_interval_s=5)
+    job = jobs.get_job("rollout-check")
+    assert job is not None
+    assert job.trigger.interval.total_seconds() == 300
+    asked = await control.rollout.promote(
+        scope=SCOPE, actor=REQUESTER, channel="COPS", override="drill: testing the card"
+    )
+    assert asked.opened
+    clock.advance(25 * 3600)
+    assert await control.rollout.check() == []  # nothing to demote in shadow
+    nonce = await _promotion_nonce(control)
+    late = await control.rollout.vote(nonce=nonce, voter=APPROVER_A, approve=True)
+    assert (late.accepted, late.code) == (False, "approval_decided")  # expired by the check
