@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from common import Clock, Mode, Role
-from orchestration.closing import find_target
+from orchestration.closing import find_target, open_incidents, short_id
 from orchestration.config import OpsgateConfig
 from orchestration.db import Database
 from orchestration.enums import IncidentStatus
@@ -115,6 +115,16 @@ class RolloutService:
         the channel's most recently resolved one."""
 
         def work(session: Session) -> DidOutcome:
+            if ref is None:
+                several = open_incidents(session, channel)
+                if len(several) > 1:
+                    ids = ", ".join(f"`{short_id(i.id)}` ({i.text[:60]})" for i in several[:5])
+                    return DidOutcome(
+                        None,
+                        None,
+                        f"Several incidents are open here: {ids}. Say which: "
+                        "/incident did <id> <what>.",
+                    )
             incident = self._incident_for(session, channel=channel, ref=ref)
             if incident is None:
                 return DidOutcome(

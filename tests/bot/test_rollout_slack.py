@@ -274,6 +274,17 @@ async def test_did_without_an_incident_or_without_words_records_nothing(stack: S
     assert await human_actions(stack) == []
 
 
+async def test_did_with_several_open_incidents_asks_which(stack: Stack) -> None:
+    await stack.command("checkout-api is down")
+    await stack.command("payments-api is down")
+    await stack.settle()
+    _, body = await stack.command("did restarted it", user=APPROVER_A)
+    text = ack_text(body)
+    assert text.startswith("Several incidents are open here: ")
+    assert "Say which: /incident did <id> <what>." in text
+    assert await human_actions(stack) == []
+
+
 async def test_rollout_shows_the_scope_its_stage_and_its_criteria(stack: Stack) -> None:
     _, body = await stack.command("rollout")
     text = ack_text(body)
