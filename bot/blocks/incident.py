@@ -72,7 +72,9 @@ def _step_line(n: int, step: Payload, outcome: str | None = None) -> str:
     return f"{line}\n{s.STAGE_LINE.format(stage=esc(stage, 300))}" if stage else line
 
 
-def _outcome(step: Payload, *, plan_reason: str, people: set[str], policy: str = "") -> str | None:
+def _outcome(  # noqa: PLR0911 - one return per way a step ended
+    step: Payload, *, plan_reason: str, people: set[str], policy: str = ""
+) -> str | None:
     """What became of a step so far, or None while nothing has (the policy line stays)."""
     status = str(step.get("status") or "")
     if status in ("", StepStatus.PENDING):

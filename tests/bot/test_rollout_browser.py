@@ -82,7 +82,9 @@ async def test_the_baseline_modal_ticked_and_submitted_in_the_browser(
             await page.wait_for_function("window.opsgateSandbox && window.opsgateSandbox.state")
             await command(page, "/incident checkout-api is down")
             thread = page.get_by_test_id("thread-pane")
-            await thread.get_by_text("Shadow (proposed; no change made)").first.wait_for(timeout=20_000)
+            await thread.get_by_text("Shadow (proposed; no change made)").first.wait_for(
+                timeout=20_000
+            )
             await command(page, "/incident resolve restarted by hand")
             button = thread.get_by_test_id(f"button-{ActionId.BASELINE_OPEN.value}")
             await button.first.wait_for(timeout=20_000)
