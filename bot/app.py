@@ -214,6 +214,16 @@ def _scheduler(
             max_instances=1,
             coalesce=True,
         )
+        # A demotion made by another replica (or in a step's commit) reaches this process's
+        # plans in flight within this period (``StageBook``).
+        scheduler.add_job(
+            stoppable(control.rollout.refresh),
+            "interval",
+            seconds=5,
+            id="rollout-stages",
+            max_instances=1,
+            coalesce=True,
+        )
     if control.llm is not None:
         scheduler.add_job(
             stoppable(control.prune_transcripts),

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("text", help='incident text, e.g. "checkout-api is down"')
     plan.add_argument("--requester", default="", help="Slack user id of the requester")
     plan.add_argument(
+        "--channel", default="", help="Slack channel id the incident opens in (rollout scopes)"
+    )
+    plan.add_argument(
         "--json", action="store_true", help="print the whole plan as one JSON document"
     )
     demo = sub.add_parser("demo", help="the whole flow locally: Slack sandbox in the browser")
@@ -603,7 +606,9 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool) -> int:
+async def _plan(
+    config: Path | None, text: str, requester: str, *, as_json: bool, channel: str = ""
+) -> int:
     """Preview from this machine's files; the database, if any, is only read for versions.
 
     Nothing is written anywhere: no schema, no knowledge version, no audit record.
@@ -619,7 +624,7 @@ async def _plan(config: Path | None, text: str, requester: str, *, as_json: bool
         snapshot, notes = preview_snapshot(files, stored)
         stages = await asyncio.to_thread(_stored_stages, settings)
         preview = await control.preview_agents(
-            text, requester=requester, snapshot=snapshot, stages=stages
+            text, requester=requester, snapshot=snapshot, stages=stages, channel=channel
         )
     except OrchestrationError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
@@ -679,7 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": lambda: cmd_serve(
             config, host=args.host, port=args.port, socket_mode=args.socket_mode
         ),
-        "plan": lambda: asyncio.run(_plan(config, args.text, args.requester, as_json=args.json)),
+        "plan": lambda: asyncio.run(
+            _plan(config, args.text, args.requester, as_json=args.json, channel=args.channel)
+        ),
         "digest": lambda: cmd_digest(config, dry_run=args.dry_run, day=args.date),
         "knowledge": lambda: _knowledge(args),
         "rollout": lambda: _rollout_status(config, as_json=args.json),

@@ -593,11 +593,14 @@ PROMOTION_STATE: Final = {
 }
 PROMOTION_STATE_FALLBACK: Final = "Promotion {state}"
 BASELINE_CARD: Final = (
-    "👻 {resolver}, this incident ran in shadow: opsgate proposed changes and made none. "
+    "👻 {resolver}, part of this incident's plan was in shadow: opsgate proposed, and did "
+    "not run, what is listed below. "
     "What did you do? Your answer is the baseline opsgate's proposals are measured against."
 )
 BASELINE_PROPOSED: Final = "*opsgate proposed:*\n{lines}"
-BASELINE_NOTHING_PROPOSED: Final = "opsgate proposed no change."
+BASELINE_NOTHING_PROPOSED: Final = (
+    "opsgate proposed no change (its plan ended before the shadow steps)."
+)
 BASELINE_BUTTON: Final = "Record what you did"
 BASELINE_FALLBACK: Final = "What did you do about this incident? opsgate ran in shadow."
 BASELINE_MODAL_TITLE: Final = "What did you do?"

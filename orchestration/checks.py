@@ -456,10 +456,33 @@ def check_all(
     runbook_problems.sort(key=lambda p: (p.source, p.line or 0))  # file by file, top down
     report.problems += runbook_problems
     report.warnings += rollout_warnings(config, set(runbooks))
+    if report.pack is not None and (gated := gated_warning(config, report.pack)) is not None:
+        report.warnings.append(gated)
     playbooks = check_playbooks(config, runbooks, tools)
     report.playbooks = playbooks.playbooks
     report.problems += playbooks.problems
     return report
+
+
+GATED_CHANGED = (
+    "gated runs steps up to {limit} risk without approval and asks for elevation above it "
+    "(gated is the most autonomous stage; earlier versions asked for approval of every step "
+    "but read-only low-risk ones). To keep approvals, use mode: supervised, or set "
+    "gated_runs_alone_up_to: low in the policy pack"
+)
+
+
+def gated_warning(config: OpsgateConfig, pack: Pack) -> Problem | None:
+    """``mode: gated`` now acts alone: say so, as an upgrade may have kept the old setting."""
+    if config.mode is not Mode.GATED:
+        return None
+    line = None
+    if config.source != OpsgateConfig().source:
+        with contextlib.suppress(OSError, YamlSyntaxError):
+            located = load_located(Path(config.source).read_text(encoding="utf-8"), source="")
+            line = located.lines.get(("mode",))
+    message = GATED_CHANGED.format(limit=pack.gated_runs_alone_up_to)
+    return Problem(config.source, line, "mode", message)
 
 
 def rollout_warnings(config: OpsgateConfig, runbook_ids: set[str]) -> list[Problem]:

@@ -30,6 +30,7 @@ from orchestration.agents.run import AgentRun, run_agents
 from orchestration.approvals import cast_vote, expire_due, record_reason
 from orchestration.authority import running_scope
 from orchestration.budgets import channel_spent_today, forecast_refusal, past_step_costs
+from orchestration.checks import GATED_CHANGED
 from orchestration.closing import Assessment, CloseOutcome
 from orchestration.config import LlmConfig, OpsgateConfig
 from orchestration.db import Database
@@ -158,6 +159,12 @@ class ControlPlane:
     async def start(self) -> list[Problem]:
         """Create the schema if needed and load knowledge; returns runbook problems."""
         await self.db.start()
+        if self.config.mode is Mode.GATED:
+            log.warning(
+                "mode_gated_runs_alone",
+                up_to=self.rt.pack.gated_runs_alone_up_to.value,
+                message=GATED_CHANGED.format(limit=self.rt.pack.gated_runs_alone_up_to),
+            )
         await self.rollout.sync()
         return await self.load_knowledge()
 
@@ -188,6 +195,7 @@ class ControlPlane:
         requester: str = "",
         snapshot: KnowledgeSnapshot | None = None,
         stages: Mapping[str, Mode] | None = None,
+        channel: str = "",
     ) -> PlanPreview:
         """As :meth:`preview`, and with ``llm:`` set and no runbook matching, the LLM
         Planner's plan (its model calls are made and metered; no tool runs, nothing is
@@ -195,9 +203,13 @@ class ControlPlane:
         known = self.snapshot if snapshot is None else snapshot
         clean = intake.validate(text)
         if self.llm is None:
-            return self.preview(clean, requester=requester, snapshot=known, stages=stages)
+            return self.preview(
+                clean, requester=requester, snapshot=known, stages=stages, channel=channel
+            )
         if planner.rank(known, clean):
-            found = self.preview(clean, requester=requester, snapshot=known, stages=stages)
+            found = self.preview(
+                clean, requester=requester, snapshot=known, stages=stages, channel=channel
+            )
             return found.model_copy(update={"planner": "runbook"})
         run = await self.run_agents(
             clean,
@@ -208,7 +220,9 @@ class ControlPlane:
             snapshot=known,
         )
         draft = _agents_draft(run, clean)
-        found = self.preview(clean, requester=requester, snapshot=known, draft=draft, stages=stages)
+        found = self.preview(
+            clean, requester=requester, snapshot=known, draft=draft, stages=stages, channel=channel
+        )
         return found.model_copy(
             update={
                 "planner": "llm",
@@ -225,6 +239,7 @@ class ControlPlane:
         snapshot: KnowledgeSnapshot | None = None,
         draft: planner.PlanDraft | None = None,
         stages: Mapping[str, Mode] | None = None,
+        channel: str = "",
     ) -> PlanPreview:
         """The plan that would be proposed for ``text`` (from ``snapshot``, default the current
         knowledge; or ``draft`` when given), with who must approve each step; reads and writes
@@ -233,7 +248,7 @@ class ControlPlane:
             known = self.snapshot if snapshot is None else snapshot
             draft = planner.plan(known, intake.validate(text))
         plan, steps = self._materialise(
-            draft, requester=requester, incident_id="", channel="", stages=stages
+            draft, requester=requester, incident_id="", channel=channel, stages=stages
         )
         previews = self.preview_steps(plan, steps)
         return PlanPreview(

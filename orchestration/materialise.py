@@ -29,13 +29,15 @@ def materialise(
     history: Mapping[str, float] | None = None,
     version: int = 1,
     stages: Mapping[str, Mode] | None = None,
+    scope_runbook: str | None = None,
 ) -> tuple[Plan, list[Step]]:
     """Rows for ``draft`` (not added to any session), as version ``version`` of the incident.
 
     A step's forecast is the draft's ``cost_usd`` when given, else the average of past runs of
     the same tool action (``history``), else the tool's configured cost per call. Each step
     gets the rollout stage it runs under (``steps.rollout``), from the scope rules and the
-    stage each scope is in now (``stages``, from ``rollout_stages``).
+    stage each scope is in now (``stages``, from ``rollout_stages``); ``scope_runbook`` names
+    the runbook scope rules match (a recovery plan: the runbook of the plan it recovers).
 
     Raises:
         AdapterError: a step names a tool action the registry does not have.
@@ -78,7 +80,9 @@ def materialise(
                 "risk": spec.risk.value,
             }
         risk = item.risk.at_least(spec.risk)
-        staged = _stage_of(rt, plan, item.tool_action, item.args, risk, spec.read_only, stages)
+        staged = _stage_of(
+            rt, plan, item.tool_action, item.args, risk, spec.read_only, stages, scope_runbook
+        )
         estimate = item.cost_usd
         if estimate is None:
             estimate = (history or {}).get(item.tool_action, tool.spec.cost_per_call_usd)
@@ -110,6 +114,12 @@ def materialise(
                 estimate_usd=estimate,
             )
         )
+    # A canary runs under its step's stage (a canary of a shadowed step is shadowed too),
+    # whatever scope its own, lower-risk action would fall in.
+    by_id = {s.id: s for s in steps}
+    for step in steps:
+        if step.canary_step is not None and step.canary_step in by_id:
+            by_id[step.canary_step].rollout = step.rollout
     plan.forecast_usd = sum(s.estimate_usd for s in steps)
     return plan, steps
 
@@ -122,6 +132,7 @@ def _stage_of(  # noqa: PLR0917 - one step's facts
     risk: Risk,
     read_only: bool,
     stages: Mapping[str, Mode] | None,
+    scope_runbook: str | None = None,
 ) -> dict[str, object]:
     """``steps.rollout`` for one step: its stage, scope and tool class (by effective risk)."""
     if not rt.config.rollout.scopes:  # no rule to match: the global mode, no risk to assess
@@ -130,7 +141,7 @@ def _stage_of(  # noqa: PLR0917 - one step's facts
             default=rt.config.mode,
             stages={},
             channel=plan.channel,
-            runbook=plan.runbook_id,
+            runbook=scope_runbook or plan.runbook_id,
             cls=tool_class(read_only=read_only, risk=risk),
             gated_up_to=rt.pack.gated_runs_alone_up_to,
         )
@@ -155,7 +166,7 @@ def _stage_of(  # noqa: PLR0917 - one step's facts
         default=rt.config.mode,
         stages=stages or {},
         channel=plan.channel,
-        runbook=plan.runbook_id,
+        runbook=scope_runbook or plan.runbook_id,
         cls=tool_class(read_only=read_only, risk=effective),
         gated_up_to=rt.pack.gated_runs_alone_up_to,
     )

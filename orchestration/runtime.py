@@ -14,6 +14,7 @@ from orchestration.enums import StepKind
 from orchestration.knowledge.current import CurrentVersions
 from orchestration.models import Plan, Step
 from orchestration.rollout.scopes import DEFAULT_SCOPE
+from orchestration.rollout.stages import StageBook
 from orchestration.rows import PlanRow, StepRow
 from policies import Decision, Pack, PolicyContext, Verdict, evaluate
 
@@ -37,6 +38,8 @@ class Runtime:
     replica_id: str = field(default_factory=new_replica_id)
     # The latest knowledge versions, shared by the runtime's copies (see knowledge.current).
     versions: CurrentVersions = field(default_factory=CurrentVersions)
+    # The stage each rollout scope is in now (a demotion applies to plans in flight).
+    stages: StageBook = field(default_factory=StageBook)
 
     @property
     def mode(self) -> Mode:
@@ -78,6 +81,9 @@ class Runtime:
         staged = step.rollout or {}
         if mode is None:
             mode = Mode(staged["stage"]) if staged.get("stage") else Mode(plan.mode)
+            scope = staged.get("scope")
+            if scope and scope != DEFAULT_SCOPE:
+                mode = self.stages.floor(str(scope), mode)
         ctx = PolicyContext(
             role=role,
             tool=tool,

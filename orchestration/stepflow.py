@@ -526,15 +526,18 @@ def _shadow_reason(steps: list[Step]) -> str:
     ran = [s for s in steps if s.status == S.SUCCEEDED.value]
     if not ran:
         return "Shadow mode: opsgate proposed this plan and executed nothing."
+    changed = [s.title for s in ran if not s.read_only]
     proposed = [s.title for s in steps if s.decision_code == "shadow_mode" and not s.read_only]
     first = next((s for s in steps if s.decision_code == "shadow_mode"), None)
     scope = str((first.rollout or {}).get("scope") or "") if first else ""
     where = f"scope {scope} is in shadow" if scope and scope != "default" else "shadow mode"
     said = ", ".join(f"'{t}'" for t in proposed[:3]) or "the rest"
-    return (
-        f"Shadow: opsgate ran only the read-only steps before it and proposed {said} "
-        f"without running it ({where})."
+    before = (
+        f"ran the steps before it (changing state: {', '.join(repr(t) for t in changed[:3])})"
+        if changed
+        else "ran only the read-only steps before it"
     )
+    return f"Shadow: opsgate {before} and proposed {said} without running it ({where})."
 
 
 def _finish_plan(session: Session, ctx: Ctx, rt: Runtime, plan: Plan, steps: list[Step]) -> None:

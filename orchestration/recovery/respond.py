@@ -312,6 +312,7 @@ def _propose(
             history=past_step_costs(session, (s.tool_action for s in draft.steps)),
             version=int(latest or failed.version) + 1,
             stages=current_stages(session, rt.config.rollout),
+            scope_runbook=failed.runbook_id,  # the scopes of the runbook it recovers
         )
     except AdapterError as exc:  # a tool the playbook names is not configured here
         return None, f"the steps cannot run here: {exc.message}"

@@ -80,8 +80,26 @@ def record(
 ) -> Recorded:
     """Record what a person (``ctx.actor``) did: taken step keys, other changes (one a line)."""
     titles = {s.key: s.title for s in proposals(session, incident_id)}
-    keys = tuple(dict.fromkeys(k for k in taken if k in titles))
-    other = tuple(_lines(other_text))
+    if source == "card":
+        # A second answer from the same person replaces their first; it does not add to it.
+        for old in session.exec(
+            select(HumanAction).where(
+                HumanAction.incident_id == incident_id,
+                HumanAction.actor == ctx.actor,
+                HumanAction.source == "card",
+            )
+        ):
+            session.delete(old)
+        session.flush()
+    known = session.exec(select(HumanAction).where(HumanAction.incident_id == incident_id)).all()
+    had_keys = {a.step_key for a in known if a.kind == "took"}
+    had_other = {" ".join(a.text.lower().split()) for a in known if a.kind == "other"}
+    said_keys = tuple(dict.fromkeys(k for k in taken if k in titles))
+    said_other = tuple(dict.fromkeys(_lines(other_text)))
+    # What was said is answered and shown; what is stored counts each step and each change
+    # once, whoever told it (two people, or the card and /incident did).
+    keys = tuple(k for k in said_keys if k not in had_keys)
+    other = tuple(t for t in said_other if " ".join(t.lower().split()) not in had_other)
     rows = [
         HumanAction(
             incident_id=incident_id,
@@ -116,15 +134,26 @@ def record(
         ctx,
         "human_actions_recorded",
         role=Role.HUMAN,
-        detail={"source": source, "taken": list(keys), "other": list(other)},
+        detail={
+            "source": source,
+            "taken": list(said_keys),
+            "other": list(said_other),
+            "already_known": len(said_keys) + len(said_other) - len(keys) - len(other),
+        },
     )
     emit(
         session,
         ctx,
         "baseline_recorded",
-        {"taken": list(keys), "taken_titles": [titles[k] for k in keys], "other": list(other)},
+        {
+            "taken": list(said_keys),
+            "taken_titles": [titles[k] for k in said_keys],
+            "other": list(said_other),
+        },
     )
-    return Recorded(taken=keys, other=other, taken_titles=tuple(titles[k] for k in keys))
+    return Recorded(
+        taken=said_keys, other=said_other, taken_titles=tuple(titles[k] for k in said_keys)
+    )
 
 
 def record_did(session: Session, ctx: Ctx, incident: Incident, text: str) -> Recorded:

@@ -3,14 +3,16 @@
 The formulas (pinned by ``tests/orchestration/test_rollout_evidence.py`` with hand-computed
 figures):
 
+* The window holds the incidents *opened* in ``[since, until]`` (both ends included).
 * A **proposal** is a state-changing runbook step (read-only steps change nothing and are not
-  judged) of a plan made in the window, counted in the scope its step was planned under. In
-  shadow, a step recorded as a proposal (``decision_code = shadow_mode``); in supervised and
-  gated, a step that was decided (run, approved, rejected).
-* An incident is **judged** once its baseline exists. In shadow: it is closed, and its
-  resolver answered the baseline card, or somebody recorded ``/incident did``, or its alert
-  resolved with nothing recorded ("no action needed"). In supervised and gated: some proposal
-  of it was decided, or a human action was recorded. Only judged incidents count below.
+  judged) of such an incident, counted in the scope its step was planned under. In shadow, a
+  step a shadow scope recorded as a proposal (``decision_code = shadow_mode``); in supervised
+  and gated, a step that was decided (run, approved, rejected).
+* An incident is **judged** once its baseline exists. With a shadow proposal, or with no
+  decided proposal at all: it is closed, and its resolver answered the baseline card, or
+  somebody recorded ``/incident did``, or its alert resolved with nothing recorded ("no
+  action needed"). Otherwise (supervised and gated): some proposal of it was decided. Only
+  judged incidents count below.
 * A proposal is **taken** when the human did it: in shadow, ticked on the card or named by
   ``/incident did``; in supervised and gated, it ran (a rejection is the human saying no).
 * **False positive**: a proposal not taken. ``FP rate[r] = FP[r] / proposals[r]``, where ``r``
@@ -22,7 +24,8 @@ figures):
 * **Agreement**: judged incidents with no FP and no FN (proposed nothing and nothing was
   needed counts) over judged incidents.
 * **Cost per action**: over every proposal in the window (judged or not), what it cost (its
-  recorded cost when it ran, else its forecast: what opsgate would have spent) divided by the
+  recorded cost when it ran, else its forecast: what opsgate would have spent, in shadow or
+  when a human rejected it) divided by the
   number of proposals. **Drift** is ``|cost per action of the last 7 days / of the whole
   window - 1|`` (0 while either has no proposal).
 * **Failures**: state-changing steps of the scope that failed, were compensated or went in
@@ -213,15 +216,18 @@ def _judge(
         stage = Mode(staged.get("stage") or Mode.SUPERVISED)
         risk = Risk(staged.get("risk") or step.risk)
         if stage is Mode.SHADOW or step.decision_code == "shadow_mode":
-            if step.decision_code != "shadow_mode":
-                continue  # the plan ended before this step was proposed
+            if step.decision_code != "shadow_mode" or stage is not Mode.SHADOW:
+                # Never proposed by a shadow scope: the plan ended before it, or (another
+                # scope's step) it was cut off by an earlier step's shadow.
+                continue
             shadowed = True
             taken, failed, cost = step.key in took, False, step.estimate_usd
         elif step.status in _DECIDED:
             decided = True
             taken = step.status != StepStatus.REJECTED.value
             failed = step.status in _FAILURES
-            cost = step.cost_usd
+            # what it cost, or what it would have cost when a human said no
+            cost = step.estimate_usd if not taken else step.cost_usd
         else:
             continue
         judgement.proposals.append(

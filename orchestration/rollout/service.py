@@ -16,7 +16,7 @@ from orchestration.records import Ctx
 from orchestration.rollout import baseline, guard, promotion
 from orchestration.rollout.baseline import Recorded
 from orchestration.rollout.report import ScopeStatus, scope_status
-from orchestration.rollout.stages import sync_rules
+from orchestration.rollout.stages import current_stages, sync_rules
 from orchestration.telemetry import get_logger, new_correlation_id
 
 if TYPE_CHECKING:
@@ -67,7 +67,16 @@ class RolloutService:
         started = await self._db.run(lambda s: sync_rules(s, self._config.rollout, now=now))
         if started:
             log.info("rollout_scopes_started", scopes=started)
+        await self.refresh()
         return started
+
+    async def refresh(self) -> dict[str, Mode]:
+        """Read the stage of every scope into the runtime's book (see ``StageBook``)."""
+        if not self._config.rollout.scopes:
+            return {}
+        stages = await self._db.run(lambda s: current_stages(s, self._config.rollout))
+        self._runtime().stages.current = dict(stages)
+        return stages
 
     async def status(self) -> list[ScopeStatus]:
         """Every scope now (``opsgate rollout status``)."""
@@ -96,7 +105,7 @@ class RolloutService:
     async def vote(self, *, nonce: str, voter: str, approve: bool) -> promotion.Voted:
         """One click on a promotion card (committed on return)."""
         ctx = self._ctx(voter)
-        return await self._db.run(
+        voted = await self._db.run(
             lambda s: promotion.vote_promotion(
                 s,
                 ctx,
@@ -107,6 +116,8 @@ class RolloutService:
                 approvers=self._runtime().approvers,
             )
         )
+        await self.refresh()
+        return voted
 
     async def record_did(
         self, *, actor: str, channel: str, ref: str | None, text: str
@@ -202,6 +213,7 @@ class RolloutService:
         demoted = await self._db.run(work)
         if demoted:
             log.warning("rollout_demoted", scopes=demoted)
+        await self.refresh()
         return demoted
 
 

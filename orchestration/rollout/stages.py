@@ -23,6 +23,30 @@ from orchestration.records import Ctx, audit, emit
 from orchestration.rollout.settings import PREVIOUS_STAGE, RolloutConfig
 
 _ROLLOUT_STAGES = RolloutStage.__table__  # type: ignore[attr-defined]
+AUTONOMY = {Mode.SHADOW: 0, Mode.SUPERVISED: 1, Mode.GATED: 2}
+
+
+class StageBook:
+    """The stage each scope is in now, as this process last read it (shared by the runtime's
+    copies). A step runs in the less autonomous of the stage it was planned under and this:
+    a demotion reaches plans already in flight, a promotion only plans made after it.
+
+    Refreshed at start-up, after each promotion vote and rollout check in this process, and
+    every few seconds by the scheduler (``RolloutService.refresh``), so a demotion made by
+    another replica applies here within that period.
+    """
+
+    def __init__(self) -> None:
+        self.current: dict[str, Mode] = {}
+
+    def floor(self, scope: str, planned: Mode) -> Mode:
+        """``planned``, or the scope's current stage when that is less autonomous."""
+        now = self.current.get(scope)
+        if now is None or AUTONOMY[now] >= AUTONOMY[planned]:
+            return planned
+        return now
+
+
 OPS_CHANNEL = "@ops"  # outbox channel of messages for the ops channel
 
 

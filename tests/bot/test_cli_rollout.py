@@ -23,6 +23,7 @@ rollout:
   scopes:
     - {id: restarts, runbook: web-restart, tools: [state_changing], stage: shadow}
     - {id: ghost, runbook: no-such-runbook, stage: supervised}
+    - {id: in-c9, runbook: web-restart, channel: C9, tools: state_changing, stage: gated}
 """
 
 
@@ -56,6 +57,7 @@ def test_status_json_lines_and_plan_names_the_stage(
     assert [(r["scope"], r["stage"], r["ready"]) for r in rows] == [
         ("restarts", "shadow", False),
         ("ghost", "supervised", False),
+        ("in-c9", "gated", False),
     ]
     assert main(["--config", "opsgate.yaml", "plan", "svc is down"]) == 0
     out = capsys.readouterr().out
@@ -64,6 +66,10 @@ def test_status_json_lines_and_plan_names_the_stage(
         "(runbook web-restart, state-changing steps)" in out
     )
     assert "stage supervised: global mode (no rollout scope covers read-only steps here)" in out
+    assert main(["--config", "opsgate.yaml", "plan", "svc is down", "--channel", "C9"]) == 0
+    out = capsys.readouterr().out
+    assert "gated_runs_alone" in out
+    assert "stage gated (runs alone up to medium risk): scope in-c9" in out
 
 
 def test_check_warns_about_a_scope_that_covers_nothing(

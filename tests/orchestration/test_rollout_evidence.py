@@ -90,7 +90,7 @@ def _incident(
                 status=status,
                 decision_code="shadow_mode" if stage is Mode.SHADOW else "needs_one_approval",
                 estimate_usd=usd,
-                cost_usd=0.0 if stage is Mode.SHADOW else usd,
+                cost_usd=0.0 if stage is Mode.SHADOW or status == "rejected" else usd,
                 rollout={"stage": stage.value, "scope": SCOPE, "risk": risk.value},
             )
         )
@@ -218,6 +218,42 @@ def test_supervised_rejection_is_a_false_positive_and_failures_count() -> None:
     assert seen.fp[Risk.MEDIUM] == Rate(1, 3)
     assert seen.failures == 1
     assert recent_fp(SCOPE, found, last=10) == Rate(1, 3)
+    # The rejected step never ran (recorded cost 0): it counts at its forecast, what opsgate
+    # would have spent: (0.1 + 0.1 + 0.1) / 3
+    assert abs((seen.cost_per_action or 0) - 0.1) < 1e-9
+
+
+def test_a_step_another_scope_shadow_cut_off_is_no_proposal_of_its_own_scope() -> None:
+    """The plan ended at the first shadow proposal; a later supervised step was never put to
+    anyone, so it is not a false positive of its scope."""
+    session = _session()
+    incident = _incident(session, 0, proposals=[("restart", Risk.MEDIUM, 0.1)], took=["restart"])
+    plan_id = session.exec(select(Plan.id).where(Plan.incident_id == incident)).one()
+    session.add(
+        Step(
+            id=uuid.uuid4().hex,
+            plan_id=plan_id,
+            position=5,
+            key="notify",
+            title="notify",
+            tool_action="http.post",
+            args_hash="a",
+            declared_risk="medium",
+            risk="medium",
+            read_only=False,
+            idempotent=False,
+            status="skipped",
+            decision_code="shadow_mode",
+            rollout={"stage": "supervised", "scope": "other", "risk": "medium"},
+        )
+    )
+    session.commit()
+    found = judgements(session, since=START, until=START + timedelta(days=1))
+    other = evidence(CONFIG, "other", found, since=START, until=START + timedelta(days=1))
+    assert other.proposals == 0
+    assert evidence(CONFIG, SCOPE, found, since=START, until=START + timedelta(days=1)).fp[
+        Risk.MEDIUM
+    ] == Rate(0, 1)
 
 
 def test_most_specific_rule_wins_and_unmatched_steps_take_the_global_mode() -> None:

@@ -23,7 +23,14 @@ from common import FakeClock, Mode
 from orchestration.control import ControlPlane
 from orchestration.digest import build_digest
 from orchestration.enums import VoteChoice
-from orchestration.models import AuditEvent, HumanAction, OutboxMessage, RolloutStage
+from orchestration.models import (
+    AuditEvent,
+    HumanAction,
+    OutboxMessage,
+    Plan,
+    RolloutStage,
+    Step,
+)
 from orchestration.rollout.guard import OPS_CHANNEL
 from tests.orchestration.helpers import (
     APPROVER_A,
@@ -398,6 +405,21 @@ async def test_baseline_card_is_asked_of_a_person_resolver_only(
     status = await _status(control)
     assert status["incidents"] == 1
     assert status["fn"]["medium"] == [2, 3]
+    # A second answer from the same person replaces the first; a change told again (by
+    # /incident did, in other words' case) counts once.
+    await control.rollout.record_answer(
+        incident_id=opened.incident_id, actor=APPROVER_A, taken=["restart"], other="Paged the DBA"
+    )
+    await control.rollout.record_did(
+        actor=APPROVER_B, channel="C1", ref=opened.incident_id[:8], text="paged  the dba"
+    )
+    rows = await control.db.run(lambda s: list(s.exec(select(HumanAction))))
+    assert sorted((r.kind, r.text) for r in rows) == [
+        ("answered", ""),
+        ("other", "Paged the DBA"),
+        ("took", ""),
+    ]
+    assert (await _status(control))["fn"]["medium"] == [1, 2]
 
 
 async def test_replicas_start_together_and_an_edited_stage_starts_the_scope_over(
@@ -453,3 +475,80 @@ async def test_the_bot_schedules_the_rollout_check_only_with_scopes(
     nonce = await _promotion_nonce(control)
     late = await control.rollout.vote(nonce=nonce, voter=APPROVER_A, approve=True)
     assert (late.accepted, late.code) == (False, "approval_decided")  # expired by the check
+
+
+CANARY_RUNBOOK = """
+id: canary-restart
+version: 1
+title: Restart with a canary first
+match: {{keywords: ["wobbly"]}}
+steps:
+  - id: restart
+    title: Restart the fleet
+    tool: http.post
+    args: {{url: "http://127.0.0.1:{port}/svc/fleet/restart"}}
+    risk: high
+    canary:
+      args: {{url: "http://127.0.0.1:{port}/svc/one-host/restart"}}
+      risk: medium
+"""
+
+
+async def test_a_canary_runs_under_its_steps_stage_and_a_demotion_reaches_plans_in_flight(
+    db_url: str, tmp_path: Path, clock: FakeClock, checkout: Checkout, planes: list[ControlPlane]
+) -> None:
+    """The canary of a shadowed step is shadowed too (its own medium action would be in no
+    scope, so supervised would run it alone); and a scope demoted after a plan was made
+    governs that plan's next step at once."""
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "canary-restart.yaml").write_text(CANARY_RUNBOOK.format(port=checkout.port))
+    (folder / "checkout-restart.yaml").write_text(RUNBOOK.format(port=checkout.port))
+    rollout = {
+        "scopes": [
+            {
+                "id": "fleet",
+                "runbook": "canary-restart",
+                "tools": ["destructive"],
+                "stage": "shadow",
+            },
+            {**ROLLOUT["scopes"][0], "stage": "gated"},  # type: ignore[index, dict-item]
+        ]
+    }
+    control = await make_control(db_url, make_config(folder, rollout=rollout), clock)
+    planes.append(control)
+    opened = await control.open_incident(text="the fleet is wobbly", requester=REQUESTER)
+    view = await control.plan_view(opened.plan_id)
+    assert view.status == "shadow"
+    assert {s.key: s.decision_code for s in view.steps} == {
+        "canary-restart": "shadow_mode",
+        "restart": "shadow_mode",
+    }
+    assert checkout.calls == []  # not even the canary ran
+
+    # A gated restart waits on a stale approval... the scope is demoted meanwhile.
+    plan = await control.db.run(lambda s: s.get(Plan, opened.plan_id))
+    step = await control.db.run(
+        lambda s: s.exec(
+            select(Step).where(Step.plan_id == opened.plan_id, Step.key == "restart")
+        ).first()
+    )
+    assert plan is not None
+    assert step is not None
+    gated = Step(
+        **{
+            **step.model_dump(),
+            "declared_risk": "medium",
+            "canary_step": None,
+            "rollout": {"stage": "gated", "scope": SCOPE, "max_risk": "medium"},
+        }
+    )
+    assert control.rt.decide(gated, plan).code == "gated_runs_alone"
+    await control.db.run(
+        lambda s: s.exec(
+            update(RolloutStage).where(RolloutStage.scope == SCOPE).values(stage="supervised")
+        )
+    )
+    assert control.rt.decide(gated, plan).code == "gated_runs_alone"  # not read yet
+    assert await control.rollout.refresh() == {"fleet": Mode.SHADOW, SCOPE: Mode.SUPERVISED}
+    assert control.rt.decide(gated, plan).code == "needs_one_approval"
