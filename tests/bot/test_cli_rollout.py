@@ -84,3 +84,16 @@ def test_check_warns_about_a_scope_that_covers_nothing(
     (project / "opsgate.yaml").write_text(CONFIG + "mode: gated\nexit_typo: 1\n")
     assert main(["--config", "opsgate.yaml", "check"]) == 1
     assert "exit_typo" in capsys.readouterr().out
+
+
+def test_check_says_gated_mode_now_acts_alone(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config kept from before staged trust learns that gated no longer asks for approval."""
+    (project / "opsgate.yaml").write_text("runbooks: ./runbooks\napprovers: [U1]\nmode: gated\n")
+    assert main(["--config", "opsgate.yaml", "check"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning: opsgate.yaml:3: mode: gated runs steps up to medium risk without approval" in out
+    )
+    assert "To keep approvals, use mode: supervised" in out
