@@ -105,11 +105,19 @@ def build_app(
     bolt.middleware(socket_checked)  # HTTP bodies are checked in the route, before Bolt
     bolt.middleware(redacting_ack)
     bolt.middleware(correlation(surface.quiet))
-    register(bolt, surface)
+    incident = register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
 
     app = web.Application()
-    add_routes(app, bolt=bolt, control=control, settings=settings, surface=surface, links=links)
+    add_routes(
+        app,
+        bolt=bolt,
+        incident=incident,
+        control=control,
+        settings=settings,
+        surface=surface,
+        links=links,
+    )
     background: dict[str, Any] = {}
 
     async def on_startup(_app: web.Application) -> None:

@@ -13,3 +13,8 @@ ACK_SECONDS = Histogram(
 )
 VOTES = Counter("opsgate_votes_total", "Approval votes by outcome code", ["code"])
 INCIDENTS = Counter("opsgate_incidents_opened_total", "Incidents opened", ["source"])
+DISPATCHED = Counter(
+    "opsgate_slack_dispatched_total",
+    "Checked Slack requests by what dispatched them: the HTTP route itself, or Bolt",
+    ["kind", "by"],
+)

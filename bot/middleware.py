@@ -19,13 +19,14 @@ from orchestration.telemetry import bind_context
 Next = Callable[[], Awaitable[BoltResponse]]
 
 
-def _kind(body: dict[str, Any]) -> str:
+def kind_of(body: dict[str, Any]) -> str:
+    """The metrics label of a Slack payload: ``command``, or its ``type``."""
     if "command" in body:
         return "command"
     return str(body.get("type") or "unknown")
 
 
-def request_key(req: AsyncBoltRequest) -> str:
+def request_key(body: dict[str, Any], *, signature: str) -> str:
     """The inbox key of a request: the same for a replay or a retry, different otherwise.
 
     Events API deliveries: the event id (Slack's retries are signed anew but keep it). Other
@@ -33,13 +34,45 @@ def request_key(req: AsyncBoltRequest) -> str:
     a byte-identical replay maps to it. Socket Mode carries no signature (the socket itself is
     authenticated, and Slack resends nothing but events): a fresh key.
     """
-    event_id = req.body.get("event_id")
+    event_id = body.get("event_id")
     if event_id:
         return f"event:{event_id}"
-    signature = req.headers.get("x-slack-signature", [""])[0]
     if signature:
         return "slack:" + hashlib.sha256(signature.encode()).hexdigest()
     return f"request:{uuid.uuid4().hex}"
+
+
+def begin_request(
+    quiet: QuietGate,
+    context: dict[str, Any],
+    *,
+    body: dict[str, Any],
+    user_id: str | None,
+    channel_id: str | None,
+    signature: str,
+    retry: str,
+) -> float:
+    """Bind a correlation id, the actor and the request's inbox key; the time it started.
+
+    The work every Slack request begins with, whoever dispatches it (Bolt's middleware chain,
+    or the HTTP route's own path for ``/incident``).
+    """
+    started = time.perf_counter()
+    quiet.touch()
+    structlog.contextvars.clear_contextvars()
+    correlation_id = uuid.uuid4().hex
+    context["correlation_id"] = correlation_id
+    bind_context(correlation_id=correlation_id, actor=user_id, channel=channel_id)
+    context["inbox_key"] = request_key(body, signature=signature)
+    if retry:
+        context["retry_num"] = retry
+    return started
+
+
+def end_request(kind: str, *, started: float, status: int) -> None:
+    """Count the request by kind and status, and the time it took to acknowledge."""
+    metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
+    metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)).inc()
 
 
 async def socket_checked(req: AsyncBoltRequest, next: Next) -> BoltResponse | None:
@@ -52,7 +85,7 @@ async def socket_checked(req: AsyncBoltRequest, next: Next) -> BoltResponse | No
         try:
             check_document(req.body)
         except Refused as refused:
-            refused.log(surface="socket", kind=_kind(req.body)[:40])
+            refused.log(surface="socket", kind=kind_of(req.body)[:40])
             return BoltResponse(status=refused.status, body="")
     return await next()
 
@@ -71,24 +104,20 @@ def correlation(quiet: QuietGate) -> Callable[..., Awaitable[BoltResponse | None
         context: AsyncBoltContext,
         next: Next,
     ) -> BoltResponse | None:
-        started = time.perf_counter()
-        quiet.touch()
-        structlog.contextvars.clear_contextvars()
-        correlation_id = uuid.uuid4().hex
-        context["correlation_id"] = correlation_id
         body = req.body
-        kind = _kind(body)
-        bind_context(
-            correlation_id=correlation_id, actor=context.user_id, channel=context.channel_id
+        started = begin_request(
+            quiet,
+            context,
+            body=body,
+            user_id=context.user_id,
+            channel_id=context.channel_id,
+            signature=req.headers.get("x-slack-signature", [""])[0],
+            retry=req.headers.get("x-slack-retry-num", [""])[0],
         )
-        context["inbox_key"] = request_key(req)
-        retry = req.headers.get("x-slack-retry-num", [""])[0]
-        if retry:
-            context["retry_num"] = retry
         response = await next()  # Bolt middleware chains may return None
-        metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
-        status = response.status if response is not None else 200
-        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)).inc()
+        end_request(
+            kind_of(body), started=started, status=response.status if response is not None else 200
+        )
         return response
 
     return middleware

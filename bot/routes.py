@@ -6,6 +6,7 @@ Every malformed or unsigned request to ``POST /slack/events`` gets a 4xx and one
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,7 +19,9 @@ from bot import metrics as slack_metrics
 from bot import payloads, strings
 from bot.alerts import AlertAuth, alert_handler
 from bot.decode import Refused, SlackBody, decode_slack, read_body, slack_signature_ok
+from bot.direct import DirectCommands
 from bot.listeners import LISTENED
+from bot.listeners.commands import IncidentCommand
 from bot.ops_collector import OpsCollector
 from bot.pagerduty import pagerduty_handler
 from bot.payloads import Kind
@@ -116,18 +119,49 @@ def bolt_request(slack: SlackBody, request: web.Request) -> AsyncBoltRequest:
     return req
 
 
+async def dispatch(
+    bolt: AsyncApp, slack: SlackBody, request: web.Request
+) -> tuple[BoltResponse, dict[str, Any]]:
+    """Bolt's answer to the request, and the request's context."""
+    req = bolt_request(slack, request)
+    context = req.context
+    context[HOLDS_ACK] = True
+    return await bolt.async_dispatch(req), context
+
+
+async def held(
+    surface: Surface, slack: SlackBody, response: web.Response, context: dict[str, Any]
+) -> tuple[web.Response, bool]:
+    """The answer once what it acknowledges is durable; whether it is a new record."""
+    if HELD in context:  # a vote: its 2xx goes out once it is committed
+        await context[HELD]
+    if PENDING not in context:
+        return response, False  # nothing to record (help, status, clicks, ...)
+    intake = await surface.accepted(context)  # usually durable before the ack was ready
+    if intake is Intake.UNRECORDED and slack.kind is Kind.COMMAND:
+        # The listener acked before the outcome was known: say what is true instead.
+        body = BoltResponse(status=200, body=strings.NOT_RECORDED)
+        return await to_aiohttp_response(body), False
+    return response, intake is Intake.NEW
+
+
 def add_routes(
     app: web.Application,
     *,
     bolt: AsyncApp,
+    incident: IncidentCommand,
     control: ControlPlane,
     settings: SlackSettings,
     surface: Surface,
     links: TraceLinks,
 ) -> None:
     """``POST /slack/events``, ``/alerts/alertmanager``, ``/alerts/pagerduty``, ``GET
-    /healthz``, ``/readyz``, ``/metrics``, ``/traces/{trace_id}`` (signed links only)."""
+    /healthz``, ``/readyz``, ``/metrics``, ``/traces/{trace_id}`` (signed links only).
+
+    ``/incident`` over HTTP is answered here (``bot.direct``); everything else by ``bolt``.
+    """
     signing_secret = settings.signing_secret
+    direct = DirectCommands(bolt=bolt, incident=incident, quiet=surface.quiet)
     ops = OpsCollector.over(
         control.db, clock=control.clock, rollout=control.config.rollout, mode=control.config.mode
     )
@@ -145,25 +179,15 @@ def add_routes(
         if early is not None:
             return early
         with responding() as sent:
-            response, recorded = await dispatch(slack, request)
+            if direct.takes(slack):
+                answered, context = await direct.answer(slack, request)
+                slack_metrics.DISPATCHED.labels(kind=slack.kind, by="route").inc()
+            else:
+                answered, context = await dispatch(bolt, slack, request)
+                slack_metrics.DISPATCHED.labels(kind=slack.kind, by="bolt").inc()
+            response = await to_aiohttp_response(answered)
+            response, recorded = await held(surface, slack, response, context)
             return (Acknowledged if recorded else Written).of(response, sent)
-
-    async def dispatch(slack: SlackBody, request: web.Request) -> tuple[web.Response, bool]:
-        """Bolt's answer to the request, and whether it acknowledges a new recorded request."""
-        req = bolt_request(slack, request)
-        context = req.context
-        context[HOLDS_ACK] = True
-        response = await to_aiohttp_response(await bolt.async_dispatch(req))
-        if HELD in context:  # a vote: its 2xx goes out once it is committed
-            await context[HELD]
-        if PENDING not in context:
-            return response, False  # nothing to record (help, status, clicks, ...)
-        intake = await surface.accepted(context)  # usually durable before the ack was ready
-        if intake is Intake.UNRECORDED and slack.kind is Kind.COMMAND:
-            # The listener acked before the outcome was known: say what is true instead.
-            body = BoltResponse(status=200, body=strings.NOT_RECORDED)
-            return await to_aiohttp_response(body), False
-        return response, intake is Intake.NEW
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

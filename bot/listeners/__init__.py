@@ -21,11 +21,12 @@ LISTENED = {
 }
 
 
-def register(app: AsyncApp, surface: Surface) -> None:
-    """Attach every listener to ``app``."""
-    commands.register(app, surface)
+def register(app: AsyncApp, surface: Surface) -> commands.IncidentCommand:
+    """Attach every listener to ``app``; the ``/incident`` command, which HTTP answers directly."""
+    incident = commands.register(app, surface)
     actions.register(app, surface)
     indoubt.register(app, surface)
     views.register(app, surface)
     rollout.register(app, surface)
     events.register(app, surface)
+    return incident

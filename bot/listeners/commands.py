@@ -150,40 +150,64 @@ async def answer(  # noqa: PLR0911 - one return per subcommand
     return answer_open(surface, _request(cmd, RequestKind.OPEN, text, correlation_id))
 
 
-def register(app: AsyncApp, surface: Surface) -> None:
-    """Attach the ``/incident`` listener."""
-    seen = RecentKeys()
+class IncidentCommand:
+    """``/incident``, answered alike by Bolt's listener and by the HTTP route's own path.
 
-    async def record_first(
-        command: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    Over HTTP the route answers ``/incident`` itself (``bot.routes``), without Bolt's dispatch;
+    Socket Mode goes through Bolt. Both run ``route`` then ``reply`` with the same context
+    keys, and share one ``RecentKeys``, so a replay is recognised whichever path saw the first.
+    """
+
+    def __init__(self, surface: Surface) -> None:
+        self.surface = surface
+        self.seen = RecentKeys()
+
+    async def handle(
+        self,
+        command: dict[str, Any],
+        *,
+        ack: AsyncAck,
+        client: AsyncWebClient,
+        context: dict[str, Any],
     ) -> None:
-        # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
-        # request's commit overlaps that, and the listener mostly finds it durable already.
+        """Route the command, start recording it, then acknowledge it (what Bolt runs)."""
+        await self.route(command, context)
+        await self.reply(command, ack=ack, client=client, context=context)
+
+    async def route(self, command: dict[str, Any], context: dict[str, Any]) -> Answer:
+        """Route the command into ``context[ANSWER]``; start recording what it asks for."""
+        surface = self.surface
         cmd = SlashCommand.model_validate(command)
         writes = subcommand(cmd.text)[0] in rollout.WRITES
         routed = await answer(
             cmd,
             surface,
             correlation_id=str(context.get("correlation_id") or ""),
-            fresh=seen.first(str(context["inbox_key"])) if writes else True,
+            fresh=self.seen.first(str(context["inbox_key"])) if writes else True,
         )
         context[ANSWER] = routed
         if routed.request is not None:
             surface.submit(routed.request, key=str(context["inbox_key"]), context=context)
-        await next()
+        return routed
 
-    @app.command(COMMAND, middleware=[record_first])
-    async def incident(
-        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    async def reply(
+        self,
+        command: dict[str, Any],
+        *,
+        ack: AsyncAck,
+        client: AsyncWebClient,
+        context: dict[str, Any],
     ) -> None:
+        """Acknowledge the routed command; start the work it promised, after the ack."""
+        surface = self.surface
         routed: Answer = context[ANSWER]
         request = routed.request
         if request is None:
             await ack(text=routed.text, blocks=routed.blocks)
-            if routed.read is not None and seen.first(str(context["inbox_key"])):
+            if routed.read is not None and self.seen.first(str(context["inbox_key"])):
                 cmd = SlashCommand.model_validate(command)
                 surface.run(_metrics(surface, client, cmd), name=f"incident-{routed.read}")
-            if routed.later is not None and seen.first(str(context["inbox_key"])):
+            if routed.later is not None and self.seen.first(str(context["inbox_key"])):
                 surface.run(routed.later(client), name="incident-debug")
             return
         # No 2xx before the commit: over HTTP the route holds the response until the record
@@ -195,6 +219,27 @@ def register(app: AsyncApp, surface: Surface) -> None:
             return
         await ack(text=routed.text)  # a replay gets the same answer, and nothing more happens
         surface.perform_once_recorded(context, client, counted_as="slash_command")
+
+
+def register(app: AsyncApp, surface: Surface) -> IncidentCommand:
+    """Attach the ``/incident`` listener; the command, for the HTTP route to answer too."""
+    slash = IncidentCommand(surface)
+
+    async def record_first(
+        command: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> None:
+        # Bolt runs a listener only once the rest of a burst is dispatched; started here, the
+        # request's commit overlaps that, and the listener mostly finds it durable already.
+        await slash.route(command, context)
+        await next()
+
+    @app.command(COMMAND, middleware=[record_first])
+    async def incident(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ) -> None:
+        await slash.reply(command, ack=ack, client=client, context=context)
+
+    return slash
 
 
 class RecentKeys:
