@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot import strings
@@ -162,6 +162,10 @@ def test_no_planted_secret_survives_in_structures(
     base: Any, path: list[int], kind: str, data: st.DataObject, as_key: str
 ) -> None:
     planted, secret = data.draw(SHAPES[kind])
+    # A secret that is part of the structure around it (a one-character bearer value "_" in
+    # the key "session_id") cannot be told apart by searching for it: such examples say nothing.
+    around = json.dumps(redact(plant_at(base, path, {as_key: "~"} if as_key else "~")))
+    assume(secret not in around)
     leaf: Any = {as_key: planted} if as_key else planted
     out = json.dumps(redact(plant_at(base, path, leaf)))
     assert secret not in out
