@@ -78,7 +78,11 @@ async def test_status_and_metrics_show_the_breakers_every_replica_shares(
         _, shown = await stack.command("status")  # answered in the ack, to the asker only
         assert "Plan status" in shown
         assert re.search(r"`http:checkout.internal` open since <!date\^\d+\^\{time\}\|", shown)
-        assert re.search(r"probe in (29|30) s", shown)
+        # The probe is due 30 s after the breaker opened; on a loaded machine seconds pass
+        # before the status is read, so only the bound is checked.
+        probe = re.search(r"probe in (\d+) s", shown)
+        assert probe is not None
+        assert 0 < int(probe.group(1)) <= 30
         assert "payments.internal" not in shown  # closed, one failure counted
         assert stack.http is not None
         assert stack.server is not None
