@@ -211,13 +211,6 @@ class Database:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.create_schema)
 
-    def begin(self, work: Callable[[Session], T]) -> "asyncio.Future[T]":
-        """As :meth:`run`, but handed to a worker thread now, before the caller yields: a
-        burst's first records are being written while the event loop reads the rest."""
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, self._run_retried, work)
-        return loop.run_in_executor(self._executor, call)
-
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in one transaction on a worker thread; commit, or roll back.
 

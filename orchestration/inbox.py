@@ -317,50 +317,43 @@ class Inbox:
         self.working: set[str] = set()  # keys a task of this process is working on
         self._pruned_at: datetime | None = None
         self._queue: list[_Pending] = []
-        self._writing: asyncio.Future[set[str]] | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     def submit(self, key: str, request: Request, **detail: Any) -> "asyncio.Future[bool]":
         """Queue ``request`` for the writer; the future says new (True) or a replay of
         ``key`` (False) once it is durable.
 
-        With no write in flight, the request's transaction is handed to a database worker at
-        once (``Database.begin``): it is being committed while the event loop reads the rest
-        of a burst. Records queued while a write is in flight share the next transaction, so
-        a burst costs a few commits, the first of them overlapping the burst. The caller
-        answers its 2xx only after the future.
+        The writer is a task: it starts once the event loop has dispatched what is in hand (a
+        burst's requests), and records queued while it writes share its next transaction, so
+        a burst costs one or two commits. The caller answers its 2xx only after the future.
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(key, request, sanitise(detail), future))
-        if self._writing is None:
-            self._write_next()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="inbox-writer")
         return future
 
     async def record(self, key: str, request: Request, **detail: Any) -> bool:
         """Record ``request`` durably; True when new, False for a replay of ``key``."""
         return await self.submit(key, request, **detail)
 
-    def _write_next(self) -> None:
-        """Hand the queued records (up to MAX_BATCH) to a worker as one transaction."""
-        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-        now = self.clock.now()
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            now = self.clock.now()
 
-        def work(session: Session) -> set[str]:
-            return write_batch(session, batch, owner=self.owner, now=now, lease_s=self.lease_s)
+            def work(
+                session: Session, batch: list[_Pending] = batch, now: datetime = now
+            ) -> set[str]:
+                return write_batch(session, batch, owner=self.owner, now=now, lease_s=self.lease_s)
 
-        writing = self.db.begin(work)
-        self._writing = writing
-        writing.add_done_callback(lambda done: self._written(batch, done))
-
-    def _written(self, batch: list[_Pending], done: "asyncio.Future[set[str]]") -> None:
-        """Answer each record of ``batch``, then start the next write if any is queued."""
-        self._writing = None
-        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
-        if error is not None:  # every caller of the batch answers "not recorded"
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-        else:
-            fresh = done.result()
+            try:
+                fresh = await self.db.run(work)
+            except Exception as exc:  # every caller of the batch answers "not recorded"
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
             seen: set[str] = set()
             for item in batch:
                 first = item.key not in seen
@@ -370,8 +363,6 @@ class Inbox:
                     item.future.set_result(new)
                 if not new:
                     log.info("request_replayed", key=item.key, kind=item.request.kind.value)
-        if self._queue:
-            self._write_next()
 
     async def sweep(self) -> list[tuple[str, Request]]:
         """Renew the leases this process holds, prune old done rows, claim lapsed ones.

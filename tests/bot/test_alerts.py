@@ -1,7 +1,6 @@
 """Alertmanager webhooks: one incident per alert group, resolved alerts threaded and closing it,
 malformed and unauthenticated bodies refused."""
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -30,13 +29,6 @@ class DatabaseDown:
 
     async def run(self, _work: object) -> None:
         raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
-
-    def begin(self, _work: object) -> "asyncio.Future[None]":
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(
-            OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
-        )
-        return failed
 
 
 def webhook(status: str = "firing", group: str = "{}:{}", **labels: str) -> dict[str, Any]:

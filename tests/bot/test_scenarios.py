@@ -36,13 +36,6 @@ class DatabaseDown:
     async def run(self, _work: object) -> None:
         raise OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
 
-    def begin(self, _work: object) -> "asyncio.Future[None]":
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(
-            OperationalError("INSERT INTO inbox", {}, Exception("database is down"))
-        )
-        return failed
-
 
 @pytest.fixture
 async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
