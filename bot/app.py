@@ -27,7 +27,7 @@ from bot.digest_job import DigestPoster, schedule_digest
 from bot.listeners import register
 from bot.middleware import correlation, socket_checked
 from bot.quiet import QuietGate
-from bot.redaction import RedactingWebClient, redacting_ack
+from bot.redaction import RedactingWebClient, redacting_ack, redacting_client
 from bot.refs import Refs
 from bot.routes import add_routes
 from bot.settings import SlackSettings
@@ -102,9 +102,15 @@ def build_app(
     surface = Surface(
         control=control, config=control.config, tasks=TaskTracker(), relay=relay, quiet=quiet
     )
-    bolt.middleware(socket_checked)  # HTTP bodies are checked in the route, before Bolt
-    bolt.middleware(redacting_ack)
-    bolt.middleware(correlation(surface.quiet))
+    # HTTP bodies are checked in the route, before Bolt (socket_checked: Socket Mode's);
+    # listeners answer and call Slack redacted; every request gets its correlation id.
+    for middleware in (
+        socket_checked,
+        redacting_ack,
+        redacting_client(client),
+        correlation(surface.quiet),
+    ):
+        bolt.middleware(middleware)
     incident = register(bolt, surface)
     digest = DigestPoster(control=control, client=client)
 

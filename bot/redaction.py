@@ -4,8 +4,9 @@ Cards, results and escalations are rendered from sanitised outbox payloads alrea
 the last exits, so that text rendered from anywhere else (a plan view, an ephemeral answer, a
 modal, the acknowledgement that echoes a slash command's text) cannot carry a credential to
 Slack either. :class:`RedactingWebClient` redacts every Web API call's fields (the ``token``
-the call authenticates with is left alone: it goes to Slack by design); the
-:func:`redacting_ack` middleware makes every listener's ``ack()`` redact what it answers.
+the call authenticates with is left alone: it goes to Slack by design), and the
+:func:`redacting_client` middleware gives it to every listener; the :func:`redacting_ack`
+middleware makes every listener's ``ack()`` redact what it answers.
 """
 
 from collections.abc import Awaitable, Callable
@@ -91,3 +92,24 @@ async def redacting_ack(
     """Middleware: every listener of this request acknowledges through :class:`RedactingAck`."""
     req.context["ack"] = RedactingAck()  # type: ignore[no-untyped-call]
     return await next()
+
+
+def redacting_client(
+    client: RedactingWebClient,
+) -> Callable[
+    [AsyncBoltRequest, BoltResponse, Callable[[], Awaitable[BoltResponse]]], Awaitable[BoltResponse]
+]:
+    """Middleware: every listener of this request calls Slack through ``client``.
+
+    Bolt hands each request's listeners a plain ``AsyncWebClient`` it builds per request (a
+    copy of the app's settings, not of its class), so without this the calls listeners make
+    (ephemeral answers, modals, debug posts) would skip :class:`RedactingWebClient`.
+    """
+
+    async def middleware(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        req.context["client"] = client
+        return await next()
+
+    return middleware
