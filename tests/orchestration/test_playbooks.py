@@ -854,3 +854,36 @@ async def test_a_broken_playbook_never_stops_runbooks_or_the_other_playbooks_loa
         assert [(d.key, d.version) for d in docs] == [("flaky", 1)]
     finally:
         await cp.close()
+
+
+async def test_a_recovery_plan_runs_under_the_scopes_of_the_runbook_it_recovers(
+    db_url: str, tmp_path: Path, clock: FakeClock, planes: list[ControlPlane]
+) -> None:
+    """Staged trust: the runbook's changes are in shadow, so the recovery plan's fix is only
+    proposed (in the global supervised mode it would wait for an approval instead)."""
+    fake = FakeTool(responses=failing(error=ToolFailed("down")))
+    cp = await plane(
+        db_url,
+        tmp_path,
+        clock,
+        fake,
+        {"tool": "fake.read", "args": {"fail": True}},
+        playbooks={
+            "gate": playbook(
+                id="gate", steps="[{id: fix, title: Fix it, tool: fake.write, risk: low}]"
+            )
+        },
+        rollout={
+            "scopes": [
+                {"id": "svc", "runbook": "svc-fix", "stage": "shadow", "tools": ["state_changing"]}
+            ]
+        },
+    )
+    planes.append(cp)
+    opened = await cp.open_incident(text="checkout wobbles", requester=REQUESTER)
+    _first, recovery = await plans_of(cp, opened.incident_id)
+    assert (_first.runbook_id, recovery.runbook_id) == ("svc-fix", "playbook:gate")
+    assert recovery.status == "shadow"
+    [fix] = await steps_of(cp, recovery.id)
+    assert (fix.decision_code, (fix.rollout or {}).get("scope")) == ("shadow_mode", "svc")
+    assert len(fake.calls) == 3  # only the failing read's attempts: the fix did not run
