@@ -134,33 +134,25 @@ def _stage_of(  # noqa: PLR0917 - one step's facts
     stages: Mapping[str, Mode] | None,
     scope_runbook: str | None = None,
 ) -> dict[str, object]:
-    """``steps.rollout`` for one step: its stage, scope and tool class (by effective risk)."""
-    if not rt.config.rollout.scopes:  # no rule to match: the global mode, no risk to assess
-        choice = choose(
-            rt.config.rollout,
-            default=rt.config.mode,
-            stages={},
-            channel=plan.channel,
-            runbook=scope_runbook or plan.runbook_id,
-            cls=tool_class(read_only=read_only, risk=risk),
-            gated_up_to=rt.pack.gated_runs_alone_up_to,
-        )
-        return {**choice.as_json(), "risk": risk.value}
-    tool, _, action = tool_action.partition(".")
-    effective = assess_risk(
-        PolicyContext(
-            role=Role.EXECUTOR,
-            tool=tool,
-            action=action,
-            args=args,
-            risk=risk,
-            read_only=read_only,
-            mode=rt.config.mode,
-            requester=plan.requester,
-            approvers=frozenset(),
-        ),
-        rt.pack,
-    ).risk
+    """``steps.rollout`` for one step: its stage, scope and tool class (by effective risk;
+    without scope rules there is nothing to match, so the declared risk is kept)."""
+    effective = risk
+    if rt.config.rollout.scopes:
+        tool, _, action = tool_action.partition(".")
+        effective = assess_risk(
+            PolicyContext(
+                role=Role.EXECUTOR,
+                tool=tool,
+                action=action,
+                args=args,
+                risk=risk,
+                read_only=read_only,
+                mode=rt.config.mode,
+                requester=plan.requester,
+                approvers=frozenset(),
+            ),
+            rt.pack,
+        ).risk
     choice = choose(
         rt.config.rollout,
         default=rt.config.mode,

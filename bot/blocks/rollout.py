@@ -21,6 +21,7 @@ from bot.blocks.layout import context, finish, section
 from bot.blocks.model import Payload, Rendered, as_int, mappings
 from bot.blocks.text import esc, mention, trace_text
 from bot.ids import ActionId, BlockId, CallbackId
+from orchestration.rollout.report import ScopeStatus
 
 MAX_BUTTON_VALUE = 2000
 MAX_OPTIONS = 10  # Slack's limit for checkboxes
@@ -205,43 +206,22 @@ def baseline_answer(view: Mapping[str, Any]) -> tuple[list[str], str]:
     return taken, str(other_state.get("value") or "")[:MAX_OTHER]
 
 
-def rollout_answer(rows: list[dict[str, Any]], *, mode: str) -> tuple[str, list[dict[str, Any]]]:
-    """``/incident rollout``: each scope's stage, evidence and criteria (``as_json`` rows)."""
+def rollout_answer(rows: Sequence[ScopeStatus], *, mode: str) -> tuple[str, list[dict[str, Any]]]:
+    """``/incident rollout``: each scope's stage, evidence and criteria."""
     if not rows:
         text = s.ROLLOUT_NONE.format(mode=esc(mode, 20))
         return text, finish(text, [section(text), context(s.ROLLOUT_USAGE)]).blocks
-    blocks: list[Block] = []
-    for row in rows[:20]:
-        fp = ", ".join(f"{r} {c}/{t}" for r, (c, t) in (row.get("fp") or {}).items())
-        fn = ", ".join(f"{r} {c}/{t}" for r, (c, t) in (row.get("fn") or {}).items())
-        agree = row.get("agreement") or [0, 0]
-        cpa = row.get("cost_per_action_usd")
-        lines = [
-            f"{row.get('days')} days in stage · {row.get('incidents')} judged incidents · "
-            f"agreement {agree[0]}/{agree[1]}",
-            f"FP {fp} · FN {fn}",
-            f"cost per action {'-' if cpa is None else f'${cpa:.4f}'} · drift "
-            f"{float(row.get('cost_drift') or 0):.1%} · failures {row.get('failures')}",
-        ]
-        criteria = row.get("criteria") or []
-        if criteria:
-            ready = "all met" if row.get("ready") else "not all met"
-            lines.append(f"exit criteria to {row.get('next_stage')} ({ready}):")
-            lines += [
-                f"{'✓' if c['met'] else '✗'} {esc(c['name'], 60)}: {esc(c['seen'], 60)} "
-                f"({esc(c['bound'], 60)})"
-                for c in criteria
-            ]
-        blocks.append(
-            section(
-                s.ROLLOUT_SCOPE.format(
-                    scope=esc(row.get("scope"), 80),
-                    stage=esc(row.get("stage"), 20),
-                    covers=esc(row.get("covers"), 200),
-                    lines="\n".join(lines),
-                )
+    blocks: list[Block] = [
+        section(
+            s.ROLLOUT_SCOPE.format(
+                scope=esc(row.scope, 80),
+                stage=esc(row.stage.value, 20),
+                covers=esc(row.covers, 200),
+                lines="\n".join(esc(line, 300) for line in row.lines()),
             )
         )
+        for row in rows[:20]
+    ]
     blocks.append(context(s.ROLLOUT_USAGE))
-    text = "; ".join(f"{r.get('scope')}: {r.get('stage')}" for r in rows)
+    text = "; ".join(f"{r.scope}: {r.stage.value}" for r in rows)
     return text, finish(text, blocks).blocks

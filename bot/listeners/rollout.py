@@ -64,7 +64,7 @@ async def answer_rollout(
         except Exception as exc:
             log.error("rollout_not_read", error=repr(exc))
             return strings.READ_FAILED, None
-        return rollout_answer([r.as_json() for r in rows], mode=surface.config.mode.value)
+        return rollout_answer(rows, mode=surface.config.mode.value)
     if words[0].lower() != "promote" or len(words) < 2:
         return strings.ROLLOUT_USAGE, None
     if not fresh:

@@ -37,30 +37,32 @@ class Recorded:
     taken_titles: tuple[str, ...] = ()
 
 
-def proposals(session: Session, incident_id: str) -> list[Step]:
-    """The state-changing steps opsgate proposed in shadow for the incident, in plan order."""
-    plan_ids = list(session.exec(select(Plan.id).where(Plan.incident_id == incident_id)))
-    if not plan_ids:
-        return []
+def _steps(session: Session, incident_id: str) -> list[Step]:
+    """Every runbook step of the incident's plans, in plan order (one query)."""
     return list(
         session.exec(
             select(Step)
-            .where(
-                col(Step.plan_id).in_(plan_ids),
-                Step.decision_code == "shadow_mode",
-                Step.read_only == False,  # noqa: E712 - SQL comparison
-                Step.kind == StepKind.RUNBOOK.value,
-            )
-            .order_by(col(Step.plan_id), col(Step.position))
+            .join(Plan, col(Plan.id) == col(Step.plan_id))
+            .where(Plan.incident_id == incident_id, Step.kind == StepKind.RUNBOOK.value)
+            .order_by(col(Plan.version), col(Step.position))
         )
     )
 
 
-def in_shadow(session: Session, incident_id: str) -> bool:
-    """Whether any step of the incident was planned in a shadow scope."""
-    plan_ids = list(session.exec(select(Plan.id).where(Plan.incident_id == incident_id)))
-    steps = session.exec(select(Step.rollout).where(col(Step.plan_id).in_(plan_ids)))
-    return any((r or {}).get("stage") == Mode.SHADOW.value for r in steps)
+def _proposed(steps: list[Step]) -> list[Step]:
+    return [s for s in steps if s.decision_code == "shadow_mode" and not s.read_only]
+
+
+def proposals(session: Session, incident_id: str) -> list[Step]:
+    """The state-changing steps opsgate proposed in shadow for the incident, in plan order."""
+    return _proposed(_steps(session, incident_id))
+
+
+def _action(ctx: Ctx, incident_id: str, kind: str, source: str, **fields: Any) -> HumanAction:
+    """One row of ``human_actions`` by ``ctx.actor``, now."""
+    return HumanAction(
+        incident_id=incident_id, at=ctx.now, actor=ctx.actor, kind=kind, source=source, **fields
+    )
 
 
 def _lines(text: str) -> list[str]:
@@ -77,9 +79,14 @@ def record(
     other_text: str,
     source: str,
     answered: bool,
+    proposed: list[Step] | None = None,
 ) -> Recorded:
-    """Record what a person (``ctx.actor``) did: taken step keys, other changes (one a line)."""
-    titles = {s.key: s.title for s in proposals(session, incident_id)}
+    """Record what a person (``ctx.actor``) did: taken step keys, other changes (one a line).
+
+    ``proposed``: the incident's :func:`proposals`, when the caller has read them already.
+    """
+    proposed = proposals(session, incident_id) if proposed is None else proposed
+    titles = {s.key: s.title for s in proposed}
     if source == "card":
         # A second answer from the same person replaces their first; it does not add to it.
         for old in session.exec(
@@ -91,43 +98,19 @@ def record(
         ):
             session.delete(old)
         session.flush()
-    known = session.exec(select(HumanAction).where(HumanAction.incident_id == incident_id)).all()
-    had_keys = {a.step_key for a in known if a.kind == "took"}
-    had_other = {" ".join(a.text.lower().split()) for a in known if a.kind == "other"}
+    before = session.exec(select(HumanAction).where(HumanAction.incident_id == incident_id)).all()
+    had_keys = {a.step_key for a in before if a.kind == "took"}
+    had_other = {" ".join(a.text.lower().split()) for a in before if a.kind == "other"}
     said_keys = tuple(dict.fromkeys(k for k in taken if k in titles))
     said_other = tuple(dict.fromkeys(_lines(other_text)))
     # What was said is answered and shown; what is stored counts each step and each change
     # once, whoever told it (two people, or the card and /incident did).
     keys = tuple(k for k in said_keys if k not in had_keys)
     other = tuple(t for t in said_other if " ".join(t.lower().split()) not in had_other)
-    rows = [
-        HumanAction(
-            incident_id=incident_id,
-            at=ctx.now,
-            actor=ctx.actor,
-            kind="took",
-            step_key=k,
-            source=source,
-        )
-        for k in keys
-    ]
-    rows += [
-        HumanAction(
-            incident_id=incident_id,
-            at=ctx.now,
-            actor=ctx.actor,
-            kind="other",
-            text=t,
-            source=source,
-        )
-        for t in other
-    ]
+    rows = [_action(ctx, incident_id, "took", source, step_key=k) for k in keys]
+    rows += [_action(ctx, incident_id, "other", source, text=t) for t in other]
     if answered:
-        rows.append(
-            HumanAction(
-                incident_id=incident_id, at=ctx.now, actor=ctx.actor, kind="answered", source=source
-            )
-        )
+        rows.append(_action(ctx, incident_id, "answered", source))
     session.add_all(rows)
     audit(
         session,
@@ -159,46 +142,39 @@ def record(
 def record_did(session: Session, ctx: Ctx, incident: Incident, text: str) -> Recorded:
     """``/incident did <text>``: a proposed step when ``text`` names one (key or title)."""
     wanted = " ".join(text.split()).lower()
-    for step in proposals(session, incident.id):
-        if wanted in (step.key.lower(), " ".join(step.title.split()).lower()):
-            return record(
-                session,
-                ctx,
-                incident.id,
-                taken=[step.key],
-                other_text="",
-                source="did",
-                answered=False,
-            )
+    proposed = proposals(session, incident.id)
+    named = next(
+        (s for s in proposed if wanted in (s.key.lower(), " ".join(s.title.split()).lower())),
+        None,
+    )
     return record(
-        session, ctx, incident.id, taken=[], other_text=text, source="did", answered=False
+        session,
+        ctx,
+        incident.id,
+        taken=[named.key] if named else [],
+        other_text="" if named else text,
+        source="did",
+        answered=False,
+        proposed=proposed,
     )
 
 
 def after_close(session: Session, base: Ctx, incident: Incident, *, by_alert: bool) -> None:
     """On resolve: ask a person resolver what they did, or note an alert's silent resolution."""
-    if not in_shadow(session, incident.id):
-        return
-    recorded = session.exec(
-        select(HumanAction.id).where(HumanAction.incident_id == incident.id).limit(1)
-    ).first()
+    steps = _steps(session, incident.id)
+    if not any((s.rollout or {}).get("stage") == Mode.SHADOW.value for s in steps):
+        return  # no step of it was planned in a shadow scope: nothing to measure
     if by_alert:
+        recorded = session.exec(
+            select(HumanAction.id).where(HumanAction.incident_id == incident.id).limit(1)
+        ).first()
         if recorded is None:
-            session.add(
-                HumanAction(
-                    incident_id=incident.id,
-                    at=base.now,
-                    actor=base.actor,
-                    kind="no_action",
-                    source="alert",
-                )
-            )
+            session.add(_action(base, incident.id, "no_action", "alert"))
             audit(session, base, "human_actions_recorded", detail={"source": "alert"})
         return
-    steps = proposals(session, incident.id)
     payload: dict[str, Any] = {
         "resolver": base.actor,
         "incident_id": incident.id,
-        "proposals": [{"key": s.key, "title": s.title, "risk": s.risk} for s in steps],
+        "proposals": [{"key": s.key, "title": s.title, "risk": s.risk} for s in _proposed(steps)],
     }
     emit(session, base, "baseline_requested", payload)

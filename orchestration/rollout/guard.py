@@ -61,8 +61,8 @@ def check_regressions(
     """Demote every scope whose recent FP rate or cost drift is past its bound."""
     if not config.scopes:
         return []
-    stages = current_stages(session, config)
     rows = stage_rows(session)
+    stages = current_stages(session, config, rows)
     moving = {
         scope: stage
         for scope, stage in stages.items()

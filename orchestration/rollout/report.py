@@ -27,6 +27,26 @@ class ScopeStatus:
     next_stage: Mode | None
     max_risk: str = ""
 
+    def lines(self) -> list[str]:
+        """The evidence and each exit criterion in plain words (the terminal's and Slack's)."""
+        seen = self.evidence
+        cpa = "-" if seen.cost_per_action is None else f"${seen.cost_per_action:.4f}"
+        out = [
+            f"{seen.days:.1f} days in stage, {seen.incidents} judged incidents, "
+            f"{seen.proposals} proposals, agreement {seen.agreement.words()}",
+            "FP "
+            + ", ".join(f"{r} {v.words()}" for r, v in seen.fp.items())
+            + "; FN "
+            + ", ".join(f"{r} {v.words()}" for r, v in seen.fn.items()),
+            f"cost per action {cpa}, drift {seen.cost_drift:.1%}; "
+            f"failed/compensated/in doubt {seen.failures}",
+        ]
+        if self.next_stage is None:
+            return [*out, "last stage: no exit criteria"] if self.scope != DEFAULT_SCOPE else out
+        verdict = "all met" if self.ready else "not all met"
+        out.append(f"exit criteria to {self.next_stage.value} ({verdict}):")
+        return out + [f"  {c.words()}" for c in self.criteria]
+
     @property
     def ready(self) -> bool:
         """Every exit criterion of the stage holds (never for gated, the last stage)."""
@@ -62,8 +82,8 @@ def scope_status(
     session: Session, config: RolloutConfig, *, default: Mode, now: datetime
 ) -> list[ScopeStatus]:
     """Every configured scope, then the default scope (steps no rule covers, global mode)."""
-    stages = current_stages(session, config)
     rows = stage_rows(session)
+    stages = current_stages(session, config, rows)
     starts = {rule.id: (rows[rule.id].since if rule.id in rows else now) for rule in config.scopes}
     earliest = min(starts.values(), default=now)
     found = judgements(session, since=min(earliest, now), until=now)
@@ -107,31 +127,8 @@ def status_text(rows: list[ScopeStatus]) -> str:
         return "No rollout scopes are configured: every step runs in the global mode."
     lines = []
     for row in rows:
-        seen = row.evidence
-        cpa = "-" if seen.cost_per_action is None else f"${seen.cost_per_action:.4f}"
         head = f"{row.scope}  [{row.stage.value}]  {row.covers}"
         if row.max_risk:
             head += f"  (runs alone up to {row.max_risk} risk)"
-        lines.append(head)
-        lines.append(
-            f"  {seen.days:.1f} days in stage, {seen.incidents} judged incidents, "
-            f"{seen.proposals} proposals, agreement {seen.agreement.words()}"
-        )
-        lines.append(
-            "  FP "
-            + ", ".join(f"{r} {v.words()}" for r, v in seen.fp.items())
-            + "; FN "
-            + ", ".join(f"{r} {v.words()}" for r, v in seen.fn.items())
-        )
-        lines.append(
-            f"  cost per action {cpa}, drift {seen.cost_drift:.1%}; "
-            f"failed/compensated/in doubt {seen.failures}"
-        )
-        if row.next_stage is None:
-            lines.append("  last stage: no exit criteria" if row.scope != DEFAULT_SCOPE else "")
-        else:
-            verdict = "all met" if row.ready else "not all met"
-            lines.append(f"  exit criteria to {row.next_stage.value} ({verdict}):")
-            lines += [f"    {c.words()}" for c in row.criteria]
-        lines.append("")
-    return "\n".join(line for line in lines if line or lines).rstrip() + "\n"
+        lines += [head, *(f"  {line}" for line in row.lines()), ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -59,6 +59,17 @@ class RolloutService:
             channel=channel,
         )
 
+    def _on(self, incident: Incident, actor: str) -> Ctx:
+        """A person acting on ``incident``: its correlation id and channel."""
+        return Ctx(
+            correlation_id=incident.correlation_id,
+            now=self._clock.now(),
+            actor=actor,
+            role=Role.HUMAN,
+            incident_id=incident.id,
+            channel=incident.channel,
+        )
+
     async def sync(self) -> list[str]:
         """Write the stage rows the scope rules need (start-up); returns the scopes started."""
         if not self._config.rollout.scopes:
@@ -141,14 +152,7 @@ class RolloutService:
                 return DidOutcome(
                     None, None, "There is no incident in this channel to record it on."
                 )
-            ctx = Ctx(
-                correlation_id=incident.correlation_id,
-                now=self._clock.now(),
-                actor=actor,
-                role=Role.HUMAN,
-                incident_id=incident.id,
-                channel=incident.channel,
-            )
+            ctx = self._on(incident, actor)
             recorded = baseline.record_did(session, ctx, incident, text)
             return DidOutcome(recorded, incident.id, "")
 
@@ -180,14 +184,7 @@ class RolloutService:
             incident = session.get(Incident, incident_id)
             if incident is None:
                 return None
-            ctx = Ctx(
-                correlation_id=incident.correlation_id,
-                now=self._clock.now(),
-                actor=actor,
-                role=Role.HUMAN,
-                incident_id=incident.id,
-                channel=incident.channel,
-            )
+            ctx = self._on(incident, actor)
             return baseline.record(
                 session,
                 ctx,

@@ -50,11 +50,16 @@ class StageBook:
 OPS_CHANNEL = "@ops"  # outbox channel of messages for the ops channel
 
 
-def current_stages(session: Session, config: RolloutConfig) -> dict[str, Mode]:
-    """The stage of every configured scope now (rows first, then each rule's own stage)."""
+def current_stages(
+    session: Session,
+    config: RolloutConfig,
+    rows: Mapping[str, RolloutStage] | None = None,
+) -> dict[str, Mode]:
+    """The stage of every configured scope now (rows first, then each rule's own stage);
+    ``rows``: :func:`stage_rows`, when the caller has read them already."""
     if not config.scopes:
         return {}
-    rows = {r.scope: r for r in session.exec(select(RolloutStage))}
+    rows = stage_rows(session) if rows is None else rows
     out: dict[str, Mode] = {}
     for rule in config.scopes:
         row = rows.get(rule.id)
