@@ -220,3 +220,49 @@ async def test_kill_during_compensation_leaves_it_in_doubt_never_rerun(world: Wo
     await world.until(lambda: "Plan finished" in texts(world.slack), what="the plan to end")
     assert target.calls["rollback"] == 1
     assert target.calls["flush"] == 1
+
+
+async def test_kill_during_a_gated_call_demotes_the_scope_and_the_next_incident_asks(
+    world: World,
+) -> None:
+    """Staged trust under a crash: a gated restart runs alone; the process is killed while the
+    call is in flight; the next process finds the step in doubt, which demotes the scope to
+    supervised (ops hears why), and the next incident asks for approval instead."""
+    config = world.tmp / "opsgate.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "slack: {channel_rate_per_s: 100}",
+            "slack: {channel_rate_per_s: 100, ops_channel: C0OPS}",
+        )
+        + "rollout:\n  scopes:\n"
+        "    - {id: restarts, runbook: web-restart, tools: [state_changing, destructive],"
+        " stage: gated, max_risk: high}\n"
+    )
+    target = world.target
+    await world.boot()
+    await world.send(command("checkout-api is down"))
+    await world.until(target.arrived.is_set, what="the gated restart to run alone")
+    assert card(world.slack, "Restart checkout-api") is None  # no approval was asked
+    world.current.kill()
+    await world.boot()
+    await world.until(
+        lambda: card(world.slack, "Restart checkout-api", action=ActionId.IN_DOUBT_RAN),
+        what="the restart to be in doubt",
+    )
+    await world.until(
+        lambda: "demoted from gated to supervised" in texts(world.slack, "C0OPS"),
+        what="the demotion to reach the ops channel",
+    )
+    assert "'Restart checkout-api' in doubt" in texts(world.slack, "C0OPS")
+    await world.until(lambda: target.calls["restart"] == 1, what="the restart to finish")
+    assert await settle_in_doubt(world, "Restart checkout-api", ran=True)
+    await world.until(lambda: "Plan finished" in texts(world.slack), what="the plan to end")
+    # Supervised now: the next incident's restart waits for two approvals.
+    target.healthy = False
+    await world.send(command("payments-api is down"))
+    await world.until(
+        lambda: card(world.slack, "Restart payments-api", needle="payments-api") is not None,
+        what="the approval card of the next restart",
+    )
+    assert target.calls["restart"] == 1  # never re-run, and the next one waits
+    assert target.calls["restart:payments-api"] == 0
