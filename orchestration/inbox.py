@@ -32,11 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy import Table, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from common import Clock, Role
-from orchestration.db import Database
+from orchestration.db import Database, insert_new
 from orchestration.models import InboxItem
 from orchestration.records import Ctx, audit, emit
 from orchestration.telemetry import get_logger, redact_text, sanitise
@@ -171,11 +170,7 @@ def write_batch(
         }
         for item in first.values()
     ]
-    # One cached single-row statement run as an executemany (SQLAlchemy batches it into
-    # multi-row INSERTs itself): compiling a fresh 60-row VALUES clause costs ~20 ms.
-    build = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = build(_INBOX).on_conflict_do_nothing(index_elements=["key"]).returning(_INBOX.c.key)
-    fresh = set(session.connection().execute(statement, rows).scalars())
+    fresh = insert_new(session, _INBOX, rows, key="key")
     for item in batch:
         if item.key in fresh and first[item.key] is item:
             continue

@@ -1,0 +1,65 @@
+"""``insert_new``: the rows it writes read back exactly as SQLAlchemy's own insert writes them,
+and it names only the keys that were new (on SQLite it bypasses SQLAlchemy's statement path)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, select
+
+from orchestration.db import Database, insert_new
+from orchestration.models import InboxItem
+
+INBOX = InboxItem.__table__  # type: ignore[attr-defined]
+AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def inbox_row(key: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "kind": "open_incident",
+        "payload": {"text": "svc is down", "n": 1, "list": [1, "a"], "none": None},
+        "received_at": AT,
+        "owner": "host:1",
+        "lease_until": AT + timedelta(seconds=10),
+        "attempts": 1,
+        "done_at": None,
+        "last_error": None,
+        **extra,
+    }
+
+
+async def test_rows_read_back_as_sqlalchemys_insert_writes_them(db_url: str) -> None:
+    db = Database(db_url)
+    await db.start()
+    try:
+        fresh = await db.run(lambda s: insert_new(s, INBOX, [inbox_row("fast")], key="key"))
+        assert fresh == {"fast"}
+        await db.run(lambda s: s.connection().execute(insert(INBOX), [inbox_row("core")]))
+
+        def both(session: Session) -> tuple[InboxItem, InboxItem]:
+            got = {r.key: r for r in session.exec(select(InboxItem))}
+            return got["fast"], got["core"]
+
+        fast, core = await db.run(both)
+        for name in ("kind", "payload", "received_at", "owner", "lease_until", "attempts"):
+            assert getattr(fast, name) == getattr(core, name), name
+        assert fast.done_at is None and fast.last_error is None
+        assert fast.received_at == AT  # aware UTC, microseconds kept
+    finally:
+        await db.close()
+
+
+async def test_only_new_keys_are_named_across_chunks(db_url: str) -> None:
+    db = Database(db_url)
+    await db.start()
+    try:
+        await db.run(lambda s: insert_new(s, INBOX, [inbox_row("k3"), inbox_row("k250")], key="key"))
+        rows = [inbox_row(f"k{i}") for i in range(450)]  # more than one SQLite statement's rows
+        fresh = await db.run(lambda s: insert_new(s, INBOX, rows, key="key"))
+        assert fresh == {f"k{i}" for i in range(450)} - {"k3", "k250"}
+        count = await db.run(lambda s: len(s.exec(select(InboxItem.key)).all()))
+        assert count == 450
+        assert await db.run(lambda s: insert_new(s, INBOX, [], key="key")) == set()
+    finally:
+        await db.close()
