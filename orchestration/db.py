@@ -184,8 +184,9 @@ def _bind_processors(
 def _sqlite_insert_new(table: Table, names: tuple[str, ...], key: str, count: int) -> str:
     columns = ", ".join(f'"{n}"' for n in names)
     one = "(" + ", ".join("?" * len(names)) + ")"
+    # Names come from the table's own columns, values only as parameters.
     return (
-        f'INSERT INTO "{table.name}" ({columns}) VALUES {", ".join([one] * count)} '
+        f'INSERT INTO "{table.name}" ({columns}) VALUES {", ".join([one] * count)} '  # noqa: S608
         f'ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
     )
 

@@ -44,7 +44,8 @@ async def test_rows_read_back_as_sqlalchemys_insert_writes_them(db_url: str) -> 
         fast, core = await db.run(both)
         for name in ("kind", "payload", "received_at", "owner", "lease_until", "attempts"):
             assert getattr(fast, name) == getattr(core, name), name
-        assert fast.done_at is None and fast.last_error is None
+        assert fast.done_at is None
+        assert fast.last_error is None
         assert fast.received_at == AT  # aware UTC, microseconds kept
     finally:
         await db.close()
@@ -54,7 +55,8 @@ async def test_only_new_keys_are_named_across_chunks(db_url: str) -> None:
     db = Database(db_url)
     await db.start()
     try:
-        await db.run(lambda s: insert_new(s, INBOX, [inbox_row("k3"), inbox_row("k250")], key="key"))
+        before = [inbox_row("k3"), inbox_row("k250")]
+        await db.run(lambda s: insert_new(s, INBOX, before, key="key"))
         rows = [inbox_row(f"k{i}") for i in range(450)]  # more than one SQLite statement's rows
         fresh = await db.run(lambda s: insert_new(s, INBOX, rows, key="key"))
         assert fresh == {f"k{i}" for i in range(450)} - {"k3", "k250"}
