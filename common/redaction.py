@@ -173,8 +173,13 @@ def forget_secrets() -> None:
     _REGISTRY.clear()
 
 
+@lru_cache(maxsize=4096)
 def is_credential_key(name: str) -> bool:
-    """True when a mapping key names a credential (``Authorization``, ``db_password``, ...)."""
+    """True when a mapping key names a credential (``Authorization``, ``db_password``, ...).
+
+    Cached: the keys of stored details, spans and payloads are a small vocabulary asked
+    about on every write.
+    """
     return _CREDENTIAL_KEY.search(name) is not None
 
 

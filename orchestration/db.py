@@ -88,10 +88,81 @@ def flush_appends(session: Session) -> None:
         return
     connection = session.connection()
     for table, rows in pending.items():
+        if connection.dialect.name == "sqlite":
+            _sqlite_insert_rows(connection, table, rows)
+            continue
         statement = _INSERTS.get(table)
         if statement is None:
             statement = _INSERTS[table] = insert(table)
         connection.execute(statement, rows)
+
+
+def _sqlite_insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``rows`` with one ``executemany`` per shape, straight to the driver.
+
+    Values pass through the columns' bind processors, and a column a row leaves out gets its
+    scalar default, as SQLAlchemy's own insert would give it (an integer primary key is left to
+    SQLite). Through SQLAlchemy this cost several times the insert itself.
+    """
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(row), []).append(row)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        for given, group in shapes.items():
+            defaults = _scalar_defaults(table, given)
+            names = given + tuple(defaults)
+            processors = _bind_processors(connection.dialect, table, names)
+            tail = tuple(defaults.values())
+            sql = _sqlite_insert(table, names)
+            values = [
+                [
+                    value if process is None else process(value)
+                    for value, process in zip(
+                        (*(row[n] for n in given), *tail), processors, strict=True
+                    )
+                ]
+                for row in group
+            ]
+            _announce(connection, cursor, sql, values, many=True)
+            cursor.executemany(sql, values)
+    finally:
+        cursor.close()
+
+
+def _announce(connection: Any, cursor: Any, sql: str, values: Any, *, many: bool) -> None:
+    """Tell the engine's ``before_cursor_execute`` listeners (statement counters, tests) of a
+    statement sent to the driver directly, as SQLAlchemy would have."""
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(connection, cursor, sql, values, None, many)
+
+
+@functools.cache
+def _scalar_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in table.c:
+        if column.name in given or column.default is None:
+            continue
+        if not column.default.is_scalar:
+            raise ValueError(f"{table.name}.{column.name}: give it in every appended row")
+        out[column.name] = column.default.arg  # type: ignore[attr-defined]
+    return out
+
+
+_SQLITE = sqlite.dialect()
+
+
+def _quoted(table: Table, names: tuple[str, ...]) -> tuple[str, str]:
+    """The table's and the columns' names as SQLAlchemy's SQLite compiler writes them."""
+    prepare = _SQLITE.identifier_preparer
+    return prepare.format_table(table), ", ".join(prepare.quote(n) for n in names)
+
+
+@functools.cache
+def _sqlite_insert(table: Table, names: tuple[str, ...]) -> str:
+    name, columns = _quoted(table, names)
+    marks = ", ".join("?" * len(names))
+    return f"INSERT INTO {name} ({columns}) VALUES ({marks})"  # noqa: S608 - the table's names
 
 
 def upsert(
@@ -159,7 +230,9 @@ def insert_new(session: Session, table: Table, rows: list[dict[str, Any]], *, ke
                 for row in chunk
                 for value, process in zip((row[n] for n in names), processors, strict=True)
             ]
-            cursor.execute(_sqlite_insert_new(table, names, key, len(chunk)), values)
+            sql = _sqlite_insert_new(table, names, key, len(chunk))
+            _announce(connection, cursor, sql, values, many=False)
+            cursor.execute(sql, values)
             fresh.update(found for (found,) in cursor.fetchall())
     finally:
         cursor.close()
@@ -182,12 +255,13 @@ def _bind_processors(
 
 @functools.cache
 def _sqlite_insert_new(table: Table, names: tuple[str, ...], key: str, count: int) -> str:
-    columns = ", ".join(f'"{n}"' for n in names)
+    name, columns = _quoted(table, names)
+    quoted_key = _SQLITE.identifier_preparer.quote(key)
     one = "(" + ", ".join("?" * len(names)) + ")"
     # Names come from the table's own columns, values only as parameters.
     return (
-        f'INSERT INTO "{table.name}" ({columns}) VALUES {", ".join([one] * count)} '  # noqa: S608
-        f'ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
+        f"INSERT INTO {name} ({columns}) VALUES {', '.join([one] * count)} "  # noqa: S608
+        f"ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}"
     )
 
 

@@ -217,6 +217,12 @@ class Executor:
             if not outcome.check.ok and ticket.idempotent:
                 raise _Retry  # a non-idempotent call that was answered is never sent again
 
+        try:
+            await attempt()  # the common case: one attempt, no retry machinery built
+            return outcome
+        except _Retry:
+            if attempts < 2:
+                return outcome
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=wait_exponential_jitter(multiplier=self._initial, max=self._max),
@@ -226,7 +232,11 @@ class Executor:
         )
         # On RetryError the outcome already holds the last attempt's failure.
         with contextlib.suppress(RetryError):
-            await retrying(attempt)
+            async for retry in retrying:
+                with retry:
+                    if retry.retry_state.attempt_number == 1:
+                        raise _Retry  # the first attempt, made above: tenacity waits from it
+                    await attempt()
         return outcome
 
     async def _preview(self, tool: Any, ticket: Ticket, outcome: Outcome) -> None:
