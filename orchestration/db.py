@@ -130,6 +130,35 @@ def _sqlite_insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]
         cursor.close()
 
 
+def update_row(connection: Any, table: Table, row_id: Any, values: dict[str, Any]) -> None:
+    """SQLite: ``UPDATE table SET <values> WHERE id = row_id``, straight to the driver.
+
+    The hot path's row writes (:func:`orchestration.rows.write_changes`): the values pass
+    through the columns' bind processors, as SQLAlchemy's own UPDATE would send them.
+    """
+    names = tuple(values)
+    processors = _bind_processors(connection.dialect, table, (*names, "id"))
+    params = [
+        value if process is None else process(value)
+        for value, process in zip((*values.values(), row_id), processors, strict=True)
+    ]
+    sql = _sqlite_update(table, names)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        _announce(connection, cursor, sql, params, many=False)
+        cursor.execute(sql, params)
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _sqlite_update(table: Table, names: tuple[str, ...]) -> str:
+    prepare = _SQLITE.identifier_preparer
+    name = prepare.format_table(table)
+    assignments = ", ".join(f"{prepare.quote(n)}=?" for n in names)
+    return f"UPDATE {name} SET {assignments} WHERE {name}.id = ?"  # noqa: S608 - the table's names
+
+
 def _announce(connection: Any, cursor: Any, sql: str, values: Any, *, many: bool) -> None:
     """Tell the engine's ``before_cursor_execute`` listeners (statement counters, tests) of a
     statement sent to the driver directly, as SQLAlchemy would have."""

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Label, Row, Table, Update, bindparam, update
 
+from orchestration.db import update_row
 from orchestration.models import Approval, Plan, Step
 
 PLANS: Table = Plan.__table__  # type: ignore[attr-defined]
@@ -147,7 +148,10 @@ def write_changes(
     }
     if not changed:
         return False
-    conn.execute(_update_of(type(obj), tuple(changed)), {"row_id": obj.id, **changed})
+    if conn.dialect.name == "sqlite":
+        update_row(conn, _TABLES[type(obj)], obj.id, changed)
+    else:
+        conn.execute(_update_of(type(obj), tuple(changed)), {"row_id": obj.id, **changed})
     return True
 
 
