@@ -124,8 +124,7 @@ def _sqlite_insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]
                 ]
                 for row in group
             ]
-            _announce(connection, cursor, sql, values, many=True)
-            cursor.executemany(sql, values)
+            _send(connection, cursor, sql, values, many=True)
     finally:
         cursor.close()
 
@@ -145,8 +144,7 @@ def update_row(connection: Any, table: Table, row_id: Any, values: dict[str, Any
     sql = _sqlite_update(table, names)
     cursor = connection.connection.driver_connection.cursor()
     try:
-        _announce(connection, cursor, sql, params, many=False)
-        cursor.execute(sql, params)
+        _send(connection, cursor, sql, params, many=False)
     finally:
         cursor.close()
 
@@ -159,11 +157,23 @@ def _sqlite_update(table: Table, names: tuple[str, ...]) -> str:
     return f"UPDATE {name} SET {assignments} WHERE {name}.id = ?"  # noqa: S608 - the table's names
 
 
-def _announce(connection: Any, cursor: Any, sql: str, values: Any, *, many: bool) -> None:
-    """Tell the engine's ``before_cursor_execute`` listeners (statement counters, tests) of a
-    statement sent to the driver directly, as SQLAlchemy would have."""
+def _send(connection: Any, cursor: Any, sql: str, values: Any, *, many: bool) -> None:
+    """Send one statement to the driver as SQLAlchemy would: the engine's
+    ``before_cursor_execute`` listeners (statement counters, tests) hear of it, and a driver
+    error reaches the caller as SQLAlchemy's ``DBAPIError`` (contention retries and
+    ``IntegrityError`` handlers see what they would have seen)."""
     if connection._has_events or connection.engine._has_events:
         connection.dispatch.before_cursor_execute(connection, cursor, sql, values, None, many)
+    driver = connection.dialect.loaded_dbapi
+    try:
+        if many:
+            cursor.executemany(sql, values)
+        else:
+            cursor.execute(sql, values)
+    except driver.Error as exc:
+        raise DBAPIError.instance(
+            sql, values, exc, driver.Error, dialect=connection.dialect
+        ) from exc
 
 
 @functools.cache
@@ -260,8 +270,7 @@ def insert_new(session: Session, table: Table, rows: list[dict[str, Any]], *, ke
                 for value, process in zip((row[n] for n in names), processors, strict=True)
             ]
             sql = _sqlite_insert_new(table, names, key, len(chunk))
-            _announce(connection, cursor, sql, values, many=False)
-            cursor.execute(sql, values)
+            _send(connection, cursor, sql, values, many=False)
             fresh.update(found for (found,) in cursor.fetchall())
     finally:
         cursor.close()

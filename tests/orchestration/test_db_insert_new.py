@@ -4,13 +4,16 @@ and it names only the keys that were new (on SQLite it bypasses SQLAlchemy's sta
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from orchestration.db import Database, insert_new
-from orchestration.models import InboxItem
+from orchestration.db import Database, append_row, insert_new
+from orchestration.models import InboxItem, Vote
 
 INBOX = InboxItem.__table__  # type: ignore[attr-defined]
+VOTES = Vote.__table__  # type: ignore[attr-defined]
 AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
@@ -63,5 +66,32 @@ async def test_only_new_keys_are_named_across_chunks(db_url: str) -> None:
         count = await db.run(lambda s: len(s.exec(select(InboxItem.key)).all()))
         assert count == 450
         assert await db.run(lambda s: insert_new(s, INBOX, [], key="key")) == set()
+    finally:
+        await db.close()
+
+
+async def test_a_driver_error_reaches_the_caller_as_sqlalchemys(db_url: str) -> None:
+    """Rows sent past SQLAlchemy fail as SQLAlchemy errors (what retries and handlers catch)."""
+    db = Database(db_url)
+    await db.start()
+    try:
+
+        def work(session: Session) -> None:
+            for _ in range(2):
+                append_row(
+                    session,
+                    VOTES,
+                    {
+                        "id": 7,
+                        "approval_id": "a",
+                        "voter": "U1",
+                        "choice": "approve",
+                        "reason": "",
+                        "created_at": AT,
+                    },
+                )
+
+        with pytest.raises(IntegrityError):  # an appended row's primary key given twice
+            await db.run(work)
     finally:
         await db.close()
