@@ -11,6 +11,7 @@ transaction, so a unit of work must change nothing but the database it is given.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -21,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Insert, Table, bindparam, event, insert, text
+from sqlalchemy import Engine, Insert, Table, Update, bindparam, event, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -107,46 +108,54 @@ def _sqlite_insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         shapes.setdefault(tuple(row), []).append(row)
-    cursor = connection.connection.driver_connection.cursor()
-    try:
+    with _driver_cursor(connection) as cursor:
         for given, group in shapes.items():
             defaults = _scalar_defaults(table, given)
             names = given + tuple(defaults)
             processors = _bind_processors(connection.dialect, table, names)
             tail = tuple(defaults.values())
-            sql = _sqlite_insert(table, names)
-            values = [
-                [
-                    value if process is None else process(value)
-                    for value, process in zip(
-                        (*(row[n] for n in given), *tail), processors, strict=True
-                    )
-                ]
-                for row in group
-            ]
-            _send(connection, cursor, sql, values, many=True)
-    finally:
-        cursor.close()
+            values = [_bound((*(row[n] for n in given), *tail), processors) for row in group]
+            _send(connection, cursor, _sqlite_insert(table, names), values, many=True)
 
 
 def update_row(connection: Any, table: Table, row_id: Any, values: dict[str, Any]) -> None:
-    """SQLite: ``UPDATE table SET <values> WHERE id = row_id``, straight to the driver.
+    """``UPDATE table SET <values> WHERE id = row_id``: one statement per set of columns.
 
-    The hot path's row writes (:func:`orchestration.rows.write_changes`): the values pass
-    through the columns' bind processors, as SQLAlchemy's own UPDATE would send them.
+    The hot path's row writes (:func:`orchestration.rows.write_changes`). SQLite gets it
+    straight from the driver, the values through the columns' bind processors as SQLAlchemy's
+    own UPDATE would send them; PostgreSQL through a Core statement built once per set.
     """
     names = tuple(values)
+    if connection.dialect.name != "sqlite":
+        connection.execute(_core_update(table, names), {"row_id": row_id, **values})
+        return
     processors = _bind_processors(connection.dialect, table, (*names, "id"))
-    params = [
+    params = _bound((*values.values(), row_id), processors)
+    with _driver_cursor(connection) as cursor:
+        _send(connection, cursor, _sqlite_update(table, names), params, many=False)
+
+
+@functools.cache
+def _core_update(table: Table, names: tuple[str, ...]) -> Update:
+    # Built once: a statement built anew per call costs more CPU than running it.
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({name: bindparam(name) for name in names})
+    )
+
+
+def _bound(values: Any, processors: list[Callable[[Any], Any] | None]) -> list[Any]:
+    """``values`` as the driver takes them: each through its column's bind processor."""
+    return [
         value if process is None else process(value)
-        for value, process in zip((*values.values(), row_id), processors, strict=True)
+        for value, process in zip(values, processors, strict=True)
     ]
-    sql = _sqlite_update(table, names)
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        _send(connection, cursor, sql, params, many=False)
-    finally:
-        cursor.close()
+
+
+def _driver_cursor(connection: Any) -> "contextlib.closing[Any]":
+    """A cursor of the unit's own driver connection (inside its transaction), closed after."""
+    return contextlib.closing(connection.connection.driver_connection.cursor())
 
 
 @functools.cache
@@ -260,20 +269,13 @@ def insert_new(session: Session, table: Table, rows: list[dict[str, Any]], *, ke
         return set(connection.execute(statement, rows).scalars())
     processors = _bind_processors(dialect, table, names)
     fresh: set[str] = set()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with _driver_cursor(connection) as cursor:
         for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
-            values = [
-                value if process is None else process(value)
-                for row in chunk
-                for value, process in zip((row[n] for n in names), processors, strict=True)
-            ]
+            values = [v for row in chunk for v in _bound((row[n] for n in names), processors)]
             sql = _sqlite_insert_new(table, names, key, len(chunk))
             _send(connection, cursor, sql, values, many=False)
             fresh.update(found for (found,) in cursor.fetchall())
-    finally:
-        cursor.close()
     return fresh
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Label, Row, Table, Update, bindparam, update
+from sqlalchemy import Connection, Label, Row, Table
 
 from orchestration.db import update_row
 from orchestration.models import Approval, Plan, Step
@@ -148,29 +148,5 @@ def write_changes(
     }
     if not changed:
         return False
-    if conn.dialect.name == "sqlite":
-        update_row(conn, _TABLES[type(obj)], obj.id, changed)
-    else:
-        conn.execute(_update_of(type(obj), tuple(changed)), {"row_id": obj.id, **changed})
+    update_row(conn, _TABLES[type(obj)], obj.id, changed)
     return True
-
-
-_UPDATES: dict[tuple[type, tuple[str, ...]], Update] = {}
-
-
-def _update_of(cls: type, names: tuple[str, ...]) -> Update:
-    """One UPDATE statement per row type and set of changed columns, built once.
-
-    A statement built anew per call costs more CPU than running it (coercion, cache key).
-    """
-    key = (cls, names)
-    statement = _UPDATES.get(key)
-    if statement is None:
-        table = _TABLES[cls]
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values({name: bindparam(name) for name in names})
-        )
-        _UPDATES[key] = statement
-    return statement
