@@ -57,6 +57,10 @@ class ExecutionConfig(BaseModel):
     # replica's reconciler (every reconcile_s) re-runs it (idempotent) or marks it in doubt.
     lease_s: float = Field(default=15.0, ge=1, le=600)
     reconcile_s: float = Field(default=5.0, gt=0, le=300)
+    # Tool calls one process has in flight at once (steps, in-doubt checks); the next approved
+    # step waits for a free slot, under its lease. A bulkhead: a burst cannot open thousands of
+    # connections from one replica, and more replicas add room.
+    max_concurrent_calls: int = Field(default=32, ge=1, le=10_000)
 
 
 class ToolLimits(BaseModel):

@@ -139,6 +139,7 @@ class ControlPlane:
             on_change=self._use_knowledge,
         )
         self._inflight: dict[str, asyncio.Task[Outcome]] = {}
+        self._slots = asyncio.Semaphore(config.execution.max_concurrent_calls)
         self._background: set[asyncio.Task[None]] = set()
         self.llm = config.llm_settings()
         self._model = model
@@ -708,8 +709,10 @@ class ControlPlane:
             )
 
         try:
-            with issuing(issued):  # a token minted mid-call is audited (and shown) at once
-                return await self.executor.run(ticket)
+            # Waiting for a slot is part of the task: cancel and resolve stop a waiting step too.
+            async with self._slots:
+                with issuing(issued):  # a token minted mid-call is audited (and shown) at once
+                    return await self.executor.run(ticket)
         except AdapterError as exc:  # e.g. the tool vanished from the registry
             return Outcome(error_code=exc.code, error=exc.message)
 
