@@ -10,7 +10,7 @@ PORT := 8080
 demo: $(STAMP)
 	$(BIN)/opsgate demo --port $(PORT)
 
-.PHONY: demo install test unit lint fmt bench bench-ack bench-llm bench-peer-venv check clean
+.PHONY: demo install test unit lint fmt bench bench-ack bench-open bench-llm bench-peer-venv check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-peer-venv:
 ## bench-ack: Slack ack p99 under a burst of 60 slash commands, against a bare Bolt app
 bench-ack: $(STAMP)
 	$(BIN)/python -m bench.slack_ack
+
+## bench-open: RSS of one opsgate serve holding 1,000 open incidents (SQLite and PostgreSQL)
+bench-open: $(STAMP)
+	$(BIN)/python -m bench.open_incidents
 
 ## bench-llm: tokens per scripted incident and the agents' overhead per model call (stand-in)
 bench-llm: $(STAMP)
