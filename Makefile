@@ -10,7 +10,7 @@ PORT := 8080
 demo: $(STAMP)
 	$(BIN)/opsgate demo --port $(PORT)
 
-.PHONY: demo install test unit lint fmt bench bench-ack bench-open bench-llm bench-peer-venv check clean
+.PHONY: demo install test unit lint fmt bench bench-ack bench-open bench-replicas bench-llm bench-peer-venv check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-peer-venv:
 ## bench-ack: Slack ack p99 under a burst of 60 slash commands, against a bare Bolt app
 bench-ack: $(STAMP)
 	$(BIN)/python -m bench.slack_ack
+
+## bench-replicas: incidents/s through one and two opsgate serve replicas on PostgreSQL (200 ms tool calls)
+bench-replicas: $(STAMP)
+	$(BIN)/python -m bench.replicas
 
 ## bench-open: RSS of one opsgate serve holding 1,000 open incidents (SQLite and PostgreSQL)
 bench-open: $(STAMP)

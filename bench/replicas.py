@@ -295,6 +295,20 @@ def _finished_texts(engine: Any) -> list[str]:
         return [row[0] for row in rows]
 
 
+def pg_commits(url: str) -> int:
+    """Transactions committed in the database so far (``pg_stat_database``, all sessions)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            row = conn.exec_driver_sql(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ).one()
+            return int(row[0])
+    finally:
+        engine.dispose()
+
+
 def pg_cpu_s() -> float:
     """CPU seconds of every PostgreSQL server process on this machine (the shared database)."""
     total = 0.0
@@ -355,12 +369,17 @@ async def run_config(
         server0 = sum(r.cpu_s() for r in world.replicas)
         driver0 = time.process_time()
         pg0 = pg_cpu_s()
+        commits0 = pg_commits(base_url)
+        calls0 = Counter(call.method for call in slack.calls)
         started = time.perf_counter()
         await asyncio.gather(*(world.incident(n, gate) for n in range(first, last)))
         elapsed = time.perf_counter() - started
         server = sum(r.cpu_s() for r in world.replicas) - server0
         driver = time.process_time() - driver0
         pg = pg_cpu_s() - pg0
+        await asyncio.sleep(1.5)  # PostgreSQL flushes its counters at most once a second
+        commits = pg_commits(base_url) - commits0
+        calls = Counter(call.method for call in slack.calls) - calls0
         timed = range(first, last)
         latencies = sorted(world.finished_at[n] - world.opened_at[n] for n in timed)
         restarts = [target.calls[f"restart:svc-{n}"] for n in range(last)]
@@ -374,6 +393,10 @@ async def run_config(
             "server_cpu_ms_per_incident": round(server * 1000 / incidents, 1),
             "postgres_cpu_ms_per_incident": round(pg * 1000 / incidents, 1),
             "driver_cpu_ms_per_incident": round(driver * 1000 / incidents, 1),
+            "commits_per_incident": round(commits / incidents, 1),
+            "slack_calls_per_incident": {
+                method: round(n / incidents, 2) for method, n in sorted(calls.items())
+            },
             "double_restarts": sum(1 for c in restarts if c > 1),
             "missed_restarts": sum(1 for c in restarts if c == 0),
         }
@@ -397,6 +420,7 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--inflight", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--configs", default="1,2", help="replica counts to run, e.g. 1")
     parser.add_argument(
         "--pg",
         default=os.environ.get(
@@ -416,9 +440,10 @@ async def main() -> None:
         f"{args.incidents} incidents (3 tool calls of {args.delay_ms:.0f} ms each), "
         f"{args.slots} call slots per replica, {args.inflight} incidents open at once"
     )
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    counts = [int(c) for c in args.configs.split(",")]
+    runs: dict[int, list[dict[str, Any]]] = {c: [] for c in counts}
     for round_no in range(args.rounds):
-        for count in (1, 2):
+        for count in counts:
             result = await run_config(
                 base, replicas=count, incidents=args.incidents, warmup=args.warmup, args=args
             )
@@ -428,13 +453,20 @@ async def main() -> None:
                 f"{result['incidents_per_s']:.1f} incidents/s, p50 {result['latency_p50_s']} s, "
                 f"server CPU {result['server_cpu_ms_per_incident']} ms/incident "
                 f"(PostgreSQL {result['postgres_cpu_ms_per_incident']} ms, driver "
-                f"{result['driver_cpu_ms_per_incident']} ms); restarts twice "
+                f"{result['driver_cpu_ms_per_incident']} ms); "
+                f"{result['commits_per_incident']} commits and "
+                f"{sum(result['slack_calls_per_incident'].values()):.1f} Slack calls per incident;"
+                " restarts twice "
                 f"{result['double_restarts']}, missed {result['missed_restarts']}"
             )
 
     def median(count: int, key: str) -> float:
         return float(statistics.median(r[key] for r in runs[count]))
 
+    if 1 not in runs or 2 not in runs:
+        if args.json:
+            print(json.dumps({"runs": runs}))
+        return
     ratio = median(2, "incidents_per_s") / median(1, "incidents_per_s")
     cpu = median(1, "server_cpu_ms_per_incident")
     summary = {

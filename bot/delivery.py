@@ -4,9 +4,20 @@ Order per channel is the relay's job; this module paces each channel at Slack's 
 one message per second), turns Slack's 429 and outages into retries, and records what it
 posted so re-delivery after a crash updates instead of posting twice. Rendering Block Kit is
 CPU work, so it runs in a worker thread and never delays Slack's acks on the event loop.
+
+Where a message was posted (``outbox:<id>``, and the root's and cards' refs) is kept in the
+relay's commit that marks the message delivered (the ``Record`` ``deliver`` returns), or that
+defers it when a follow-up failed after the post. So a delivery costs one commit, and the window
+in which a crash re-posts a message is the same as before: between Slack's answer and that
+commit. A message is looked up as already posted only when an earlier attempt failed
+(``attempts > 0``): a posted message's ref is written no later than its first failure.
+The root's progress is redrawn from the plan as it stands, so when a later message of the same
+pass redraws it anyway, the earlier one leaves it to that one. The ts of each incident's root
+and each card never change once posted, and are kept in memory after first use.
 """
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -17,17 +28,19 @@ from bot import strings
 from bot.blocks import render, render_approval_card, render_incident_root
 from bot.blocks.incidents import close_answer
 from bot.blocks.rollout import render_promotion_card
-from bot.refs import Refs
+from bot.refs import Refs, SlackRef
 from bot.traces import TraceLinks
 from orchestration.control import ControlPlane
 from orchestration.errors import NotFound
 from orchestration.inbox import NOTICE_KIND, NoticeKind
 from orchestration.models import OutboxMessage
-from orchestration.outbox import DeliveryDropped, DeliveryRetry
+from orchestration.outbox import DeliveryDropped, DeliveryRetry, Record
 from orchestration.rollout.stages import OPS_CHANNEL
 from orchestration.telemetry import get_logger
 
 log = get_logger("opsgate.delivery")
+
+MEMO_LIMIT = 20_000  # refs kept in memory (roots and cards); cleared, not evicted, past it
 
 CLOSE_NOTICES = frozenset(
     {
@@ -105,24 +118,66 @@ class SlackNotifier:
         self._refs = refs
         self._rate = rate_per_s
         self._limiters: dict[str, AsyncLimiter] = {}
+        self._memo: dict[str, SlackRef] = {}  # incident roots and cards: fixed once posted
 
-    async def deliver(self, message: OutboxMessage) -> None:
-        """Post or update the Slack message for one outbox row."""
+    async def deliver(
+        self, message: OutboxMessage, *, later: Sequence[OutboxMessage] = ()
+    ) -> Record | None:
+        """Post or update the Slack message for one outbox row; returns the refs to keep."""
         if not message.channel:
-            return  # opened outside Slack (CLI, tests): nothing to post
+            return None  # opened outside Slack (CLI, tests): nothing to post
+        kept: list[SlackRef] = []  # refs of what is already posted, kept whatever follows
         try:
-            await self._deliver(message)
+            await self._deliver(message, later, kept)
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else ""
             status = exc.response.status_code if exc.response is not None else 0
+            record = self._record(kept)
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
-                raise DeliveryRetry("rate limited by Slack", after_s=float(retry_after)) from exc
+                raise DeliveryRetry(
+                    "rate limited by Slack", after_s=float(retry_after), record=record
+                ) from exc
             if error in PERMANENT:
-                raise DeliveryDropped(f"Slack refused {message.kind}: {error}") from exc
-            raise DeliveryRetry(f"Slack error {status} {error}") from exc
+                raise DeliveryDropped(
+                    f"Slack refused {message.kind}: {error}", record=record
+                ) from exc
+            raise DeliveryRetry(f"Slack error {status} {error}", record=record) from exc
         except OSError as exc:  # connection refused, DNS, reset: Slack or the network is down
-            raise DeliveryRetry(f"Slack unreachable: {exc}") from exc
+            raise DeliveryRetry(f"Slack unreachable: {exc}", record=self._record(kept)) from exc
+        except BaseException as exc:
+            if kept:  # anything else: what was posted is still kept, then the relay defers
+                raise DeliveryRetry(
+                    f"{type(exc).__name__}: {exc}", record=self._record(kept)
+                ) from exc
+            raise
+        return self._record(kept)
+
+    def _record(self, kept: list[SlackRef]) -> Record | None:
+        if not kept:
+            return None
+        refs = list(kept)
+
+        def record(session: Any) -> None:
+            for ref in refs:
+                Refs.store(session, ref)
+
+        return record
+
+    def _remember(self, ref: SlackRef) -> None:
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[ref.key] = ref
+
+    async def _fixed(self, key: str) -> SlackRef | None:
+        """A ref whose channel, ts and payload never change once posted (a card, or a root's
+        channel and ts): from memory, else from the database."""
+        found = self._memo.get(key)
+        if found is None:
+            found = await self._refs.get(key)
+            if found is not None:
+                self._remember(found)
+        return found
 
     def _linked(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``payload`` with a fresh signed ``trace_url`` for its correlation id (when links are
@@ -142,34 +197,39 @@ class SlackNotifier:
         return str(response["ts"])
 
     async def _thread(self, message: OutboxMessage) -> str:
-        ref = await self._refs.get(f"incident:{message.incident_id}")
+        ref = await self._fixed(f"incident:{message.incident_id}")
         if ref is None:
             raise DeliveryRetry("the incident's root message is not posted yet")
         return ref.ts
 
-    async def _deliver(self, message: OutboxMessage) -> None:
-        done = await self._refs.get(f"outbox:{message.id}")
+    async def _deliver(
+        self, message: OutboxMessage, later: Sequence[OutboxMessage], kept: list[SlackRef]
+    ) -> None:
+        def keep(key: str, ts: str, payload: dict[str, Any] | None = None) -> SlackRef:
+            ref = SlackRef(key=key, channel=message.channel, ts=ts, payload=payload or {})
+            kept.append(ref)
+            return ref
+
+        done = await self._refs.get(f"outbox:{message.id}") if message.attempts else None
         if done is not None and message.kind != "approval_updated":
-            # Posted before a crash or a failed root update: do not post twice; the root
+            # Posted before a failed follow-up (a root update): do not post twice; the root
             # update is idempotent, so it is done again.
             if message.kind in ROOT_UPDATES:
-                await self._refresh_root(message)
+                await self._refresh_root(message, later)
             return
         stored = dict(message.payload)  # kept without a link: each rendering signs a fresh one
         payload = self._linked(stored)
         kind = message.kind
         if message.incident_id is None and kind in CHANNEL_MESSAGES:
             ts = await self._channel_message(message, stored, payload)
-            await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
+            keep(f"outbox:{message.id}", ts)
             return
         if kind == "incident_opened":
             rendered = await asyncio.to_thread(render, kind, payload)
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
             # The root's plan, so later updates show that plan's progress (not a recovery's).
             root = {**stored, "plan_id": message.plan_id, "incident_status": "open"}
-            await self._refs.put(
-                f"incident:{message.incident_id}", channel=message.channel, ts=ts, payload=root
-            )
+            self._remember(keep(f"incident:{message.incident_id}", ts, root))
             assert message.incident_id is not None
             await self._control.set_thread(message.incident_id, ts)
         elif kind == "vote_refused":
@@ -189,12 +249,7 @@ class SlackNotifier:
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
             )
-            await self._refs.put(
-                f"approval:{payload['approval_id']}",
-                channel=message.channel,
-                ts=ts,
-                payload=stored,
-            )
+            self._remember(keep(f"approval:{payload['approval_id']}", ts, stored))
         elif kind == "approval_updated":
             ts = await self._update_card(payload)
         elif kind == NOTICE_KIND:
@@ -205,9 +260,9 @@ class SlackNotifier:
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
             )
-        await self._refs.put(f"outbox:{message.id}", channel=message.channel, ts=ts)
-        if kind in ROOT_UPDATES:
-            await self._refresh_root(message)
+        keep(f"outbox:{message.id}", ts)
+        if kind in ROOT_UPDATES:  # (never the root's own message: its ref is stored by now)
+            await self._refresh_root(message, later)
 
     async def _channel_message(
         self, message: OutboxMessage, stored: dict[str, Any], payload: dict[str, Any]
@@ -255,7 +310,7 @@ class SlackNotifier:
         return await self._post(message.channel, text=text, thread_ts=thread)
 
     async def _update_card(self, update: dict[str, Any]) -> str:
-        ref = await self._refs.get(f"approval:{update['approval_id']}")
+        ref = await self._fixed(f"approval:{update['approval_id']}")
         if ref is None:
             return "no-card"  # the card was never posted (cancelled before delivery)
         card = self._linked(dict(ref.payload))
@@ -265,16 +320,25 @@ class SlackNotifier:
         )
         return ref.ts
 
-    async def _refresh_root(self, message: OutboxMessage) -> None:
-        """Update the incident's root with its status and what became of each step so far."""
+    async def _refresh_root(self, message: OutboxMessage, later: Sequence[OutboxMessage]) -> None:
+        """Update the incident's root with its status and what became of each step so far
+        (unless a later message of this pass redraws it)."""
         key = f"incident:{message.incident_id}"
-        ref = await self._refs.get(key)
+        closing = message.kind in ("incident_resolved", "incident_cancelled")
+        redrawn = any(
+            m.incident_id == message.incident_id and m.kind in ROOT_UPDATES for m in later
+        )
+        if redrawn and not closing:
+            return
+        ref = await self._refs.get(key)  # its payload changes when the incident closes
         if ref is None:
             return
         root = dict(ref.payload)
-        if message.kind in ("incident_resolved", "incident_cancelled"):
+        if closing:
             root["incident_status"] = message.kind.removeprefix("incident_")
             await self._refs.put(key, channel=ref.channel, ts=ref.ts, payload=root)
+            if redrawn:
+                return
         progress = await self._progress(root, message)
         rendered = await asyncio.to_thread(
             render_incident_root,

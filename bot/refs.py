@@ -32,6 +32,11 @@ class Refs:
         """The reference stored under ``key``."""
         return await self._db.run(lambda s: s.get(SlackRef, key))
 
+    @staticmethod
+    def store(session: Session, ref: SlackRef) -> None:
+        """Store (or replace) ``ref`` in the caller's transaction."""
+        session.merge(SlackRef(key=ref.key, channel=ref.channel, ts=ref.ts, payload=ref.payload))
+
     async def put(
         self, key: str, *, channel: str, ts: str, payload: dict[str, Any] | None = None
     ) -> None:

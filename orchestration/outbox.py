@@ -12,16 +12,23 @@ message marked delivered (same commit) and by a keeper task during a long wait (
 paced Slack call). So a relay that dies frees its channels within seconds, and a live one is
 never overtaken; a relay that finds its lease taken stops that channel after the message in
 flight.
+
+Commits per pass over a channel: one to take the lease and read the channel's queue, then one
+per message, which marks it delivered, stores what the notifier asks to keep with it (the
+``Record`` it returns, e.g. where the message was posted) and renews the lease, or, for the
+last message, releases it. A notifier is told which messages of the channel follow in the
+same pass (``later``), so it can leave to a later message work that one redoes anyway.
 """
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from sqlalchemy import delete as core_delete
 from sqlalchemy import update
 from sqlmodel import Session, col, delete, select
 
@@ -35,24 +42,47 @@ log = get_logger("opsgate.outbox")
 MAX_BACKOFF_S = 300.0
 LEASE_S = 10.0  # a relay that died frees its channels after this long
 _LEASES = OutboxLease.__table__  # type: ignore[attr-defined]
+_MESSAGES = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+# What a notifier keeps of a delivery, written in the commit that records the delivery (or its
+# deferral): e.g. the ts of the posted message, so a retry never posts it again.
+Record = Callable[[Session], None]
 
 
 class DeliveryRetry(Exception):
-    """The notifier could not deliver now; try again after ``after_s`` seconds."""
+    """The notifier could not deliver now; try again after ``after_s`` seconds.
 
-    def __init__(self, message: str, *, after_s: float | None = None) -> None:
+    ``record``: what already happened (a message posted before a follow-up failed), kept in
+    the commit that defers the message.
+    """
+
+    def __init__(
+        self, message: str, *, after_s: float | None = None, record: Record | None = None
+    ) -> None:
         super().__init__(message)
         self.after_s = after_s
+        self.record = record
 
 
 class DeliveryDropped(Exception):
     """The message can never be delivered (e.g. the channel is gone): record it and move on."""
 
+    def __init__(self, message: str, *, record: Record | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
 
 class Notifier(Protocol):
-    """Delivers one outbox message to the chat surface (raise DeliveryRetry to retry)."""
+    """Delivers one outbox message to the chat surface (raise DeliveryRetry to retry).
 
-    async def deliver(self, message: OutboxMessage) -> None: ...
+    ``later``: the channel's messages queued after this one in the same pass, oldest first.
+    Returns what to keep with the delivery (written in the commit that marks it delivered), or
+    None.
+    """
+
+    async def deliver(
+        self, message: OutboxMessage, *, later: Sequence[OutboxMessage] = ()
+    ) -> Record | None: ...
 
 
 @dataclass(frozen=True)
@@ -130,20 +160,26 @@ class OutboxRelay:
             return DrainResult(delivered=delivered, deferred=deferred)
 
     async def _drain_leased(self, channel: str) -> tuple[int, int]:
-        if not await self._db.run(lambda s: self._lease(s, channel)):
+        rows = await self._db.run(lambda s: self._lease_and_read(s, channel))
+        if rows is None:
             return 0, 0  # another relay is delivering this channel
+        rows = self._ready(rows)
         done, lost = asyncio.Event(), asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(channel, done=done, lost=lost))
-        try:
-            rows = await self.pending(channel)
-            return await self._drain_channel(rows, lost)
-        finally:
+
+        async def stop_keeper() -> None:
             # Wait for the keeper rather than cancel it: a renewal in flight must not commit
             # after the lease is released.
             done.set()
             await keeper
-            if not lost.is_set():
-                await self._db.run(lambda s: self._unlease(s, channel))
+
+        try:
+            delivered, deferred, released = await self._drain_channel(rows, lost, stop_keeper)
+        finally:
+            await stop_keeper()
+        if not released and not lost.is_set():
+            await self._db.run(lambda s: self._unlease(s, channel))
+        return delivered, deferred
 
     def _lease(self, session: Session, channel: str) -> bool:
         now = self._clock.now()
@@ -158,6 +194,27 @@ class OutboxRelay:
         )
         lease = session.get(OutboxLease, channel)
         return lease is not None and lease.holder == self.relay_id
+
+    def _lease_and_read(self, session: Session, channel: str) -> list[OutboxMessage] | None:
+        """Take ``channel``'s lease and read its queue in one commit; None: another relay has
+        it. (The queue is read under the lease: what another relay delivered is gone from it.)"""
+        if not self._lease(session, channel):
+            return None
+        query = (
+            select(OutboxMessage)
+            .where(col(OutboxMessage.delivered_at).is_(None), OutboxMessage.channel == channel)
+            .order_by(col(OutboxMessage.id))
+            .limit(self._batch)
+        )
+        return list(session.exec(query))
+
+    def _ready(self, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+        """The leading rows of one channel whose retry time has come (order is kept)."""
+        now = self._clock.now()
+        for index, row in enumerate(rows):
+            if row.next_attempt_at is not None and row.next_attempt_at > now:
+                return rows[:index]
+        return rows
 
     def _renew(self, session: Session, channel: str) -> bool:
         """Extend this relay's lease; False when another relay holds the channel now."""
@@ -196,48 +253,76 @@ class OutboxRelay:
         )
 
     async def _drain_channel(
-        self, rows: list[OutboxMessage], lost: asyncio.Event
-    ) -> tuple[int, int]:
+        self,
+        rows: list[OutboxMessage],
+        lost: asyncio.Event,
+        stop_keeper: Callable[[], Awaitable[None]],
+    ) -> tuple[int, int, bool]:
+        """Deliver ``rows`` in order: (delivered, deferred, lease released)."""
         delivered = 0
         for index, row in enumerate(rows):
             if lost.is_set():
-                return delivered, len(rows) - index  # another relay has the channel now
+                return delivered, len(rows) - index, False  # another relay has the channel now
+            later = rows[index + 1 :]
+            error: str | None = None
             try:
-                await self._notifier.deliver(row)
+                record = await self._notifier.deliver(row, later=later)
             except DeliveryRetry as exc:
-                await self._defer(row, str(exc), exc.after_s)
-                return delivered, len(rows) - index
+                await self._defer(row, str(exc), exc.after_s, record=exc.record)
+                return delivered, len(rows) - index, False
             except DeliveryDropped as exc:
                 log.error("outbox_message_dropped", outbox_id=row.id, kind=row.kind, error=str(exc))
-                await self._mark_delivered(row, lost, error=redact_text(f"dropped: {exc}"))
-                continue
+                record, error = exc.record, redact_text(f"dropped: {exc}")
             except Exception as exc:
                 log.exception("outbox_delivery_failed", outbox_id=row.id, kind=row.kind)
                 await self._defer(row, f"{type(exc).__name__}: {exc}", None)
-                return delivered, len(rows) - index
-            await self._mark_delivered(row, lost)
-            delivered += 1
-        return delivered, 0
+                return delivered, len(rows) - index, False
+            last = not later
+            if last:
+                await stop_keeper()  # the last commit releases the lease
+            await self._mark_delivered(row, lost, error=error, record=record, release=last)
+            if error is None:
+                delivered += 1
+            if last:
+                return delivered, 0, not lost.is_set()
+        return delivered, 0, False
 
     async def _mark_delivered(
-        self, row: OutboxMessage, lost: asyncio.Event, *, error: str | None = None
+        self,
+        row: OutboxMessage,
+        lost: asyncio.Event,
+        *,
+        error: str | None = None,
+        record: Record | None = None,
+        release: bool = False,
     ) -> None:
-        """Record the delivery and renew the channel's lease in the same commit."""
+        """Record the delivery (and what the notifier keeps of it), and renew the channel's
+        lease, or release it (``release``), in the same commit."""
         now = self._clock.now()
 
         def work(session: Session) -> bool:
-            stored = session.get(OutboxMessage, row.id)
-            if stored is not None:
-                stored.delivered_at = now
-                stored.attempts += 1
-                stored.last_error = error
-                session.add(stored)
+            session.connection().execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.id == row.id)
+                .values(delivered_at=now, attempts=_MESSAGES.c.attempts + 1, last_error=error)
+            )
+            if record is not None:
+                record(session)
+            if release:
+                released = session.connection().execute(
+                    core_delete(_LEASES).where(
+                        _LEASES.c.channel == row.channel, _LEASES.c.holder == self.relay_id
+                    )
+                )
+                return released.rowcount == 1
             return self._renew(session, row.channel)
 
         if not await self._db.run(work):
             self._lost(row.channel, lost)
 
-    async def _defer(self, row: OutboxMessage, error: str, after_s: float | None) -> None:
+    async def _defer(
+        self, row: OutboxMessage, error: str, after_s: float | None, *, record: Record | None = None
+    ) -> None:
         attempts = row.attempts + 1
         error = redact_text(error)
         delay = after_s if after_s is not None else min(2.0**attempts, MAX_BACKOFF_S)
@@ -252,12 +337,13 @@ class OutboxRelay:
         )
 
         def work(session: Session) -> None:
-            stored = session.get(OutboxMessage, row.id)
-            if stored is not None:
-                stored.attempts = attempts
-                stored.next_attempt_at = retry_at
-                stored.last_error = error[:500]
-                session.add(stored)
+            session.connection().execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.id == row.id)
+                .values(attempts=attempts, next_attempt_at=retry_at, last_error=error[:500])
+            )
+            if record is not None:
+                record(session)
 
         await self._db.run(work)
 

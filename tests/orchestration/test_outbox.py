@@ -8,7 +8,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlalchemy import event
+from sqlmodel import Session, select
 from structlog.testing import capture_logs
 
 from common import FakeClock
@@ -25,7 +26,7 @@ class Recorder:
         self.name = name
         self.fail: dict[int, BaseException] = {}
 
-    async def deliver(self, message: OutboxMessage) -> None:
+    async def deliver(self, message: OutboxMessage, *, later: object = ()) -> None:
         assert message.id is not None
         if message.id in self.fail:
             raise self.fail.pop(message.id)
@@ -127,7 +128,7 @@ from orchestration.outbox import OutboxRelay
 
 
 class DiesMidDelivery:
-    async def deliver(self, message):
+    async def deliver(self, message, *, later=()):
         os.kill(os.getpid(), signal.SIGKILL)  # a crash while the channel's lease is held
 
 
@@ -203,7 +204,7 @@ class SlowSlack:
         self.rival: OutboxRelay | None = None
         self.rival_delivered: list[int] = []
 
-    async def deliver(self, message: OutboxMessage) -> None:
+    async def deliver(self, message: OutboxMessage, *, later: object = ()) -> None:
         assert message.id is not None
         assert self.rival is not None
         steps = self.waits if self.waits and not self.log else 1
@@ -295,3 +296,70 @@ async def test_a_relay_that_lost_its_lease_stops_the_channel_after_the_message_i
     assert await relay.pending() == []
     await first.close()
     await second.close()
+
+
+class Keeper:
+    """A notifier that asks the relay to keep a row per delivery, and sees what follows."""
+
+    def __init__(self) -> None:
+        self.later: list[list[int]] = []
+        self.fail_after_post: set[int] = set()
+
+    async def deliver(self, message: OutboxMessage, *, later: object = ()) -> object:
+        assert message.id is not None
+        self.later.append([m.id for m in later])  # type: ignore[attr-defined]
+        lease = OutboxLease(
+            channel=f"kept-{message.id}", holder="notifier", until=message.created_at
+        )
+
+        def record(session: Session) -> None:
+            session.add(lease)
+
+        if message.id in self.fail_after_post:
+            self.fail_after_post.discard(message.id)
+            raise DeliveryRetry("the follow-up failed", after_s=0, record=record)
+        return record
+
+
+async def test_a_pass_costs_one_commit_per_message_plus_one_and_keeps_what_the_notifier_asks(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Lease and queue in one commit; each message's delivered mark, the notifier's record and
+    the lease renewal (release, for the last) in one more."""
+    db = Database(db_url)
+    await db.start()
+    await seed(db, clock.now(), 4, ["C1"])
+    notifier = Keeper()
+    relay = OutboxRelay(db=db, notifier=notifier, clock=clock)
+    ids = [r.id for r in await relay.pending()]
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    assert (await relay.drain()).delivered == 4
+    assert len(commits) == 1 + 1 + 4  # drain's overview read, lease + queue, one per message
+    assert notifier.later == [ids[1:], ids[2:], ids[3:], []]  # each sees what follows it
+    kept = await db.run(
+        lambda s: sorted(r.channel for r in s.exec(select(OutboxLease)) if r.holder == "notifier")
+    )
+    assert kept == sorted(f"kept-{i}" for i in ids)
+    assert await lease_of(db, "C1") is None  # released in the last message's commit
+    await db.close()
+
+
+async def test_what_was_posted_before_a_failed_follow_up_is_kept_with_the_deferral(
+    db_url: str, clock: FakeClock
+) -> None:
+    db = Database(db_url)
+    await db.start()
+    await seed(db, clock.now(), 1, ["C1"])
+    notifier = Keeper()
+    relay = OutboxRelay(db=db, notifier=notifier, clock=clock)
+    (row,) = await relay.pending()
+    assert row.id is not None
+    notifier.fail_after_post.add(row.id)
+    assert (await relay.drain()).delivered == 0
+    stored = await db.run(lambda s: s.get(OutboxMessage, row.id))
+    assert stored is not None
+    assert stored.delivered_at is None
+    assert stored.attempts == 1
+    assert await lease_of(db, f"kept-{row.id}") is not None  # kept in the deferral's commit
+    await db.close()
