@@ -11,21 +11,20 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.main import build_control, tools_for
 from common import Mode, SystemClock
-from orchestration.checks import check_all
 from orchestration.config import OpsgateConfig, config_path, load_config
 from orchestration.db import Database, default_url
 from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
-from orchestration.knowledge import preview_snapshot, read_files, read_stored
 from orchestration.telemetry import configure_logging, redact_text
-from orchestration.views import PlanPreview
+
+if TYPE_CHECKING:
+    from orchestration.views import PlanPreview
 
 DEMO_PORT = 8080
 SERVE_PORT = 3000
@@ -315,6 +314,7 @@ async def _replay(
     config: Path | None, ref: str, *, fail_at: str | None, live_readonly: bool, as_json: bool
 ) -> int:
     """Replay the plan ``ref`` in a sandbox and print the comparison."""
+    from bot.main import build_control  # noqa: PLC0415 - the runtime loads only when used
     from bot.reports import replay_text  # noqa: PLC0415 - loaded only for this verb
     from orchestration.replay import FailAt, load_recording, replay  # noqa: PLC0415
 
@@ -415,6 +415,7 @@ async def _post_digest(config: Path | None, day: date | None) -> int:
     from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
 
     from bot.digest_job import DigestPoster  # noqa: PLC0415 - the Slack stack loads only here
+    from bot.main import build_control  # noqa: PLC0415
     from bot.settings import SLACK_API_DEFAULT, bot_token_problem  # noqa: PLC0415
 
     reason = _no_digest_reason(load_config(config))
@@ -460,8 +461,10 @@ def cmd_digest(config: Path | None, *, dry_run: bool, day: date | None) -> int:
 
 def cmd_serve(config: Path | None, *, host: str, port: int, socket_mode: bool) -> int:
     """Run the production app until interrupted."""
+    from bot.main import tools_for  # noqa: PLC0415
     from bot.server import serve  # noqa: PLC0415 - the Slack stack loads only for this verb
     from bot.settings import SettingsError, SlackSettings  # noqa: PLC0415
+    from orchestration.checks import check_all  # noqa: PLC0415
 
     try:
         settings = SlackSettings.from_env(socket_mode=socket_mode)
@@ -512,6 +515,9 @@ def _free_port_near(host: str, port: int) -> int:
 
 def cmd_check(config: Path | None) -> int:
     """Print every problem with file and line; exit 1 when there is any."""
+    from bot.main import tools_for  # noqa: PLC0415 - the runtime loads only for the verbs using it
+    from orchestration.checks import check_all  # noqa: PLC0415
+
     report = check_all(config, tools_for)
     for problem in report.problems:
         print(f"error: {problem}")
@@ -541,7 +547,7 @@ def cmd_check(config: Path | None) -> int:
     return 0
 
 
-def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
+def render_plan(preview: "PlanPreview", notes: Sequence[str] = ()) -> str:
     """A plan preview as text for a terminal; ``notes`` say how the files compare with storage."""
     lines = [
         f"Plan {preview.plan_hash}  runbook {preview.runbook_id} v{preview.runbook_version}"
@@ -575,7 +581,7 @@ def render_plan(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def _planner_lines(preview: PlanPreview) -> list[str]:
+def _planner_lines(preview: "PlanPreview") -> list[str]:
     """Which planner made the plan and what its model calls cost (only with ``llm:``)."""
     if preview.planner is None:
         return []
@@ -593,7 +599,7 @@ def _planner_lines(preview: PlanPreview) -> list[str]:
     ]
 
 
-def plan_json(preview: PlanPreview, notes: Sequence[str] = ()) -> str:
+def plan_json(preview: "PlanPreview", notes: Sequence[str] = ()) -> str:
     """A plan preview as one JSON document (``opsgate plan --json``)."""
     # Without ``llm:`` the document is what it always was.
     unset = {"planner", "llm", "rationales"} if preview.planner is None else set()
@@ -613,6 +619,9 @@ async def _plan(
 
     Nothing is written anywhere: no schema, no knowledge version, no audit record.
     """
+    from bot.main import build_control  # noqa: PLC0415 - the runtime loads only when used
+    from orchestration.knowledge import preview_snapshot, read_files, read_stored  # noqa: PLC0415
+
     settings = load_config(config)
     # The preview needs no database of its own: an in-memory engine stands in, never opened.
     control = build_control(settings, database_url="sqlite://")

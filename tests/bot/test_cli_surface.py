@@ -81,6 +81,25 @@ def test_plan_json_is_the_whole_plan_as_one_document(
 # --- digest --dry-run ----------------------------------------------------------------------
 
 
+def test_the_command_line_loads_no_runtime_slack_or_model_client_until_a_verb_needs_them(
+    tmp_path: Path,
+) -> None:
+    """``opsgate digest`` starts in a second, not two: importing the command line leaves the
+    runtime (bot.main), Slack's clients and the model clients unloaded."""
+    heavy = ("bot.main", "orchestration.control", "slack_bolt", "slack_sdk.web", "openai")
+    probe = f"import sys, bot.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "", done.stdout
+
+
 def test_digest_dry_run_without_a_channel_says_none_would_be_posted_and_creates_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

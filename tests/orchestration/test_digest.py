@@ -3,6 +3,8 @@
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -176,3 +178,32 @@ def test_the_digest_reads_its_own_day_once_not_again_for_the_trend(db_url: str) 
     assert len(digest.report.trend) == 7
     # the day's spend by dimension, 6 earlier trend days, the costliest plans: 8, not 9
     assert len(scans) == 8, scans
+
+
+def test_the_digest_reads_cost_entries_from_covering_indexes_on_sqlite(tmp_path: Path) -> None:
+    """Every read of ``cost_entries`` the digest makes is answered by an index alone on SQLite
+    (no table lookup per row): a column added to one of these queries must join the index."""
+    from sqlalchemy import event  # noqa: PLC0415 - this test only
+
+    from orchestration.digest import build_digest  # noqa: PLC0415
+
+    db = Database(f"sqlite:///{tmp_path / 'opsgate.db'}")
+    db.create_schema()
+    reads: list[tuple[str, Any]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, params: Any, *_rest: object) -> None:
+        if "FROM cost_entries" in statement:
+            reads.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    with Session(db.engine) as session:
+        build_digest(session, day=DAY, tz=TZ)
+    event.remove(db.engine, "before_cursor_execute", seen)
+    assert reads
+    with db.engine.connect() as connection:
+        for statement, params in reads:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+            scans = [row[-1] for row in plan if "cost_entries" in row[-1]]
+            assert scans, plan
+            assert all("USING COVERING INDEX" in scan for scan in scans), (statement, scans)
+    db.engine.dispose()
