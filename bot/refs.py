@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel
 
-from orchestration.db import Database
+from orchestration.db import Database, upsert
 
 
 class SlackRef(SQLModel, table=True):
@@ -20,6 +20,9 @@ class SlackRef(SQLModel, table=True):
     channel: str
     ts: str
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+_REFS = SlackRef.__table__  # type: ignore[attr-defined]
 
 
 class Refs:
@@ -34,8 +37,9 @@ class Refs:
 
     @staticmethod
     def store(session: Session, ref: SlackRef) -> None:
-        """Store (or replace) ``ref`` in the caller's transaction."""
-        session.merge(SlackRef(key=ref.key, channel=ref.channel, ts=ref.ts, payload=ref.payload))
+        """Store (or replace) ``ref`` in the caller's transaction (one upsert, no read)."""
+        values = {"key": ref.key, "channel": ref.channel, "ts": ref.ts, "payload": ref.payload}
+        upsert(session, _REFS, values, keys=["key"])
 
     async def put(
         self, key: str, *, channel: str, ts: str, payload: dict[str, Any] | None = None

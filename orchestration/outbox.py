@@ -30,10 +30,11 @@ from typing import Protocol
 
 from sqlalchemy import delete as core_delete
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
 from common import Clock
-from orchestration.db import Database, upsert
+from orchestration.db import Database
 from orchestration.models import OutboxLease, OutboxMessage
 from orchestration.telemetry import get_logger, redact_text
 
@@ -182,18 +183,24 @@ class OutboxRelay:
         return delivered, deferred
 
     def _lease(self, session: Session, channel: str) -> bool:
+        """Take (or extend) ``channel``'s lease unless another live relay holds it: one upsert
+        whose RETURNING row exists only when it inserted or updated, i.e. the lease is ours."""
         now = self._clock.now()
         until = now + self._lease_for
-        upsert(
-            session,
-            _LEASES,
-            {"channel": channel, "holder": self.relay_id, "until": until},
-            keys=["channel"],
-            update={"holder": self.relay_id, "until": until},
-            where=(_LEASES.c.until < now) | (_LEASES.c.holder == self.relay_id),
+        build = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         )
-        lease = session.get(OutboxLease, channel)
-        return lease is not None and lease.holder == self.relay_id
+        statement = (
+            build(_LEASES)
+            .values(channel=channel, holder=self.relay_id, until=until)
+            .on_conflict_do_update(
+                index_elements=["channel"],
+                set_={"holder": self.relay_id, "until": until},
+                where=(_LEASES.c.until < now) | (_LEASES.c.holder == self.relay_id),
+            )
+            .returning(_LEASES.c.holder)
+        )
+        return session.connection().execute(statement).first() is not None
 
     def _lease_and_read(self, session: Session, channel: str) -> list[OutboxMessage] | None:
         """Take ``channel``'s lease and read its queue in one commit; None: another relay has
