@@ -11,7 +11,9 @@ The runbook is the demo's shape: a low-risk probe (runs by itself), a high-risk 
 approvers, neither the requester) and a low-risk verify: three tool calls per incident. Each
 incident is driven as on-call engineers would drive it, with signed Slack requests spread over
 the replicas: ``/incident svc-N is down``, then, once the approval card is posted, two Approve
-clicks (on different replicas). At most ``--inflight`` incidents are open at once. After a
+clicks (on different replicas). At most ``--inflight`` incidents are open at once (enough
+that every call slot of two replicas stays busy: with fewer, the driver, not opsgate, sets the
+pace: 48 open incidents capped two replicas at about 10 incidents/s). After a
 warm-up of ``--warmup`` incidents (off the clock), ``--incidents`` incidents are timed from the
 first command until every plan has finished (read from the database).
 
@@ -27,7 +29,7 @@ call counts (each restart exactly once). Runs alternate (1 replica, 2 replicas) 
 ``--rounds`` rounds; ratios are of medians.
 
 Run: ``make bench-replicas`` or ``python -m bench.replicas [--delay-ms 200] [--slots 4]
-[--incidents 120] [--rounds 2] [--json]``; ``--delay-ms 0 --slots 32`` is the no-op target.
+[--incidents 160] [--rounds 2] [--json]``; ``--delay-ms 0 --slots 32`` is the no-op target.
 """
 
 import argparse
@@ -416,9 +418,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--delay-ms", type=float, default=200.0, help="each target call's time")
     parser.add_argument("--slots", type=int, default=4, help="max_concurrent_calls per replica")
-    parser.add_argument("--incidents", type=int, default=120)
+    parser.add_argument("--incidents", type=int, default=160)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--inflight", type=int, default=48)
+    parser.add_argument("--inflight", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--configs", default="1,2", help="replica counts to run, e.g. 1")
     parser.add_argument(
