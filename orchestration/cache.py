@@ -32,15 +32,14 @@ def store(
     now: datetime,
     ttl_s: float,
 ) -> None:
-    """Remember ``result`` under ``key`` for ``ttl_s`` seconds."""
-    session.merge(
-        CacheEntry(
-            key=key,
-            tool_action=tool_action,
-            value=result.model_dump(mode="json"),
-            expires_at=now + timedelta(seconds=ttl_s),
-        )
-    )
+    """Remember ``result`` under ``key`` for ``ttl_s`` seconds (one upsert, no read)."""
+    values = {
+        "key": key,
+        "tool_action": tool_action,
+        "value": result.model_dump(mode="json"),
+        "expires_at": now + timedelta(seconds=ttl_s),
+    }
+    upsert(session, CacheEntry.__table__, values, keys=["key"])  # type: ignore[attr-defined]
 
 
 def invalidate_tool(session: Session, tool: str) -> None:
