@@ -5,6 +5,7 @@ place (``chat.update``) as steps finish, and a probe's ``healthy``/``end_if`` en
 a healthy service with nothing to do.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -142,3 +143,19 @@ async def test_a_shadow_proposal_reads_as_proposed_on_the_root(
         assert "↳ stage: shadow (nothing will run): scope restarts (destructive steps)" in root
         assert "👻 Shadow (proposed; no change made)" in root
         assert stack.service.restarts == 0
+
+
+async def test_root_updates_queued_together_redraw_the_root_once(stack: Stack) -> None:
+    """Slack holds the channel back (429, Retry-After 1 s) while the probe runs and the card
+    is asked for: then the root, the probe's result and the card go out in one pass, and the
+    root is redrawn once, after the card."""
+    stack.slack.fail_next("chat.postMessage", 1, status=429, retry_after=1)
+    await stack.command("checkout-api is down")
+    await stack.settle()  # the plan waits for approval; its messages wait for Retry-After
+    await asyncio.sleep(1.2)
+    await stack.settle()
+    root = stack.root()
+    redraws = [c for c in stack.slack.calls_to("chat.update") if c.get("ts") == root.ts]
+    assert len(redraws) == 1
+    assert "🙋 waiting for approval: needs 2 approvals" in root_text(stack)
+    assert "✅ succeeded" in root_text(stack)  # the probe's outcome, drawn by the card's pass
