@@ -82,7 +82,10 @@ async def plane(
 
 
 async def rows(cp: ControlPlane, model: type[Any], *where: Any) -> list[Any]:
-    return await cp.db.run(lambda s: list(s.exec(select(model).where(*where))))
+    """Rows of ``model`` in primary-key order (insertion order for integer keys): without an
+    ORDER BY the order is whatever index the database reads through."""
+    order = list(model.__table__.primary_key.columns)
+    return await cp.db.run(lambda s: list(s.exec(select(model).where(*where).order_by(*order))))
 
 
 async def test_research_then_llm_plan_whose_change_waits_for_a_person(
