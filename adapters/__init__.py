@@ -21,45 +21,90 @@ a call presents and which roles hold it is declared per tool (:mod:`adapters.cre
 Test doubles live in :mod:`adapters.testing` and :mod:`adapters.vault_standin`.
 """
 
-from adapters.base import (
-    ActionSpec,
-    Grant,
-    GrantSigner,
-    Tool,
-    ToolCall,
-    ToolResult,
-    ToolSpec,
-    parse_args,
-    validate_args,
-)
-from adapters.errors import (
-    AdapterError,
-    ArgsInvalid,
-    CircuitOpen,
-    ErrorCode,
-    GrantError,
-    HostNotAllowed,
-    RateLimited,
-    ToolFailed,
-    ToolTimeout,
-    UnknownAction,
-)
-from adapters.guards import (
-    Admission,
-    BreakerPolicy,
-    BreakerRecord,
-    BreakerState,
-    BreakerStore,
-    CircuitBreakerGuard,
-    GrantGuard,
-    RateLimitGuard,
-    TimeoutGuard,
-    ToolWrapper,
-    guarded,
-)
-from adapters.http import HttpTool
-from adapters.registry import ToolRegistry
-from adapters.shell import ShellCommand, ShellTool
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy
+
+if TYPE_CHECKING:
+    from adapters.base import (
+        ActionSpec,
+        Grant,
+        GrantSigner,
+        Tool,
+        ToolCall,
+        ToolResult,
+        ToolSpec,
+        parse_args,
+        validate_args,
+    )
+    from adapters.errors import (
+        AdapterError,
+        ArgsInvalid,
+        CircuitOpen,
+        ErrorCode,
+        GrantError,
+        HostNotAllowed,
+        RateLimited,
+        ToolFailed,
+        ToolTimeout,
+        UnknownAction,
+    )
+    from adapters.guards import (
+        Admission,
+        BreakerPolicy,
+        BreakerRecord,
+        BreakerState,
+        BreakerStore,
+        CircuitBreakerGuard,
+        GrantGuard,
+        RateLimitGuard,
+        TimeoutGuard,
+        ToolWrapper,
+        guarded,
+    )
+    from adapters.http import HttpTool
+    from adapters.registry import ToolRegistry
+    from adapters.shell import ShellCommand, ShellTool
+
+# What each name is loaded from when first used: importing the package (for
+# ``adapters.settings``, say) loads none of them.
+_EXPORTS = {
+    "ActionSpec": "adapters.base",
+    "Grant": "adapters.base",
+    "GrantSigner": "adapters.base",
+    "Tool": "adapters.base",
+    "ToolCall": "adapters.base",
+    "ToolResult": "adapters.base",
+    "ToolSpec": "adapters.base",
+    "parse_args": "adapters.base",
+    "validate_args": "adapters.base",
+    "AdapterError": "adapters.errors",
+    "ArgsInvalid": "adapters.errors",
+    "CircuitOpen": "adapters.errors",
+    "ErrorCode": "adapters.errors",
+    "GrantError": "adapters.errors",
+    "HostNotAllowed": "adapters.errors",
+    "RateLimited": "adapters.errors",
+    "ToolFailed": "adapters.errors",
+    "ToolTimeout": "adapters.errors",
+    "UnknownAction": "adapters.errors",
+    "Admission": "adapters.guards",
+    "BreakerPolicy": "adapters.guards",
+    "BreakerRecord": "adapters.guards",
+    "BreakerState": "adapters.guards",
+    "BreakerStore": "adapters.guards",
+    "CircuitBreakerGuard": "adapters.guards",
+    "GrantGuard": "adapters.guards",
+    "RateLimitGuard": "adapters.guards",
+    "TimeoutGuard": "adapters.guards",
+    "ToolWrapper": "adapters.guards",
+    "guarded": "adapters.guards",
+    "HttpTool": "adapters.http",
+    "ToolRegistry": "adapters.registry",
+    "ShellCommand": "adapters.shell",
+    "ShellTool": "adapters.shell",
+}
+__getattr__ = lazy(__name__, _EXPORTS)
 
 __all__ = [
     "ActionSpec",

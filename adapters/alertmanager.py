@@ -37,9 +37,10 @@ from adapters.base import (
     summarise_validation_error,
 )
 from adapters.errors import MatcherNotAllowed, RequestRefused, ToolFailed
-from adapters.httpapi import ApiAnswer, ApiConfig, JsonApi
+from adapters.httpapi import ApiAnswer, JsonApi
 from adapters.prometheus import duration_s
 from adapters.secrets import SecretSource
+from adapters.settings.alertmanager import AlertmanagerConfig
 from common import Risk
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -124,16 +125,6 @@ class ExpireSilenceArgs(BaseModel):
         if (self.id is None) == (self.matchers is None):
             raise ValueError("give either id or matchers")
         return self
-
-
-class AlertmanagerConfig(ApiConfig):
-    """The ``adapters.alertmanager`` section: base URL, headers and what may be silenced."""
-
-    # label name -> value globs a silence may match, e.g. {alertname: ["Demo*"], service: ["*"]}
-    allow_matchers: dict[str, list[str]] = Field(default_factory=dict)
-    allow_regex: bool = False
-    allow_negative: bool = False
-    created_by: str = Field(default="opsgate", min_length=1, max_length=100)
 
 
 ALERTMANAGER_SPEC = ToolSpec(

@@ -14,38 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
 from adapters.errors import ToolFailed, ToolTimeout
 from adapters.secrets import SecretSource, resolve_setting
-
-
-class ApiConfig(BaseModel):
-    """Settings every HTTP API adapter takes: where the service is and how to reach it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str
-    headers: dict[str, str] = Field(default_factory=dict)  # values may be ${secret:NAME}
-    timeout_s: float = Field(default=10.0, gt=0)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    cost_per_call_usd: float = Field(default=0.0, ge=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        try:
-            url = URL(value)
-        except ValueError as exc:
-            raise ValueError(f"not a valid URL ({exc})") from None
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("must be an http or https URL with a host, like http://127.0.0.1:9090")
-        if url.user is not None or url.password is not None:
-            raise ValueError("credentials in the URL are not allowed; put them in headers")
-        if url.query_string or url.fragment:
-            raise ValueError("must not carry a query or fragment")
-        return value.rstrip("/")
+from adapters.settings.base import ApiConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,21 +33,14 @@ from adapters.base import (
     summarise_validation_error,
 )
 from adapters.errors import ArgsInvalid
-from adapters.rest import ApiResponse, JsonApi, normalise_base_url, refused
+from adapters.rest import ApiResponse, JsonApi, refused
 from adapters.secrets import SecretSource, resolve_setting
+from adapters.settings.pagerduty import PagerDutyConfig
 from common import Risk
-from common.redaction import SECRET_REF
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 INCIDENT_ID = r"^[A-Z0-9]{2,32}$"
 PAGERDUTY_ID_REF = "${incident:pagerduty_id}"
-
-
-def require_secret_ref(value: str, *, example: str) -> str:
-    """``value`` when it is exactly one ``${secret:NAME}`` reference; else ValueError."""
-    if not SECRET_REF.fullmatch(value.strip()):
-        raise ValueError(f"write it as a secret reference like ${{secret:{example}}}")
-    return value.strip()
 
 
 class IncidentArgs(BaseModel):
@@ -75,29 +68,6 @@ class EscalateArgs(IncidentArgs):
     """Arguments of ``pagerduty.escalate``: the escalation policy level to move to."""
 
     escalation_level: int = Field(ge=1, le=20)
-
-
-class PagerDutyConfig(BaseModel):
-    """The ``adapters.pagerduty`` section of the config file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    api_url: str = "https://api.pagerduty.com"
-    token: str  # ${secret:NAME}
-    # A PagerDuty user's email: the API requires it (From) and records every write as theirs.
-    from_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    timeout_s: float = Field(default=10.0, gt=0)
-    cost_per_call_usd: float = Field(default=0.0, ge=0)
-
-    @field_validator("token")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        return require_secret_ref(value, example="PAGERDUTY_TOKEN")
-
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return normalise_base_url(value)
 
 
 def _action(name: str, model: type[BaseModel], *, idempotent: bool, description: str) -> ActionSpec:

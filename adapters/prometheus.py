@@ -36,8 +36,9 @@ from adapters.base import (
     summarise_validation_error,
 )
 from adapters.errors import RequestRefused, ToolFailed
-from adapters.httpapi import ApiAnswer, ApiConfig, JsonApi
+from adapters.httpapi import ApiAnswer, JsonApi
 from adapters.secrets import SecretSource
+from adapters.settings.prometheus import PrometheusConfig
 from common import Risk
 
 _DURATION = re.compile(r"^(\d{1,6})(s|m|h|d)$")
@@ -103,10 +104,6 @@ class TargetsArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     state: Literal["active", "dropped", "any"] = "active"
-
-
-class PrometheusConfig(ApiConfig):
-    """The ``adapters.prometheus`` section: the server's base URL and optional headers."""
 
 
 def _read(name: str, model: type[BaseModel], description: str) -> ActionSpec:

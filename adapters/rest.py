@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from adapters.errors import ToolFailed, ToolTimeout
+from adapters.settings.base import normalise_base_url
 from common.redaction import redact_text
 
 MAX_BODY_BYTES = 1 << 20
@@ -34,16 +34,6 @@ class ApiResponse:
     def ok(self) -> bool:
         """True for a 2xx."""
         return 200 <= self.status < 300
-
-
-def normalise_base_url(value: str) -> str:
-    """``value`` without a trailing slash; ValueError unless it is an http(s) URL with a host."""
-    url = URL(value)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host")
-    if url.user is not None or url.password is not None:
-        raise ValueError("credentials in the URL are not allowed")
-    return value.rstrip("/")
 
 
 class JsonApi:

@@ -22,10 +22,10 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.base import (
     ActionSpec,
@@ -37,14 +37,13 @@ from adapters.base import (
     summarise_validation_error,
 )
 from adapters.errors import ArgsInvalid
-from adapters.pagerduty import require_secret_ref
-from adapters.rest import ApiResponse, JsonApi, normalise_base_url, refused
+from adapters.rest import ApiResponse, JsonApi, refused
 from adapters.secrets import SecretSource, resolve_setting
+from adapters.settings.tickets import GitHubBackend, JiraBackend, TicketConfig
 from common import Risk
 
 GITHUB_ACCEPT = "application/vnd.github+json"
 GITHUB_API_VERSION = "2022-11-28"
-_REPO = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
 _GITHUB_TICKET = re.compile(r"[1-9][0-9]{0,9}")
 _JIRA_TICKET = re.compile(r"[A-Z][A-Z0-9_]{0,20}-[1-9][0-9]{0,9}")
 MAX_BODY_CHARS = 60_000  # GitHub's issue body limit is 65536 characters
@@ -88,65 +87,6 @@ class CloseArgs(TicketArgs):
     """Arguments of ``ticket.close``: an optional comment added first."""
 
     comment: str = Field(default="", max_length=MAX_BODY_CHARS)
-
-
-class GitHubBackend(BaseModel):
-    """``adapters.ticket.github``: the repository issues are filed in."""
-
-    model_config = ConfigDict(extra="forbid")
-    api_url: str = "https://api.github.com"
-    repo: str = Field(pattern=_REPO)
-    token: str
-
-    @field_validator("token")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        return require_secret_ref(value, example="GITHUB_TOKEN")
-
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return normalise_base_url(value)
-
-
-class JiraBackend(BaseModel):
-    """``adapters.ticket.jira``: the site, project and account issues are filed with."""
-
-    model_config = ConfigDict(extra="forbid")
-    base_url: str  # https://your-site.atlassian.net
-    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,20}$")
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    token: str
-    issue_type: str = "Task"
-    done_status: str = "Done"  # close moves the issue to the transition reaching this status
-
-    @field_validator("token")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        return require_secret_ref(value, example="JIRA_API_TOKEN")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return normalise_base_url(value)
-
-
-class TicketConfig(BaseModel):
-    """The ``adapters.ticket`` section of the config file."""
-
-    model_config = ConfigDict(extra="forbid")
-    backend: Literal["github", "jira"]
-    github: GitHubBackend | None = None
-    jira: JiraBackend | None = None
-    labels: list[str] = Field(default_factory=list)  # added to every ticket created
-    timeout_s: float = Field(default=10.0, gt=0)
-    cost_per_call_usd: float = Field(default=0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _backend_given(self) -> "TicketConfig":
-        if getattr(self, self.backend) is None:
-            raise ValueError(f"backend is {self.backend}: add the {self.backend} section")
-        return self
 
 
 def _write(name: str, model: type[BaseModel], *, idempotent: bool, description: str) -> ActionSpec:

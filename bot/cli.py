@@ -13,19 +13,16 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
 from common import Mode, SystemClock
 from orchestration.config import OpsgateConfig, config_path, load_config
-from orchestration.db import Database, default_url
-from orchestration.digest import build_digest, previous_day
 from orchestration.errors import OrchestrationError
 from orchestration.telemetry import configure_logging, redact_text
 
 if TYPE_CHECKING:
     from orchestration.views import PlanPreview
 
+# SQLAlchemy, the store and everything behind a verb load inside the verb that uses them:
+# ``opsgate --help`` and a broken config answer without them (a test pins what stays unloaded).
 DEMO_PORT = 8080
 SERVE_PORT = 3000
 SERVE_HOST = "127.0.0.1"
@@ -182,6 +179,7 @@ async def _audit(
 ) -> int:
     """Print the timeline of ``ref`` (or of ``correlation_id``); reads the store only."""
     from bot.reports import audit_text  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.db import Database, default_url  # noqa: PLC0415
     from orchestration.trail import resolve, timeline  # noqa: PLC0415
 
     if not ref and not correlation_id:
@@ -211,6 +209,9 @@ async def _audit(
 
 def _rollout_status(config: Path | None, *, as_json: bool) -> int:
     """``opsgate rollout status``: reads the store, writes nothing."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - loaded only for this verb
+
+    from orchestration.db import default_url  # noqa: PLC0415
     from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
     from orchestration.rollout.report import scope_status, status_text  # noqa: PLC0415
 
@@ -242,7 +243,8 @@ def _rollout_status(config: Path | None, *, as_json: bool) -> int:
 
 def _knowledge(args: argparse.Namespace) -> int:
     """``opsgate knowledge list|show|diff``: reads the store, writes nothing."""
-    from orchestration.knowledge import inspect  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.db import default_url  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.knowledge import inspect  # noqa: PLC0415
     from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
 
     with read_only_session(default_url()) as session:
@@ -316,6 +318,7 @@ async def _replay(
     """Replay the plan ``ref`` in a sandbox and print the comparison."""
     from bot.main import build_control  # noqa: PLC0415 - the runtime loads only when used
     from bot.reports import replay_text  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.db import default_url  # noqa: PLC0415
     from orchestration.replay import FailAt, load_recording, replay  # noqa: PLC0415
 
     forced = FailAt.parse(fail_at) if fail_at else None
@@ -373,7 +376,9 @@ def digest_destination(config: Path | None) -> str:
 
 async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
     """The plain-text digest of ``day`` read from the database; changes nothing."""
-    from bot.digest import digest_text  # noqa: PLC0415 - rendering loads only for this verb
+    from bot.digest_text import digest_text  # noqa: PLC0415 - loaded only for this verb
+    from orchestration.db import Database, default_url  # noqa: PLC0415
+    from orchestration.digest import build_digest, previous_day  # noqa: PLC0415
 
     whole = load_config(config)
     settings = whole.digest
@@ -403,6 +408,8 @@ async def digest_dry_run(config: Path | None, day: date | None = None) -> str:
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The SQLite file ``url`` names when it does not exist yet; None otherwise."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - loaded only with a store
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -417,6 +424,7 @@ async def _post_digest(config: Path | None, day: date | None) -> int:
     from bot.digest_job import DigestPoster  # noqa: PLC0415 - the Slack stack loads only here
     from bot.main import build_control  # noqa: PLC0415
     from bot.settings import SLACK_API_DEFAULT, bot_token_problem  # noqa: PLC0415
+    from orchestration.digest import previous_day  # noqa: PLC0415
 
     reason = _no_digest_reason(load_config(config))
     if reason is not None:
@@ -620,6 +628,7 @@ async def _plan(
     Nothing is written anywhere: no schema, no knowledge version, no audit record.
     """
     from bot.main import build_control  # noqa: PLC0415 - the runtime loads only when used
+    from orchestration.db import default_url  # noqa: PLC0415
     from orchestration.knowledge import preview_snapshot, read_files, read_stored  # noqa: PLC0415
 
     settings = load_config(config)
@@ -648,6 +657,9 @@ def _stored_stages(settings: OpsgateConfig) -> dict[str, Mode]:
     """The stage each rollout scope is in now, read from the database (empty without one)."""
     if not settings.rollout.scopes:
         return {}
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from orchestration.db import default_url  # noqa: PLC0415
     from orchestration.knowledge.readonly import read_only_session  # noqa: PLC0415
     from orchestration.rollout.stages import current_stages  # noqa: PLC0415
 

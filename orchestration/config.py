@@ -14,15 +14,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.alertmanager import AlertmanagerConfig
-from adapters.http import HttpConfig
-from adapters.kubernetes import KubernetesConfig
-from adapters.pagerduty import PagerDutyConfig, require_secret_ref
-from adapters.prometheus import PrometheusConfig
+# The adapters' schemas, not the adapters: reading the config loads no client library.
+from adapters.kubernetes.settings import KubernetesConfig
+from adapters.settings.alertmanager import AlertmanagerConfig
+from adapters.settings.base import require_secret_ref
+from adapters.settings.http import HttpConfig
+from adapters.settings.pagerduty import PagerDutyConfig
+from adapters.settings.prometheus import PrometheusConfig
+from adapters.settings.sql import SqlConfig
+from adapters.settings.tickets import TicketConfig
+from adapters.settings.vault import VaultConfig
 from adapters.shell import ShellCommand, ShellConfig
-from adapters.sql import SqlConfig
-from adapters.tickets import TicketConfig
-from adapters.vault import VaultConfig
 from common import Mode
 from common.yamlsrc import Problem, YamlSyntaxError, load_located, validation_problems
 from orchestration.errors import ConfigError

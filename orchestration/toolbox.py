@@ -10,17 +10,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters import BreakerStore, GrantSigner, HttpTool, ShellTool, Tool, ToolRegistry, guarded
-from adapters.alertmanager import AlertmanagerConfig, AlertmanagerTool
+from adapters.alertmanager import AlertmanagerTool
 from adapters.guards import Sleep
-from adapters.http import HttpConfig
 from adapters.kubernetes import KubernetesConfig, KubernetesTool
-from adapters.pagerduty import PagerDutyConfig, PagerDutyTool
-from adapters.prometheus import PrometheusConfig, PrometheusTool
+from adapters.pagerduty import PagerDutyTool
+from adapters.prometheus import PrometheusTool
 from adapters.secrets import SecretResolver
+from adapters.settings.alertmanager import AlertmanagerConfig
+from adapters.settings.http import HttpConfig
+from adapters.settings.pagerduty import PagerDutyConfig
+from adapters.settings.prometheus import PrometheusConfig
+from adapters.settings.sql import SqlConfig
+from adapters.settings.tickets import TicketConfig
 from adapters.shell import ShellConfig
-from adapters.sql import SqlConfig, SqlTool
+from adapters.sql import SqlTool
 from adapters.testing import InMemoryBreakerStore
-from adapters.tickets import TicketConfig, TicketTool
+from adapters.tickets import TicketTool
 from adapters.vault import HvacVault
 from common import Clock
 from orchestration.config import OpsgateConfig, ToolLimits

@@ -22,15 +22,35 @@ are :class:`adapters.ToolFailed` errors quoting the API server's Status message;
 The stand-in API server for tests is :mod:`adapters.testing.kubernetes`.
 """
 
-from adapters.kubernetes.settings import (
-    GetArgs,
-    KubernetesConfig,
-    LogsArgs,
-    RestartArgs,
-    ScaleArgs,
-    UndoArgs,
-)
-from adapters.kubernetes.tool import KUBERNETES_SPEC, RESTARTED_AT, KubernetesTool
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy
+
+if TYPE_CHECKING:
+    from adapters.kubernetes.settings import (
+        GetArgs,
+        KubernetesConfig,
+        LogsArgs,
+        RestartArgs,
+        ScaleArgs,
+        UndoArgs,
+    )
+    from adapters.kubernetes.tool import KUBERNETES_SPEC, RESTARTED_AT, KubernetesTool
+
+# What each name is loaded from when first used: importing the package (for
+# ``adapters.settings``, say) loads none of them.
+_EXPORTS = {
+    "GetArgs": "adapters.kubernetes.settings",
+    "KubernetesConfig": "adapters.kubernetes.settings",
+    "LogsArgs": "adapters.kubernetes.settings",
+    "RestartArgs": "adapters.kubernetes.settings",
+    "ScaleArgs": "adapters.kubernetes.settings",
+    "UndoArgs": "adapters.kubernetes.settings",
+    "KUBERNETES_SPEC": "adapters.kubernetes.tool",
+    "RESTARTED_AT": "adapters.kubernetes.tool",
+    "KubernetesTool": "adapters.kubernetes.tool",
+}
+__getattr__ = lazy(__name__, _EXPORTS)
 
 __all__ = [
     "KUBERNETES_SPEC",

@@ -26,57 +26,120 @@ renders the update alone, for when the original card is gone.
 Import from this package; the modules are how it is organised, not its interface.
 """
 
-from bot.blocks.approvals import (
-    render_approval_card,
-    render_approval_requested,
-    render_vote_refused,
-)
-from bot.blocks.commands import (
-    help_blocks,
-    help_text,
-    reject_modal,
-    status_blocks,
-    usage_for_unknown,
-)
-from bot.blocks.debug import audit_blocks, replay_blocks
-from bot.blocks.dispatch import RENDERERS, render, render_unknown
-from bot.blocks.incident import render_incident_opened, render_incident_root
-from bot.blocks.layout import context, finish, header, section
-from bot.blocks.model import MessageKind, Payload, Rendered
-from bot.blocks.results import (
-    render_escalation,
-    render_incident_cancelled,
-    render_incident_resolved,
-    render_plan_blocked,
-    render_plan_finished,
-    render_step_denied,
-    render_step_finished,
-)
-from bot.blocks.text import (
-    MAX_BLOCKS,
-    MAX_BUTTON_VALUE,
-    MAX_CODE,
-    MAX_CONTEXT_ELEMENTS,
-    MAX_CONTEXT_TEXT,
-    MAX_FALLBACK_TEXT,
-    MAX_FIELD_TEXT,
-    MAX_FIELDS,
-    MAX_HEADER_TEXT,
-    MAX_LINE,
-    MAX_REASON,
-    MAX_REJECT_REASON,
-    MAX_SECTION_TEXT,
-    MAX_STEP_SECTIONS,
-    code_block,
-    duration,
-    esc,
-    esc_reason,
-    fit,
-    mention,
-    one_line,
-    slack_date,
-    usd,
-)
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy
+
+if TYPE_CHECKING:
+    from bot.blocks.approvals import (
+        render_approval_card,
+        render_approval_requested,
+        render_vote_refused,
+    )
+    from bot.blocks.commands import (
+        help_blocks,
+        help_text,
+        reject_modal,
+        status_blocks,
+        usage_for_unknown,
+    )
+    from bot.blocks.debug import audit_blocks, replay_blocks
+    from bot.blocks.dispatch import RENDERERS, render, render_unknown
+    from bot.blocks.incident import render_incident_opened, render_incident_root
+    from bot.blocks.layout import context, finish, header, section
+    from bot.blocks.model import MessageKind, Payload, Rendered
+    from bot.blocks.results import (
+        render_escalation,
+        render_incident_cancelled,
+        render_incident_resolved,
+        render_plan_blocked,
+        render_plan_finished,
+        render_step_denied,
+        render_step_finished,
+    )
+    from bot.blocks.text import (
+        MAX_BLOCKS,
+        MAX_BUTTON_VALUE,
+        MAX_CODE,
+        MAX_CONTEXT_ELEMENTS,
+        MAX_CONTEXT_TEXT,
+        MAX_FALLBACK_TEXT,
+        MAX_FIELD_TEXT,
+        MAX_FIELDS,
+        MAX_HEADER_TEXT,
+        MAX_LINE,
+        MAX_REASON,
+        MAX_REJECT_REASON,
+        MAX_SECTION_TEXT,
+        MAX_STEP_SECTIONS,
+        code_block,
+        duration,
+        esc,
+        esc_reason,
+        fit,
+        mention,
+        one_line,
+        slack_date,
+        usd,
+    )
+
+# What each name is loaded from when first used: the plain-text helpers (``bot.blocks.text``)
+# load without Slack's SDK.
+_EXPORTS = {
+    "render_approval_card": "bot.blocks.approvals",
+    "render_approval_requested": "bot.blocks.approvals",
+    "render_vote_refused": "bot.blocks.approvals",
+    "help_blocks": "bot.blocks.commands",
+    "help_text": "bot.blocks.commands",
+    "reject_modal": "bot.blocks.commands",
+    "status_blocks": "bot.blocks.commands",
+    "usage_for_unknown": "bot.blocks.commands",
+    "audit_blocks": "bot.blocks.debug",
+    "replay_blocks": "bot.blocks.debug",
+    "RENDERERS": "bot.blocks.dispatch",
+    "render": "bot.blocks.dispatch",
+    "render_unknown": "bot.blocks.dispatch",
+    "render_incident_opened": "bot.blocks.incident",
+    "render_incident_root": "bot.blocks.incident",
+    "context": "bot.blocks.layout",
+    "finish": "bot.blocks.layout",
+    "header": "bot.blocks.layout",
+    "section": "bot.blocks.layout",
+    "MessageKind": "bot.blocks.model",
+    "Payload": "bot.blocks.model",
+    "Rendered": "bot.blocks.model",
+    "render_escalation": "bot.blocks.results",
+    "render_incident_cancelled": "bot.blocks.results",
+    "render_incident_resolved": "bot.blocks.results",
+    "render_plan_blocked": "bot.blocks.results",
+    "render_plan_finished": "bot.blocks.results",
+    "render_step_denied": "bot.blocks.results",
+    "render_step_finished": "bot.blocks.results",
+    "MAX_BLOCKS": "bot.blocks.text",
+    "MAX_BUTTON_VALUE": "bot.blocks.text",
+    "MAX_CODE": "bot.blocks.text",
+    "MAX_CONTEXT_ELEMENTS": "bot.blocks.text",
+    "MAX_CONTEXT_TEXT": "bot.blocks.text",
+    "MAX_FALLBACK_TEXT": "bot.blocks.text",
+    "MAX_FIELD_TEXT": "bot.blocks.text",
+    "MAX_FIELDS": "bot.blocks.text",
+    "MAX_HEADER_TEXT": "bot.blocks.text",
+    "MAX_LINE": "bot.blocks.text",
+    "MAX_REASON": "bot.blocks.text",
+    "MAX_REJECT_REASON": "bot.blocks.text",
+    "MAX_SECTION_TEXT": "bot.blocks.text",
+    "MAX_STEP_SECTIONS": "bot.blocks.text",
+    "code_block": "bot.blocks.text",
+    "duration": "bot.blocks.text",
+    "esc": "bot.blocks.text",
+    "esc_reason": "bot.blocks.text",
+    "fit": "bot.blocks.text",
+    "mention": "bot.blocks.text",
+    "one_line": "bot.blocks.text",
+    "slack_date": "bot.blocks.text",
+    "usd": "bot.blocks.text",
+}
+__getattr__ = lazy(__name__, _EXPORTS)
 
 __all__ = [
     "MAX_BLOCKS",

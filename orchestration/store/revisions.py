@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from alembic import command
 from sqlalchemy import Engine
 
 from orchestration.store.schema import MIGRATIONS, alembic_config, head_revision, migrate
@@ -17,6 +16,8 @@ def new_revision(message: str, *, scratch: Engine, location: Path = MIGRATIONS) 
             models are compared with it.
         location: the migration environment to write into.
     """
+    from alembic import command  # noqa: PLC0415 - Alembic loads only to draft
+
     migrate(scratch)
     next_id = f"{int(head_revision()) + 1:04d}"
     with scratch.begin() as connection:

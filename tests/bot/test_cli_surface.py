@@ -85,8 +85,12 @@ def test_the_command_line_loads_no_runtime_slack_or_model_client_until_a_verb_ne
     tmp_path: Path,
 ) -> None:
     """``opsgate digest`` starts in a second, not two: importing the command line leaves the
-    runtime (bot.main), Slack's clients and the model clients unloaded."""
-    heavy = ("bot.main", "orchestration.control", "slack_bolt", "slack_sdk.web", "openai")
+    runtime (bot.main), Slack's SDK, the model clients, the store (SQLAlchemy, Alembic) and the
+    adapters' client libraries unloaded (the config schemas are ``adapters.settings``)."""
+    heavy = (
+        *("bot.main", "orchestration.control", "slack_bolt", "slack_sdk", "openai"),
+        *("sqlalchemy", "alembic", "aiohttp", "hvac", "sqlglot", "psycopg", "lightkube"),
+    )
     probe = f"import sys, bot.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", probe],
@@ -98,6 +102,39 @@ def test_the_command_line_loads_no_runtime_slack_or_model_client_until_a_verb_ne
         check=True,
     )
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_a_digest_dry_run_on_a_current_schema_loads_no_alembic_slack_or_adapter_library(
+    tmp_path: Path,
+) -> None:
+    """The dry run reads the store and prints text: a schema already at this release's head is
+    recognised without Alembic, and no Block Kit builder, Slack client, model client or adapter
+    library is loaded."""
+    from orchestration.db import Database  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'opsgate.db'}"
+    db = Database(url)
+    db.create_schema()
+    db.engine.dispose()
+    heavy = (
+        *("alembic", "slack_sdk", "slack_bolt", "openai", "bot.main", "bot.blocks.layout"),
+        *("aiohttp", "hvac", "sqlglot", "lightkube", "orchestration.control"),
+    )
+    probe = (
+        "import sys, bot.cli; code = bot.cli.main(['digest', '--dry-run']); "
+        f"print(code, ','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=_env(OPSGATE_DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "opsgate daily digest for" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "0", done.stdout
 
 
 def test_digest_dry_run_without_a_channel_says_none_would_be_posted_and_creates_nothing(

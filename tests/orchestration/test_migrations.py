@@ -186,6 +186,13 @@ def seed_old_rows(engine: Engine, metadata: MetaData) -> None:
         )
 
 
+def test_the_head_read_from_the_revision_files_is_alembics_head() -> None:
+    """``head_revision`` parses the files (no Alembic at start); it must agree with Alembic."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def test_an_empty_database_migrates_to_exactly_the_models_schema(db_url: str) -> None:
     """The guard that every model change comes with a revision: no difference either way."""
     db = Database(db_url)
