@@ -71,20 +71,35 @@ class Candidate(BaseModel):
     params: dict[str, str]
 
 
+def _matchers(runbook: Runbook) -> tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]:
+    """The runbook's patterns and keywords compiled (once per runbook object: the ack of every
+    ``/incident`` ranks every runbook)."""
+    cached = _COMPILED.get(id(runbook))
+    if cached is not None and cached[0] is runbook:  # the same object, not a reused id
+        return cached[1]
+    compiled = (
+        tuple(re.compile(pattern, re.IGNORECASE) for pattern in runbook.match.patterns),
+        tuple(
+            re.compile(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)")
+            for keyword in runbook.match.keywords
+        ),
+    )
+    _COMPILED[id(runbook)] = (runbook, compiled)
+    while len(_COMPILED) > _NEEDED_MAX:  # old knowledge snapshots' runbooks go first
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return compiled
+
+
 def _keyword_hits(runbook: Runbook, text: str) -> int:
     lowered = text.lower()
-    return sum(
-        1
-        for keyword in runbook.match.keywords
-        if re.search(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)", lowered)
-    )
+    return sum(1 for keyword in _matchers(runbook)[1] if keyword.search(lowered))
 
 
 def _candidate(runbook: Runbook, text: str) -> Candidate | None:
     params: dict[str, str] = {}
     pattern_hits = 0
-    for pattern in runbook.match.patterns:
-        found = re.search(pattern, text, flags=re.IGNORECASE)
+    for pattern in _matchers(runbook)[0]:
+        found = pattern.search(text)
         if found is None:
             continue
         pattern_hits += 1
@@ -97,7 +112,8 @@ def _candidate(runbook: Runbook, text: str) -> Candidate | None:
         return None
     if pattern_hits == 0 and keywords == 0:
         return None
-    return Candidate(
+    # Built from values of the right types: no validation needed (ranked on every ack).
+    return Candidate.model_construct(
         runbook_id=runbook.id, score=10 * pattern_hits + keywords, keywords=keywords, params=params
     )
 
@@ -123,6 +139,9 @@ def _needed_params(runbook: Runbook) -> frozenset[str]:
 # Runbooks are frozen models, replaced (never changed) when knowledge changes.
 _NEEDED: dict[int, tuple[Runbook, frozenset[str]]] = {}
 _NEEDED_MAX = 1024
+_COMPILED: dict[
+    int, tuple[Runbook, tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]]
+] = {}
 
 
 def rank(snapshot: KnowledgeSnapshot, text: str) -> list[Candidate]:
