@@ -147,16 +147,22 @@ class Replica:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / f"{name}.log"
 
-    async def start(self, *, timeout_s: float = 30.0) -> "Replica":
+    async def start(self, *, timeout_s: float = 30.0, port_tries: int = 3) -> "Replica":
         command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port)]
         with self.log.open("ab") as handle:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
-                command, env=self.env, stdout=handle, stderr=subprocess.STDOUT
+                [*command, "--port", str(self.port)],
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
+                if self.proc.poll() is not None and port_tries > 1 and self._port_taken():
+                    # Another test took the free port between our check and serve's bind.
+                    self.port = free_port()
+                    return await self.start(timeout_s=timeout_s, port_tries=port_tries - 1)
                 assert self.proc.poll() is None, self.log.read_text()
                 try:
                     async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
@@ -166,6 +172,10 @@ class Replica:
                     pass
                 await asyncio.sleep(0.1)
         raise TimeoutError(self.log.read_text())
+
+    def _port_taken(self) -> bool:
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return bool(lines) and f"port {self.port} is taken" in lines[-1]
 
     @property
     def dead(self) -> bool:
