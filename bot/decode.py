@@ -147,7 +147,9 @@ def parse_form(text: str) -> dict[str, str]:
     fields = dict(pairs)
     if len(fields) != len(pairs):
         raise Refused(400, "a form field is given twice")
-    check_strings(fields)
+    # A form is flat: one pass over its strings is check_strings' answer, without its stack.
+    if any("\x00" in key or "\x00" in value for key, value in pairs):
+        raise Refused(400, "the body contains a NUL character")
     return fields
 
 

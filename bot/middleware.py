@@ -1,5 +1,6 @@
 """Cross-cutting work for every Slack request: correlation id, actor, inbox key, timing."""
 
+import functools
 import hashlib
 import time
 import uuid
@@ -71,8 +72,19 @@ def begin_request(
 
 def end_request(kind: str, *, started: float, status: int) -> None:
     """Count the request by kind and status, and the time it took to acknowledge."""
-    metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
-    metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)).inc()
+    elapsed = time.perf_counter() - started
+    ack, requests = _children(kind, status)
+    ack.observe(elapsed)
+    requests.inc()
+
+
+@functools.cache
+def _children(kind: str, status: int) -> tuple[Any, Any]:
+    """The metric children of one kind and status (a handful of pairs: looked up once)."""
+    return (
+        metrics.ACK_SECONDS.labels(kind=kind),
+        metrics.SLACK_REQUESTS.labels(kind=kind, outcome=str(status)),
+    )
 
 
 async def socket_checked(req: AsyncBoltRequest, next: Next) -> BoltResponse | None:
