@@ -145,7 +145,7 @@ class SlackNotifier:
             raise DeliveryRetry(f"Slack error {status} {error}", record=record) from exc
         except OSError as exc:  # connection refused, DNS, reset: Slack or the network is down
             raise DeliveryRetry(f"Slack unreachable: {exc}", record=self._record(kept)) from exc
-        except BaseException as exc:
+        except Exception as exc:  # (a cancellation is not a failed delivery: it propagates)
             if kept:  # anything else: what was posted is still kept, then the relay defers
                 raise DeliveryRetry(
                     f"{type(exc).__name__}: {exc}", record=self._record(kept)
