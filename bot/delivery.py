@@ -7,16 +7,21 @@ CPU work, so it runs in a worker thread and never delays Slack's acks on the eve
 
 Where a message was posted (``outbox:<id>``, and the root's and cards' refs) is kept in the
 relay's commit that marks the message delivered (the ``Record`` ``deliver`` returns), or that
-defers it when a follow-up failed after the post. So a delivery costs one commit, and the window
-in which a crash re-posts a message is the same as before: between Slack's answer and that
-commit. A message is looked up as already posted only when an earlier attempt failed
-(``attempts > 0``): a posted message's ref is written no later than its first failure.
+defers it when a follow-up failed after the post (or the mark could not be committed), and is
+written at once when the delivery is cancelled after the post. So a delivery costs one commit;
+a crash between Slack's answer and that commit (which, for a message that redraws the root,
+comes after the redraw) posts the message again. A message is looked up as already posted only
+when an earlier attempt failed (``attempts > 0``): a posted message's ref is written no later
+than its first failure.
 The root's progress is redrawn from the plan as it stands, so when a later message of the same
-pass redraws it anyway, the earlier one leaves it to that one. The ts of each incident's root
-and each card never change once posted, and are kept in memory after first use.
+pass redraws it anyway, the earlier one leaves it to that one; if that message does not go out
+(deferred, dropped), the redraw is done when the pass ends (``pass_over``). The ts of each
+incident's root and each card never change once stored, and are kept in memory once read back
+from the database.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,6 +124,20 @@ class SlackNotifier:
         self._rate = rate_per_s
         self._limiters: dict[str, AsyncLimiter] = {}
         self._memo: dict[str, SlackRef] = {}  # incident roots and cards: fixed once posted
+        # Root redraws left to a later message of the pass, by incident (done at pass end if
+        # that message did not go out).
+        self._owed: dict[str, OutboxMessage] = {}
+
+    async def pass_over(self, channel: str) -> None:
+        """The relay's pass over ``channel`` ended: redraw the roots a later message of it was
+        to redraw but did not (it was deferred or dropped)."""
+        owed = [m for m in self._owed.values() if m.channel == channel]
+        for message in owed:
+            self._owed.pop(str(message.incident_id), None)
+            try:
+                await self._refresh_root(message, ())
+            except Exception:  # the next root update of the incident redraws it
+                log.exception("root_redraw_failed", incident_id=message.incident_id)
 
     async def deliver(
         self, message: OutboxMessage, *, later: Sequence[OutboxMessage] = ()
@@ -145,7 +164,15 @@ class SlackNotifier:
             raise DeliveryRetry(f"Slack error {status} {error}", record=record) from exc
         except OSError as exc:  # connection refused, DNS, reset: Slack or the network is down
             raise DeliveryRetry(f"Slack unreachable: {exc}", record=self._record(kept)) from exc
-        except Exception as exc:  # (a cancellation is not a failed delivery: it propagates)
+        except asyncio.CancelledError:
+            # Stopped after posting (shutdown): keep the refs, so the retry does not post again.
+            if kept:
+                record = self._record(kept)
+                assert record is not None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._refs.run(record))
+            raise
+        except Exception as exc:
             if kept:  # anything else: what was posted is still kept, then the relay defers
                 raise DeliveryRetry(
                     f"{type(exc).__name__}: {exc}", record=self._record(kept)
@@ -229,7 +256,7 @@ class SlackNotifier:
             ts = await self._post(message.channel, text=rendered.text, blocks=rendered.blocks)
             # The root's plan, so later updates show that plan's progress (not a recovery's).
             root = {**stored, "plan_id": message.plan_id, "incident_status": "open"}
-            self._remember(keep(f"incident:{message.incident_id}", ts, root))
+            keep(f"incident:{message.incident_id}", ts, root)
             assert message.incident_id is not None
             await self._control.set_thread(message.incident_id, ts)
         elif kind == "vote_refused":
@@ -249,7 +276,7 @@ class SlackNotifier:
             ts = await self._post(
                 message.channel, text=rendered.text, blocks=rendered.blocks, thread_ts=thread
             )
-            self._remember(keep(f"approval:{payload['approval_id']}", ts, stored))
+            keep(f"approval:{payload['approval_id']}", ts, stored)
         elif kind == "approval_updated":
             ts = await self._update_card(payload)
         elif kind == NOTICE_KIND:
@@ -329,6 +356,7 @@ class SlackNotifier:
             m.incident_id == message.incident_id and m.kind in ROOT_UPDATES for m in later
         )
         if redrawn and not closing:
+            self._owed[str(message.incident_id)] = message
             return
         ref = await self._refs.get(key)  # its payload changes when the incident closes
         if ref is None:
@@ -338,7 +366,9 @@ class SlackNotifier:
             root["incident_status"] = message.kind.removeprefix("incident_")
             await self._refs.put(key, channel=ref.channel, ts=ref.ts, payload=root)
             if redrawn:
+                self._owed[str(message.incident_id)] = message
                 return
+        self._owed.pop(str(message.incident_id), None)
         progress = await self._progress(root, message)
         rendered = await asyncio.to_thread(
             render_incident_root,

@@ -4,6 +4,7 @@ A bot-owned table in the control plane's database, so a restart still knows whic
 to thread under or update, and a re-delivered outbox message is not posted twice.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import JSON, Column
@@ -40,6 +41,10 @@ class Refs:
         """Store (or replace) ``ref`` in the caller's transaction (one upsert, no read)."""
         values = {"key": ref.key, "channel": ref.channel, "ts": ref.ts, "payload": ref.payload}
         upsert(session, _REFS, values, keys=["key"])
+
+    async def run(self, record: Callable[[Session], None]) -> None:
+        """Run ``record`` (e.g. a delivery's ``store`` calls) in a unit of its own."""
+        await self._db.run(record)
 
     async def put(
         self, key: str, *, channel: str, ts: str, payload: dict[str, Any] | None = None

@@ -17,7 +17,11 @@ Commits per pass over a channel: one to take the lease and read the channel's qu
 per message, which marks it delivered, stores what the notifier asks to keep with it (the
 ``Record`` it returns, e.g. where the message was posted) and renews the lease, or, for the
 last message, releases it. A notifier is told which messages of the channel follow in the
-same pass (``later``), so it can leave to a later message work that one redoes anyway.
+same pass (``later``), so it can leave to a later message work that one redoes anyway; its
+``pass_over(channel)``, if it has one, is called when the pass ends, so what a later message
+did not get to do (it was deferred or dropped) is done then. When the delivered mark cannot be
+committed, the notifier's record is kept with a deferral instead, so the retry knows what was
+posted. The lease is released when the pass ends whatever ends it (an error, a cancellation).
 """
 
 import asyncio
@@ -174,13 +178,31 @@ class OutboxRelay:
             done.set()
             await keeper
 
+        released = False
         try:
             delivered, deferred, released = await self._drain_channel(rows, lost, stop_keeper)
+            if not lost.is_set():
+                await self._pass_over(channel)
+            return delivered, deferred
         finally:
             await stop_keeper()
-        if not released and not lost.is_set():
-            await self._db.run(lambda s: self._unlease(s, channel))
-        return delivered, deferred
+            if not released and not lost.is_set():
+                # Also after an error or a cancellation: the next relay need not wait LEASE_S.
+                try:
+                    await self._db.run(lambda s: self._unlease(s, channel))
+                except Exception:
+                    log.exception("outbox_unlease_failed", channel=channel)
+
+    async def _pass_over(self, channel: str) -> None:
+        """Tell the notifier the pass over ``channel`` ended (what it left to a later message
+        that did not go out, it does now); its failure is logged, not the pass's."""
+        finish = getattr(self._notifier, "pass_over", None)
+        if finish is None:
+            return
+        try:
+            await finish(channel)
+        except Exception:
+            log.exception("outbox_pass_over_failed", channel=channel)
 
     def _lease(self, session: Session, channel: str) -> bool:
         """Take (or extend) ``channel``'s lease unless another live relay holds it: one upsert
@@ -287,7 +309,14 @@ class OutboxRelay:
             last = not later
             if last:
                 await stop_keeper()  # the last commit releases the lease
-            await self._mark_delivered(row, lost, error=error, record=record, release=last)
+            try:
+                await self._mark_delivered(row, lost, error=error, record=record, release=last)
+            except Exception as exc:
+                # Delivered, but not recorded: keep what the notifier keeps (so a retry knows
+                # it was posted) with a deferral, and stop the pass.
+                log.exception("outbox_mark_failed", outbox_id=row.id, kind=row.kind)
+                await self._defer(row, f"delivered, not recorded: {exc}", 0.0, record=record)
+                return delivered, len(rows) - index, False
             if error is None:
                 delivered += 1
             if last:

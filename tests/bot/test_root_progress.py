@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from bot.ids import ActionId
+from orchestration.models import OutboxMessage
 from tests.bot.scenario import APPROVER_A, APPROVER_B, Stack
 from tests.orchestration.helpers import RUNBOOK, write_runbook
 
@@ -159,3 +161,31 @@ async def test_root_updates_queued_together_redraw_the_root_once(stack: Stack) -
     assert len(redraws) == 1
     assert "🙋 waiting for approval: needs 2 approvals" in root_text(stack)
     assert "✅ succeeded" in root_text(stack)  # the probe's outcome, drawn by the card's pass
+
+
+async def test_a_redraw_left_to_a_later_message_that_did_not_go_out_is_done_at_pass_end(
+    stack: Stack,
+) -> None:
+    """The probe's result leaves the root's redraw to the card after it; when the card is
+    not delivered (deferred, dropped), the relay's end of pass redraws the root anyway."""
+    await stack.command("checkout-api is down")
+    await stack.settle()
+    assert stack.app is not None
+    notifier = stack.app.surface.relay._notifier
+    sent = await stack.control.db.run(
+        lambda s: list(s.exec(select(OutboxMessage).where(OutboxMessage.kind == "step_finished")))
+    )
+    probe = sent[0].model_copy(update={"attempts": 1})  # delivered before: not posted again
+    card = probe.model_copy(update={"id": -1, "kind": "approval_requested"})
+    root = stack.root()
+
+    def redraws() -> int:
+        return len([c for c in stack.slack.calls_to("chat.update") if c.get("ts") == root.ts])
+
+    before = redraws()
+    await notifier.deliver(probe, later=[card])
+    assert redraws() == before  # left to the card
+    await notifier.pass_over(probe.channel)  # the card never went out
+    assert redraws() == before + 1
+    await notifier.pass_over(probe.channel)
+    assert redraws() == before + 1  # owed once, redrawn once

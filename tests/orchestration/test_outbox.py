@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 from structlog.testing import capture_logs
@@ -362,4 +363,54 @@ async def test_what_was_posted_before_a_failed_follow_up_is_kept_with_the_deferr
     assert stored.delivered_at is None
     assert stored.attempts == 1
     assert await lease_of(db, f"kept-{row.id}") is not None  # kept in the deferral's commit
+    await db.close()
+
+
+class FailingRecord:
+    """A notifier whose record fails ``fails`` times: the commit that would keep it fails."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    async def deliver(self, message: OutboxMessage, *, later: object = ()) -> object:
+        def record(session: Session) -> None:
+            if self.fails > 0:
+                self.fails -= 1
+                raise RuntimeError("the database refused the commit")
+            session.add(
+                OutboxLease(channel=f"kept-{message.id}", holder="n", until=message.created_at)
+            )
+
+        return record
+
+
+async def test_a_delivery_whose_mark_cannot_be_committed_is_deferred_with_what_it_posted(
+    db_url: str, clock: FakeClock
+) -> None:
+    db = Database(db_url)
+    await db.start()
+    await seed(db, clock.now(), 2, ["C1"])
+    relay = OutboxRelay(db=db, notifier=FailingRecord(fails=1), clock=clock)
+    first = (await relay.pending())[0]
+    result = await relay.drain()
+    assert (result.delivered, result.deferred) == (0, 2)  # the pass stops at the first
+    stored = await db.run(lambda s: s.get(OutboxMessage, first.id))
+    assert stored is not None
+    assert stored.delivered_at is None
+    assert stored.attempts == 1  # so the retry looks for what was posted ...
+    assert await lease_of(db, f"kept-{first.id}") is not None  # ... and finds it
+    assert await lease_of(db, "C1") is None  # the channel is free again
+    await db.close()
+
+
+async def test_the_lease_is_released_when_a_pass_ends_in_an_error(
+    db_url: str, clock: FakeClock
+) -> None:
+    db = Database(db_url)
+    await db.start()
+    await seed(db, clock.now(), 1, ["C1"])
+    relay = OutboxRelay(db=db, notifier=FailingRecord(fails=2), clock=clock)  # mark and defer
+    with pytest.raises(RuntimeError):
+        await relay.drain()
+    assert await lease_of(db, "C1") is None  # no other relay waits out LEASE_S
     await db.close()
