@@ -125,7 +125,7 @@ async def assert_reachable(page: Page, testid: str) -> None:
     await node.wait_for(timeout=10_000)
     handle = await node.element_handle()
     try:  # polled: a drawer slides in over a fraction of a second
-        await page.wait_for_function(REACHABLE_JS, arg=handle, timeout=5_000)
+        await page.wait_for_function(REACHABLE_JS, arg=handle, timeout=15_000)  # a loaded CI
     except playwright.TimeoutError:
         pytest.fail(f"{testid} is off screen or covered", pytrace=False)
 

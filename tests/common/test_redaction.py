@@ -111,6 +111,7 @@ def test_no_planted_secret_survives_in_text(
     kind: str, data: st.DataObject, before: str, after: str
 ) -> None:
     planted, secret = data.draw(SHAPES[kind])
+    assume(secret not in before and secret not in after)  # (e.g. a bearer token ".")
     out = redact_text(f"{before} {planted} {after}")
     assert secret not in out
     assert REDACTED in out
