@@ -26,10 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,10 +36,11 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import create_engine, func, select
 
+from bench.serving import RUNBOOK, Serve
 from bench.step_overhead import drop_pg_schema, fresh_pg_schema
 from bot.ids import ActionId
 from bot.sandbox import signing
-from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
+from bot.sandbox.webapi import FakeSlack
 from orchestration.enums import ApprovalState, IncidentStatus
 from orchestration.models import Approval, Incident
 
@@ -54,32 +51,6 @@ APPROVERS = ["UAPP1", "UAPP2"]
 READY_TIMEOUT_S = 60.0
 QUIET_S = 1.0  # the outbox counts as delivered after this long without a Slack call
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-RUNBOOK = """\
-id: web-restart
-version: 1
-title: Restart an unhealthy web service
-match:
-  keywords: ["down"]
-  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) is down']
-steps:
-  - id: probe
-    title: Probe {{service}} health
-    tool: http.get
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
-    risk: low
-  - id: restart
-    title: Restart {{service}}
-    tool: http.post
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/restart"}}
-    risk: high
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -130,63 +101,6 @@ class Cards:
                 self.threads.add((event["channel"], message["thread_ts"]))
 
 
-class Serve:
-    """One ``opsgate serve`` child process."""
-
-    def __init__(self, folder: Path, *, api_url: str, db_url: str) -> None:
-        self.port = free_port()
-        self.log = folder / "serve.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSGATE_"))},
-            "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "OPSGATE_SLACK_API_URL": api_url,
-            "OPSGATE_CONFIG": str(folder / "opsgate.yaml"),
-            "OPSGATE_DATABASE_URL": db_url,
-            "OPSGATE_GRANT_KEY": "ab" * 32,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack/events"
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port)]
-        with self.log.open("ab") as handle:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
-                command, env=self.env, stdout=handle, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"opsgate serve exited:\n{self.log.read_text()}")
-            try:
-                async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise TimeoutError(f"opsgate serve not ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 def write_config(folder: Path, *, service_port: int) -> None:
     runbooks = folder / "runbooks"
     runbooks.mkdir()
@@ -232,8 +146,7 @@ async def wait_until(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
-        assert serve.proc is not None
-        if serve.proc.poll() is not None:
+        if serve.dead:
             raise RuntimeError(f"opsgate serve exited:\n{serve.log.read_text()}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}; see {serve.log}")
@@ -274,10 +187,10 @@ async def run_backend(
             slack.add_user(user, name=user.lower())
         service, service_port = await unhealthy_service()
         write_config(folder, service_port=service_port)
-        serve = Serve(folder, api_url=slack.base_url, db_url=db_url)
+        serve = Serve(folder, api_url=slack.base_url, db_url=db_url, secret=SECRET)
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         try:
-            await serve.start(http)
+            await serve.start(timeout_s=READY_TIMEOUT_S)
             baseline = memory_kib(serve.pid)
             t0 = time.monotonic()
             acks = await open_incidents(

@@ -38,11 +38,7 @@ import json
 import logging
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -54,10 +50,11 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import create_engine
 
+from bench.serving import RUNBOOK, Serve, cpu_s, free_port
 from bench.step_overhead import drop_pg_schema, fresh_pg_schema
 from bot.ids import ActionId
 from bot.sandbox import signing
-from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
+from bot.sandbox.webapi import FakeSlack
 
 SECRET = "bench-replicas-secret"
 REQUESTER = "UREQ"
@@ -65,47 +62,7 @@ APPROVERS = ("UAPP1", "UAPP2")
 CHANNELS = tuple(f"C0LOAD{n}" for n in range(16))
 TARGET_RATIO = 1.8
 BASELINE_CPU_MS = 60.0
-ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CARD = re.compile(r"Restart svc-(\d+)(?!\d)")
-
-RUNBOOK = """
-id: web-restart
-version: 1
-title: Restart an unhealthy web service
-match:
-  keywords: ["down"]
-  patterns: ['(?P<service>[a-z][a-z0-9-]{{1,40}}) is down']
-steps:
-  - id: probe
-    title: Probe {{service}} health
-    tool: http.get
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
-    risk: low
-  - id: restart
-    title: Restart {{service}}
-    tool: http.post
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/restart"}}
-    risk: high
-  - id: verify
-    title: Verify {{service}} is healthy
-    tool: http.get
-    args: {{url: "http://127.0.0.1:{port}/svc/{{service}}/health"}}
-    expect: {{status: 200}}
-    risk: low
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @dataclass
@@ -137,61 +94,6 @@ class Target:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-
-class Replica:
-    """One ``opsgate serve`` child process."""
-
-    def __init__(self, folder: Path, *, api_url: str, db_url: str, name: str) -> None:
-        self.port = free_port()
-        self.log = folder / f"{name}.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSGATE_"))},
-            "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "OPSGATE_SLACK_API_URL": api_url,
-            "OPSGATE_CONFIG": str(folder / "opsgate.yaml"),
-            "OPSGATE_DATABASE_URL": db_url,
-            "OPSGATE_GRANT_KEY": "cd" * 32,
-            "PYTHONPATH": str(ROOT),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}/slack/events"
-
-    async def start(self, http: aiohttp.ClientSession, timeout_s: float = 60.0) -> None:
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
-                [*command, "--port", str(self.port)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"replica exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise TimeoutError(self.log.read_text()[-3000:])
-
-    def cpu_s(self) -> float:
-        assert self.proc is not None
-        return cpu_s(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 class Cards:
@@ -232,14 +134,14 @@ class World:
     slack: FakeSlack
     cards: Cards
     target: Target
-    replicas: list[Replica]
+    replicas: list[Serve]
     http: aiohttp.ClientSession
     db_url: str
     done: dict[int, asyncio.Event] = field(default_factory=dict)
     opened_at: dict[int, float] = field(default_factory=dict)
     finished_at: dict[int, float] = field(default_factory=dict)
 
-    async def post(self, replica: Replica, body: str) -> None:
+    async def post(self, replica: Serve, body: str) -> None:
         headers = signing.sign(body, secret=SECRET)
         async with self.http.post(replica.url, data=body.encode(), headers=headers) as resp:
             if resp.status != 200:
@@ -352,7 +254,7 @@ async def run_config(
         cards=Cards(slack),
         target=target,
         replicas=[
-            Replica(folder, api_url=api_url, db_url=db_url, name=f"replica{i}")
+            Serve(folder, api_url=api_url, db_url=db_url, secret=SECRET, name=f"replica{i}")
             for i in range(replicas)
         ],
         http=http,
@@ -362,7 +264,7 @@ async def run_config(
     watcher: asyncio.Task[None] | None = None
     try:
         # The first replica creates the schema; the others start against it at the same time.
-        await asyncio.gather(*(r.start(http) for r in world.replicas))
+        await asyncio.gather(*(r.start() for r in world.replicas))
         watcher = asyncio.create_task(world.watch(stop))
         gate = asyncio.Semaphore(args.inflight)
         await asyncio.gather(*(world.incident(n, gate) for n in range(warmup)))

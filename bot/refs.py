@@ -49,9 +49,6 @@ class Refs:
     async def put(
         self, key: str, *, channel: str, ts: str, payload: dict[str, Any] | None = None
     ) -> None:
-        """Store (or replace) a reference."""
-
-        def work(session: Session) -> None:
-            session.merge(SlackRef(key=key, channel=channel, ts=ts, payload=payload or {}))
-
-        await self._db.run(work)
+        """Store (or replace) a reference, in a unit of its own."""
+        ref = SlackRef(key=key, channel=channel, ts=ts, payload=payload or {})
+        await self._db.run(lambda s: Refs.store(s, ref))

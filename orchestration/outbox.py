@@ -129,17 +129,17 @@ class OutboxRelay:
         self.relay_id = uuid.uuid4().hex
         self.wakeup = asyncio.Event()
 
-    async def pending(self, channel: str | None = None) -> list[OutboxMessage]:
-        """Undelivered messages whose retry time has come, oldest first (of one channel)."""
+    def _queue(self, session: Session, channel: str | None = None) -> list[OutboxMessage]:
+        """Undelivered messages, oldest first, at most a batch (of one channel)."""
+        query = select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
+        if channel is not None:
+            query = query.where(OutboxMessage.channel == channel)
+        return list(session.exec(query.order_by(col(OutboxMessage.id)).limit(self._batch)))
+
+    async def pending(self) -> list[OutboxMessage]:
+        """Undelivered messages whose retry time has come, oldest first."""
         now = self._clock.now()
-
-        def work(session: Session) -> list[OutboxMessage]:
-            query = select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
-            if channel is not None:
-                query = query.where(OutboxMessage.channel == channel)
-            return list(session.exec(query.order_by(col(OutboxMessage.id)).limit(self._batch)))
-
-        rows = await self._db.run(work)
+        rows = await self._db.run(self._queue)
         blocked: set[str] = set()
         ready = []
         for row in rows:
@@ -229,13 +229,7 @@ class OutboxRelay:
         it. (The queue is read under the lease: what another relay delivered is gone from it.)"""
         if not self._lease(session, channel):
             return None
-        query = (
-            select(OutboxMessage)
-            .where(col(OutboxMessage.delivered_at).is_(None), OutboxMessage.channel == channel)
-            .order_by(col(OutboxMessage.id))
-            .limit(self._batch)
-        )
-        return list(session.exec(query))
+        return self._queue(session, channel)
 
     def _ready(self, rows: list[OutboxMessage]) -> list[OutboxMessage]:
         """The leading rows of one channel whose retry time has come (order is kept)."""

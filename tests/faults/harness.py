@@ -2,10 +2,6 @@
 counts every call it receives (outside the processes being killed)."""
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,11 +12,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.serving import Serve
 from bot.ids import ActionId
 from bot.sandbox import signing
-from bot.sandbox.webapi import DEFAULT_TOKEN, FakeSlack
+from bot.sandbox.webapi import FakeSlack
 from bot.sandbox.workspace import Message
-from tests.bot.test_process import free_port
 from tests.orchestration.helpers import serve_locally
 
 SECRET = "fault-test-secret"
@@ -127,74 +123,17 @@ class Target:
             await self.runner.cleanup()
 
 
-class Replica:
-    """One ``opsgate serve`` child process on the shared database."""
+class Replica(Serve):
+    """One ``opsgate serve`` child process on the shared database (``kill_at``: a fault point
+    at which it kills itself, ``common.faults``)."""
 
     def __init__(self, tmp: Path, *, api_url: str, db_url: str, name: str, kill_at: str = ""):
-        self.port = free_port()
-        self.name = name
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPSGATE_"))},
-            "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "OPSGATE_SLACK_API_URL": api_url,
-            "OPSGATE_CONFIG": str(tmp / "opsgate.yaml"),
-            "OPSGATE_DATABASE_URL": db_url,
-            "OPSGATE_GRANT_KEY": "ab" * 32,
-        }
-        if kill_at:
-            self.env["OPSGATE_FAULT_KILL_AT"] = kill_at
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tmp / f"{name}.log"
+        env = {"OPSGATE_FAULT_KILL_AT": kill_at} if kill_at else {}
+        super().__init__(tmp, api_url=api_url, db_url=db_url, secret=SECRET, name=name, env=env)
 
     async def start(self, *, timeout_s: float = 30.0, port_tries: int = 3) -> "Replica":
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-        with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, polled below
-                [*command, "--port", str(self.port)],
-                env=self.env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None and port_tries > 1 and self._port_taken():
-                    # Another test took the free port between our check and serve's bind.
-                    self.port = free_port()
-                    return await self.start(timeout_s=timeout_s, port_tries=port_tries - 1)
-                assert self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
-                        if resp.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(self.log.read_text())
-
-    def _port_taken(self) -> bool:
-        lines = self.log.read_text(errors="replace").strip().splitlines()
-        return bool(lines) and f"port {self.port} is taken" in lines[-1]
-
-    @property
-    def dead(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        await super().start(timeout_s=timeout_s, port_tries=port_tries)
+        return self
 
     async def post(self, body: str) -> int | None:
         """POST a signed body; None when the process died before answering."""
